@@ -1,0 +1,35 @@
+# The two commands README.md promises on a fresh machine:
+#   make demo   bring up a cluster and solve a bundled example (local solver when no Docker engine)
+#   make test   the full test suite (unit + Docker integration); CI=true turns any skip into a failure
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: venv demo test test-fast lint bench clean
+
+$(BIN)/sorctl: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/sorctl
+
+demo: venv
+	./scripts/demo.sh
+
+test: venv
+	./scripts/test.sh
+
+test-fast: venv
+	$(BIN)/pytest -m 'not docker' -q
+
+lint: venv
+	$(BIN)/ruff check cli solver tests bench
+	$(BIN)/ruff format --check cli solver tests bench
+
+bench: venv
+	$(BIN)/python bench/bench_kernels.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

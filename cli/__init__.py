@@ -1,0 +1,1 @@
+"""sorctl command-line interface: cluster lifecycle, images and the solve front end."""
