@@ -1,0 +1,1 @@
+"""Cluster lifecycle: plan (pure data), apply (the only engine writer), observe (reads it back)."""
