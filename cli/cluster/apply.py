@@ -201,7 +201,7 @@ def bring_up(
         role = group[0].role
         reporter.step(f"starting {role}{'s' if len(group) > 1 else ''}")
         start_containers(client, group, material, created)
-        if role == "scheduler":
+        if role == "scheduler" and plan.role("relay"):
             # Relays announce the scheduler once, at start: it must be listening by then.
             sched = plan.scheduler
             wait_listening(client, sched.name, sched.address, DISPY_PORT, deadline)
