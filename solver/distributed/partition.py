@@ -1,0 +1,98 @@
+"""Split the rows of A into blocks, colour the blocks, and place them on node CPUs (pure, no I/O).
+
+Blocks are contiguous ranges of a reverse Cuthill-McKee ordering: RCM keeps every row's neighbours
+within a narrow band, so a contiguous range of it couples only to the ranges just before and after
+it, and the block graph of a mesh is close to a path (two colours). Blocks of one colour share no
+nonzero, so they can be swept at the same time and still give SOR in the permuted order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+
+def contiguous_blocks(A: sp.csr_matrix, nblocks: int) -> list[np.ndarray]:
+    """`nblocks` row sets (global numbers, sweep order) of about equal work, cut from RCM order."""
+    n = A.shape[0]
+    nblocks = max(1, min(int(nblocks), n))
+    order = reverse_cuthill_mckee(A, symmetric_mode=True).astype(np.int64)
+    # Balance work (nonzeros, plus one per row for the update itself), not row counts.
+    work = np.diff(A.indptr)[order].astype(np.int64) + 1
+    cum = np.cumsum(work)
+    targets = cum[-1] * np.arange(1, nblocks) / nblocks
+    cuts = np.searchsorted(cum, targets, side="left") + 1
+    cuts = np.unique(np.clip(cuts, 1, n - 1)) if n > 1 else np.array([], dtype=np.int64)
+    return [part for part in np.split(order, cuts) if part.size]
+
+
+def block_labels(n: int, blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """label[i] = index of the block holding row i; every row must be in exactly one block."""
+    label = np.full(n, -1, dtype=np.int64)
+    for k, rows in enumerate(blocks):
+        if np.any(label[rows] >= 0):
+            raise ValueError(f"block {k} repeats a row held by another block")
+        label[rows] = k
+    if np.any(label < 0):
+        raise ValueError("the blocks do not cover every row")
+    return label
+
+
+def block_graph(A: sp.csr_matrix, label: np.ndarray, nblocks: int) -> list[set[int]]:
+    """Neighbours of each block: p and q are coupled when some a_ij != 0 with i in p and j in q."""
+    rows = np.repeat(label, np.diff(A.indptr))
+    cols = label[A.indices]
+    cross = rows != cols
+    pairs = np.unique(rows[cross] * nblocks + cols[cross])
+    adj: list[set[int]] = [set() for _ in range(nblocks)]
+    for p, q in zip((pairs // nblocks).tolist(), (pairs % nblocks).tolist(), strict=True):
+        adj[p].add(q)
+        adj[q].add(p)  # symmetric even if A's pattern is not
+    return adj
+
+
+def colour_blocks(adj: Sequence[set[int]]) -> np.ndarray:
+    """Greedy (largest degree first) colouring: no two coupled blocks share a colour."""
+    nb = len(adj)
+    colour = np.full(nb, -1, dtype=np.int64)
+    for p in sorted(range(nb), key=lambda k: (-len(adj[k]), k)):
+        taken = {int(colour[q]) for q in adj[p] if colour[q] >= 0}
+        c = 0
+        while c in taken:
+            c += 1
+        colour[p] = c
+    return colour
+
+
+def place_blocks(work: Sequence[float], colour: Sequence[int], slots: Sequence[str]) -> list[str]:
+    """The node of each block. `slots` lists one entry per CPU (a node with 2 CPUs appears twice).
+
+    Blocks of one colour run at the same time, so each colour is balanced over the CPUs on its own
+    (largest block first onto the least-loaded CPU); ties go to the CPU with the least work overall.
+    """
+    if not slots:
+        raise ValueError("no CPUs to place blocks on")
+    nslots = len(slots)
+    total = np.zeros(nslots)
+    node_of: list[str] = [""] * len(work)
+    for c in sorted(set(int(v) for v in colour)):
+        mine = sorted((k for k in range(len(work)) if colour[k] == c), key=lambda k: -work[k])
+        load = np.zeros(nslots)
+        for k in mine:
+            s = min(range(nslots), key=lambda i: (load[i], total[i], i))
+            load[s] += work[k]
+            total[s] += work[k]
+            node_of[k] = slots[s]
+    return node_of
+
+
+def slots_of(node_cpus: dict[str, int]) -> list[str]:
+    """One slot per CPU, interleaved across nodes so that the first slots spread over all nodes."""
+    slots: list[str] = []
+    most = max(node_cpus.values(), default=0)
+    for i in range(most):
+        slots.extend(node for node, cpus in sorted(node_cpus.items()) if cpus > i)
+    return slots

@@ -1,0 +1,107 @@
+"""Pure planning of the distributed solve: row blocks, block colouring, placement, block data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from solver.distributed.blocks import build_blocks, payload_bytes
+from solver.distributed.partition import (
+    block_graph,
+    block_labels,
+    colour_blocks,
+    contiguous_blocks,
+    place_blocks,
+    slots_of,
+)
+
+
+def poisson2d(m: int) -> sp.csr_matrix:
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
+    return sp.csr_matrix(sp.kron(sp.identity(m), t) + sp.kron(t, sp.identity(m)))
+
+
+def random_spd(n: int, density: float, seed: int) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    R = sp.random(n, n, density=density, random_state=rng, format="csr")
+    S = R + R.T
+    return sp.csr_matrix(S + sp.diags(np.asarray(abs(S).sum(axis=1)).ravel() + 1.0))
+
+
+@pytest.mark.parametrize("nblocks", [1, 3, 8, 17])
+def test_blocks_cover_every_row_once_with_balanced_work(nblocks):
+    A = poisson2d(30)
+    parts = contiguous_blocks(A, nblocks)
+    assert len(parts) == nblocks
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(A.shape[0]))
+    work = [np.diff(A.indptr)[p].sum() + p.size for p in parts]
+    assert max(work) <= 1.2 * min(work)
+
+
+def test_more_blocks_than_rows_gives_one_row_each():
+    A = poisson2d(2)
+    parts = contiguous_blocks(A, 10)
+    assert sorted(p.size for p in parts) == [1, 1, 1, 1]
+
+
+def test_labels_reject_overlap_and_gaps():
+    with pytest.raises(ValueError, match="repeats"):
+        block_labels(4, [np.array([0, 1]), np.array([1, 2, 3])])
+    with pytest.raises(ValueError, match="cover"):
+        block_labels(4, [np.array([0, 1]), np.array([2])])
+
+
+def test_rcm_blocks_of_a_mesh_form_a_path_with_two_colours():
+    A = poisson2d(40)
+    parts = contiguous_blocks(A, 8)
+    adj = block_graph(A, block_labels(A.shape[0], parts), len(parts))
+    assert all(len(nb) <= 2 for nb in adj)
+    assert colour_blocks(adj).max() == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_colouring_never_gives_coupled_blocks_one_colour(seed):
+    A = random_spd(300, 0.02, seed)
+    rng = np.random.default_rng(seed)
+    parts = np.array_split(rng.permutation(300), 12)
+    label = block_labels(300, parts)
+    adj = block_graph(A, label, 12)
+    colour = colour_blocks(adj)
+    coo = A.tocoo()
+    lr, lc = label[coo.row], label[coo.col]
+    coupled = lr != lc
+    assert coupled.any()
+    assert np.all(colour[lr[coupled]] != colour[lc[coupled]])
+
+
+def test_each_colour_spreads_over_all_cpus():
+    colour = [0, 1, 0, 1, 0, 1, 0, 1]
+    slots = slots_of({"n1": 2, "n2": 1, "n3": 1})
+    assert sorted(slots) == ["n1", "n1", "n2", "n3"]
+    node_of = place_blocks([10.0] * 8, colour, slots)
+    for c in (0, 1):
+        mine = [node_of[k] for k in range(8) if colour[k] == c]
+        assert sorted(mine) == ["n1", "n1", "n2", "n3"]
+
+
+def test_block_arrays_reproduce_a_times_x():
+    A = random_spd(200, 0.03, 7)
+    b = np.arange(200.0)
+    parts = np.array_split(np.random.default_rng(7).permutation(200), 5)
+    blocks = build_blocks(A, b, parts)
+    x = np.random.default_rng(8).standard_normal(200)
+    Ax = A @ x
+    needed = set()
+    for blk in blocks:
+        needed.update(blk.halo.tolist())
+        xext = np.concatenate([x[blk.rows], [np.nan], x[blk.halo]])  # the spare slot is never read
+        local = sp.csr_matrix((blk.data, blk.indices, blk.indptr), shape=(blk.size, blk.ext_size))
+        np.testing.assert_allclose(local @ np.nan_to_num(xext, nan=0.0), Ax[blk.rows], rtol=1e-12)
+        assert not np.any(blk.indices == blk.size)
+        np.testing.assert_array_equal(blk.diag, A.diagonal()[blk.rows])
+        np.testing.assert_array_equal(blk.b, b[blk.rows])
+        assert not np.isin(blk.halo, blk.rows).any()
+    iface_rows = set(np.concatenate([blk.rows[blk.iface] for blk in blocks]).tolist())
+    assert iface_rows == needed
+    assert payload_bytes(blocks) == 8 * sum(blk.halo.size + blk.iface.size for blk in blocks)

@@ -1,0 +1,231 @@
+"""The distributed driver on the in-process executor: exact SOR iterates, convergence against
+scipy's direct solve, node loss, checkpoints. No Docker, no dispy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from solver.distributed.driver import plan, solve
+from solver.distributed.executor import ClusterFailed, LocalExecutor
+from solver.distributed.partition import contiguous_blocks
+from solver.errors import InputError
+
+
+def poisson2d(m: int) -> sp.csr_matrix:
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
+    return sp.csr_matrix(sp.kron(sp.identity(m), t) + sp.kron(t, sp.identity(m)))
+
+
+def poisson3d(m: int) -> sp.csr_matrix:
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
+    i = sp.identity(m)
+    return sp.csr_matrix(
+        sp.kron(sp.kron(i, i), t) + sp.kron(sp.kron(i, t), i) + sp.kron(sp.kron(t, i), i)
+    )
+
+
+def anisotropic2d(m: int, eps: float = 0.05, theta: float = 0.5) -> sp.csr_matrix:
+    """Rotated anisotropic diffusion, 9-point stencil (SPD, not an M-matrix)."""
+    c, s = np.cos(theta), np.sin(theta)
+    kxx, kyy, kxy = c * c + eps * s * s, s * s + eps * c * c, (1 - eps) * c * s
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
+    d = sp.diags([-0.5, 0.5], [-1, 1], shape=(m, m))
+    i = sp.identity(m)
+    A = kxx * sp.kron(i, t) + kyy * sp.kron(t, i) + 2 * kxy * sp.kron(d, d.T)
+    return sp.csr_matrix(A)
+
+
+def random_spd(n: int, density: float, seed: int) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    R = sp.random(n, n, density=density, random_state=rng, format="csr")
+    S = R + R.T
+    return sp.csr_matrix(S + sp.diags(np.asarray(abs(S).sum(axis=1)).ravel() + 0.1))
+
+
+def dense_spd(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((n, n))
+    return M @ M.T / n + np.eye(n)
+
+
+def reference_sor(A: sp.csr_matrix, b, x, omega, order, sweeps):
+    """The textbook loop, rows visited in `order`."""
+    x = x.copy()
+    A = sp.csr_matrix(A)
+    for _ in range(sweeps):
+        for i in order:
+            lo, hi = A.indptr[i], A.indptr[i + 1]
+            cols, vals = A.indices[lo:hi], A.data[lo:hi]
+            aii = vals[cols == i].sum()
+            s = vals[cols != i] @ x[cols[cols != i]]
+            x[i] = (1 - omega) * x[i] + omega / aii * (b[i] - s)
+    return x
+
+
+def sweep_order(p) -> list[int]:
+    return [int(r) for ids in p.colour_order() for k in ids for r in p.blocks[k].rows]
+
+
+def row_colouring_parts(A: sp.csr_matrix, per_colour: int) -> list[np.ndarray]:
+    """Blocks made of single-colour rows: a greedy row colouring, each colour cut in pieces."""
+    n = A.shape[0]
+    colour = np.full(n, -1)
+    for i in range(n):
+        nb = A.indices[A.indptr[i] : A.indptr[i + 1]]
+        taken = set(colour[nb[nb != i]].tolist())
+        c = 0
+        while c in taken:
+            c += 1
+        colour[i] = c
+    return [
+        p
+        for c in range(colour.max() + 1)
+        for p in np.array_split(np.flatnonzero(colour == c), per_colour)
+    ]
+
+
+@pytest.mark.parametrize("how", ["row-colouring", "rcm-blocks"])
+def test_one_inner_sweep_equals_global_sor_in_the_permuted_order(how):
+    A = random_spd(150, 0.04, 3) if how == "row-colouring" else poisson2d(12)
+    n = A.shape[0]
+    rng = np.random.default_rng(1)
+    b, x0 = rng.standard_normal(n), rng.standard_normal(n)
+    nodes = {"a": 1, "b": 2}
+    parts = row_colouring_parts(A, 3) if how == "row-colouring" else contiguous_blocks(A, 6)
+    p = plan(A, b, nodes, parts=parts)
+    assert p.ncolours >= 2
+    want = reference_sor(A, b, x0, 1.3, sweep_order(p), 4)
+    ex = LocalExecutor(nodes)
+    res = solve(A, b, ex, x0=x0, omega=1.3, rtol=0.0, maxiter=4, check_every=1, parts=parts)
+    assert res.reason == "maxiter" and res.iterations == 4
+    np.testing.assert_allclose(res.x, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+
+
+SYSTEMS = {
+    "poisson2d": lambda: poisson2d(24),
+    "poisson3d": lambda: poisson3d(8),
+    "anisotropic": lambda: anisotropic2d(20),
+    "random-irregular": lambda: random_spd(400, 0.01, 11),
+    "dense": lambda: dense_spd(60, 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SYSTEMS))
+@pytest.mark.parametrize("method,inner", [("sor", 1), ("sor", 3), ("ssor", 2)])
+def test_converges_to_scipys_direct_solution(name, method, inner):
+    A = SYSTEMS[name]()
+    n = A.shape[0]
+    b = np.random.default_rng(2).standard_normal(n)
+    want = spla.spsolve(sp.csc_matrix(A), b) if sp.issparse(A) else np.linalg.solve(A, b)
+    ex = LocalExecutor({"n1": 1, "n2": 1, "n3": 2})
+    res = solve(A, b, ex, omega=1.5, rtol=1e-9, maxiter=20000, method=method, inner_sweeps=inner)
+    assert res.converged and res.reason == "rtol"
+    assert np.linalg.norm(b - A @ res.x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)
+    # error <= cond(A) * rtol; these systems have cond < 1e4
+    np.testing.assert_allclose(res.x, want, atol=1e-4 * np.abs(want).max())
+    assert res.extra["blocks"] >= 4 and res.extra["colours"] >= 2 and res.extra["nodes"] == 3
+    assert res.extra["bytes_per_iteration"] > 0
+
+
+def test_omega_is_estimated_when_not_given():
+    pytest.importorskip("solver.omega")
+    A = poisson2d(20)
+    b = np.ones(A.shape[0])
+    res = solve(A, b, LocalExecutor({"n": 2}), rtol=1e-8)
+    assert res.converged and res.omega_source == "estimated" and 1.0 < res.omega < 2.0
+
+
+def test_a_lost_node_moves_its_blocks_and_the_answer_is_still_right():
+    A = poisson2d(20)
+    b = np.ones(A.shape[0])
+    ex = LocalExecutor({"n1": 1, "n2": 1, "n3": 1}, lose_after={"n2": 25})
+    res = solve(A, b, ex, omega=1.7, rtol=1e-10, maxiter=5000)
+    assert res.converged
+    np.testing.assert_allclose(res.x, spla.spsolve(sp.csc_matrix(A), b), rtol=1e-6)
+    kinds = [ev["event"] for ev in res.extra["events"]]
+    assert kinds.count("node_lost") == 1
+    moved = [ev for ev in res.extra["events"] if ev["event"] == "block_moved"]
+    assert moved and all(ev["source"] == "n2" and ev["target"] in ("n1", "n3") for ev in moved)
+
+
+def test_every_node_lost_is_a_clear_failure():
+    A = poisson2d(10)
+    ex = LocalExecutor({"n1": 1, "n2": 1}, lose_after={"n1": 12, "n2": 12})
+    with pytest.raises(ClusterFailed, match="every node is gone"):
+        solve(A, np.ones(100), ex, omega=1.5, rtol=1e-12, maxiter=1000)
+
+
+def test_checkpoints_hold_a_resumable_x():
+    A = poisson2d(16)
+    b = np.ones(A.shape[0])
+    saved = []
+    first = solve(
+        A,
+        b,
+        LocalExecutor({"n": 2}),
+        omega=1.6,
+        rtol=1e-10,
+        maxiter=60,
+        check_every=20,
+        checkpoint=lambda x, it, r: saved.append((x, it, r)),
+        checkpoint_every_s=0.0,
+    )
+    assert first.reason == "maxiter" and [it for _, it, _ in saved] == [20, 40, 60]
+    x_ck, _, r_ck = saved[-1]
+    assert np.linalg.norm(b - A @ x_ck) / np.linalg.norm(b) == pytest.approx(r_ck, rel=1e-9)
+    fresh = solve(A, b, LocalExecutor({"n": 2}), omega=1.6, rtol=1e-10, maxiter=5000, check_every=5)
+    resumed = solve(
+        A, b, LocalExecutor({"n": 2}), x0=x_ck, omega=1.6, rtol=1e-10, maxiter=5000, check_every=5
+    )
+    assert resumed.converged and resumed.iterations <= fresh.iterations - 50
+
+
+def test_a_sweep_moves_only_halo_and_interface_values():
+    A = poisson2d(200)
+    n = A.shape[0]
+    res = solve(A, np.ones(n), LocalExecutor({"a": 2, "b": 2}), omega=1.9, rtol=0.0, maxiter=1)
+    # 8 blocks of a 200x200 mesh: 7 cuts, each about 2 diagonal mesh lines each way (~10% of x)
+    assert res.extra["blocks"] == 8
+    assert res.extra["bytes_per_iteration"] < 0.15 * 8 * n
+
+
+def test_maxiter_and_divergence_reasons():
+    A = poisson2d(10)
+    b = np.ones(100)
+    res = solve(A, b, LocalExecutor(), omega=1.5, rtol=1e-12, maxiter=7, check_every=5)
+    assert res.reason == "maxiter" and not res.converged and res.iterations == 7
+    bad = sp.csr_matrix(np.array([[1.0, 3.0], [3.0, 1.0]]))  # indefinite: SOR blows up
+    res = solve(
+        bad, np.ones(2), LocalExecutor(), omega=1.0, rtol=1e-12, maxiter=10000, check_every=1
+    )
+    assert res.reason == "diverged" and not res.converged
+
+
+def test_bad_arguments_are_input_errors():
+    A = poisson2d(4)
+    with pytest.raises(InputError, match="omega"):
+        solve(A, np.ones(16), LocalExecutor(), omega=2.5)
+    with pytest.raises(InputError, match="method"):
+        solve(A, np.ones(16), LocalExecutor(), omega=1.0, method="multicolor")
+
+
+def test_report_carries_the_distributed_fields():
+    A = poisson2d(10)
+    res = solve(
+        A, np.ones(100), LocalExecutor({"a": 1, "b": 1}), omega=1.5, rtol=1e-6, backend="cluster:t"
+    )
+    rep = res.to_report()
+    for key in (
+        "nodes",
+        "blocks",
+        "colours",
+        "bytes_per_iteration",
+        "compute_s",
+        "comm_s",
+        "events",
+    ):
+        assert key in rep
+    assert rep["backend"] == "cluster:t" and rep["converged"]
