@@ -1,0 +1,65 @@
+"""The client container's side of the conversation with the host: JSON lines, result file,
+and the entry's bad-input path (which never reaches dispy)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import scipy.sparse as sp
+
+from solver import io as sio
+from solver.distributed import wire
+from solver.distributed.driver import solve
+from solver.distributed.executor import LocalExecutor
+
+
+def test_lines_round_trip_and_foreign_lines_are_ignored(capsys):
+    wire.emit("progress", iteration=10, residual=0.5)
+    wire.emit("progress", iteration=11, residual=float("nan"))
+    out = capsys.readouterr().out.splitlines()
+    assert wire.parse(out[0]) == {"type": "progress", "iteration": 10, "residual": 0.5}
+    assert wire.parse(out[1])["residual"] is None
+    assert wire.parse("dispy: some log line") is None
+    assert wire.parse(wire.PREFIX + "{not json") is None
+
+
+def test_result_file_round_trips_through_save_solution(tmp_path):
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(50, 50), format="csr")
+    res = solve(
+        t, np.ones(50), LocalExecutor({"a": 1, "b": 1}), omega=1.5, rtol=1e-8, backend="cluster:x"
+    )
+    path = tmp_path / "r.npz"
+    sio.save_solution(path, res.x, res.residuals, res.to_report())
+    back = wire.read_result(path)
+    np.testing.assert_array_equal(back.x, res.x)
+    assert back.residuals == res.residuals
+    assert (back.converged, back.reason, back.iterations, back.backend) == (
+        True,
+        "rtol",
+        res.iterations,
+        "cluster:x",
+    )
+    assert (
+        back.extra["blocks"] == res.extra["blocks"] and back.extra["events"] == res.extra["events"]
+    )
+    assert json.dumps(back.to_report()) == json.dumps(res.to_report())
+
+
+def test_entry_reports_a_bad_system_file_with_exit_2_and_no_result(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    out = tmp_path / "result.npz"
+    proc = subprocess.run(
+        [sys.executable, "-m", "solver.distributed", "--system", str(bad), "--out", str(out),
+         "--scheduler", "127.0.0.1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    msgs = [wire.parse(line) for line in proc.stdout.splitlines()]
+    errors = [m for m in msgs if m and m["type"] == "error"]
+    assert len(errors) == 1 and "bad.npz" in errors[0]["message"] and errors[0]["code"] == 2
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
