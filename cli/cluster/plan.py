@@ -44,6 +44,11 @@ MAX_NODES_PER_SUBNET = 100
 CLIENT_RANGE = (128, 26)  # .128/26 -> .128-.191
 ROUTER_HOST = 254
 
+# -d: the scheduler logs each node it counts only at debug level, and readiness reads that.
+# --pulse_interval 1: a killed node is dropped after ~5 s (SharedJobCluster clients cannot ask
+# for it themselves), so jobs on it are reported instead of hanging.
+SCHEDULER_ARGS = ("-d", "--pulse_interval", "1")
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 
 
@@ -270,8 +275,7 @@ def make_plan(
             labels={**base_labels, LABEL_ROLE: role, LABEL_INDEX: str(index)},
             cap_add=("NET_ADMIN",) if routes else (),
             files=files,
-            # The scheduler logs each node it counts only at debug level; readiness reads that.
-            command=("-d",) if role == "scheduler" else (),
+            command=SCHEDULER_ARGS if role == "scheduler" else (),
         )
 
     containers: list[ContainerSpec] = []

@@ -46,10 +46,12 @@ me = probe.getsockname()[0]
 secret = open("/run/sorctl/secret").read().strip()
 cluster = dispy.SharedJobCluster(compute, setup=setup, scheduler_host=sched, ip_addr=me,
                                  client_port=0, secret=secret, recover_file="/tmp/recover")
+def nodes():  # status() also lists the scheduler itself
+    return [n for n in cluster.status().nodes if n.update_time > 0 and n.ip_addr != sched]
+
 deadline = time.time() + 60
 while time.time() < deadline:
-    nodes = [n for n in cluster.status().nodes if n.update_time > 0]
-    if len(nodes) >= want:
+    if len(nodes()) >= want:
         break
     time.sleep(0.2)
 jobs = [cluster.submit(i) for i in range(2 * want)]
@@ -57,7 +59,7 @@ hosts = []
 for job in jobs:
     job.finish.wait(60)
     hosts.append(job.result)
-out = {"nodes": sorted((n.ip_addr, n.cpus) for n in cluster.status().nodes), "hosts": hosts}
+out = {"nodes": sorted((n.ip_addr, n.cpus) for n in nodes()), "hosts": hosts}
 cluster.close()
 print("RESULT " + json.dumps(out))
 """
