@@ -44,8 +44,12 @@ probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 probe.connect((sched, 9702))
 me = probe.getsockname()[0]
 secret = open("/run/sorctl/secret").read().strip()
+tls = {}
+if len(sys.argv) > 3:  # dispy's TLS model: the shared certificate is also the CA
+    tls = {"certfile": "/run/sorctl/cert.pem", "keyfile": "/run/sorctl/key.pem"}
 cluster = dispy.SharedJobCluster(compute, setup=setup, scheduler_host=sched, ip_addr=me,
-                                 client_port=0, secret=secret, recover_file="/tmp/recover")
+                                 client_port=0, secret=secret, recover_file="/tmp/recover",
+                                 **tls)
 def nodes():  # status() also lists the scheduler itself
     return [n for n in cluster.status().nodes if n.update_time > 0 and n.ip_addr != sched]
 
@@ -135,7 +139,8 @@ def run_user_program(client, info: observe.ClusterInfo, want: int) -> dict:
     client.api.create_container(
         images.image_ref("client"),
         name=name,
-        command=["python3", "/run/sorctl/prog.py", info.scheduler_address, str(want)],
+        command=["python3", "/run/sorctl/prog.py", info.scheduler_address, str(want)]
+        + (["tls"] if info.tls else []),
         environment=env,
         labels={LABEL_CLUSTER: info.name, "org.sorctl.role": "client"},
         host_config=client.api.create_host_config(cap_add=["NET_ADMIN"]),
@@ -146,10 +151,15 @@ def run_user_program(client, info: observe.ClusterInfo, want: int) -> dict:
     try:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            for fname, data in (
-                ("sorctl/secret", info.secret_file.read_bytes()),
+            files = {
+                "secret": info.secret_file,
+                "cert.pem": info.cert_file,
+                "key.pem": info.key_file,
+            }
+            for fname, data in [
+                *((f"sorctl/{k}", p.read_bytes()) for k, p in files.items() if p),
                 ("sorctl/prog.py", USER_PROGRAM.encode()),
-            ):
+            ]:
                 ti = tarfile.TarInfo(fname)
                 ti.size, ti.mode = len(data), 0o444
                 tar.addfile(ti, io.BytesIO(data))
@@ -213,6 +223,15 @@ def test_status_json_fields(engine, single):
     assert [n["scheduler_cpus"] for n in data["nodes"]] == [2, 2, 2, 2]
     assert data["scheduler_cpus"] == 8
     assert json.loads(sorctl("status", "--json").stdout)["clusters"]  # all clusters: a list
+
+
+def test_tls_cluster_runs_jobs(engine, names):
+    name = names()
+    lifecycle.up(engine, name, Shape(nodes=2, tls=True), timeout=90)
+    info = observe.find_cluster(engine, name)
+    assert info.tls and info.cert_file.is_file()
+    out = run_user_program(engine, info, want=2)
+    assert set(out["hosts"]) == {n.name for n in info.nodes}
 
 
 def test_up_twice_same_shape_is_a_no_op_and_other_shape_an_error(engine, single):
