@@ -18,7 +18,8 @@ from cli.cluster.plan import DEFAULT_NAME, Shape
 from cli.errors import EXIT_BAD_INPUT, UserError
 
 err = Console(stderr=True)
-out = Console()
+# Piped or captured output keeps whole rows instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 NameOpt = Annotated[
     str, typer.Option("--name", "-n", help="Cluster name (several can run side by side).")
@@ -157,6 +158,8 @@ def _status_table(data: dict) -> None:
         + (f", routes {conn['routes']}" if conn["routes"] else ""),
         highlight=False,
     )
+    tls = f"; TLS certificate {conn['cert_file']}" if conn["tls"] else ""
+    out.print(f"secret: {conn['secret_file'] or '(missing on this host)'}{tls}", highlight=False)
 
 
 def status(

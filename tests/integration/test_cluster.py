@@ -11,6 +11,7 @@ import io
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tarfile
@@ -339,6 +340,27 @@ def test_timeout_names_missing_nodes_and_keep_on_failure_keeps_them(engine, name
     res = sorctl("down", "--name", name)
     assert res.returncode == 0 and "removed" in res.stdout
     assert labelled(engine, name) == []
+
+
+def test_interrupted_up_removes_what_it_created(engine, names):
+    name = names()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "up", "--name", name, "--nodes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 60
+    while not any(n.startswith(f"{name}-node") for n in labelled(engine, name)):
+        assert proc.poll() is None and time.monotonic() < deadline, "up ended before Ctrl-C"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert labelled(engine, name) == []
+    assert not material.cluster_dir(name).exists()
 
 
 def test_down_removes_everything_labelled_and_nothing_is_a_note(engine, names):
