@@ -106,6 +106,7 @@ class _Runner:
         self.t0 = t0
         self.stats = _Stats()
         self.solve_id = uuid.uuid4().hex[:16]
+        self.lost: set[str] = set()
 
     def event(self, kind: str, **fields: Any) -> None:
         ev = {"event": kind, "t": round(time.monotonic() - self.t0, 3), **fields}
@@ -141,7 +142,8 @@ class _Runner:
         blocks moved (their data is not sent yet)."""
         dead = lost.node
         moved = [k for k, n in enumerate(self.plan.node_of) if n == dead]
-        if dead in self.ex.nodes():
+        if dead not in self.lost:
+            self.lost.add(dead)
             self.ex.forget(dead)
             self.event("node_lost", node=dead, reason=lost.why, blocks=moved)
         alive = self.ex.nodes()

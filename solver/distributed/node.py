@@ -24,11 +24,18 @@ _SOLVE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def warm() -> None:
-    """Compile (or load from numba's cache) the kernels for the block dtypes, before jobs fork."""
+    """Compile (or load from numba's cache) the kernels for the exact argument types jobs use,
+    before jobs fork: a job's own compilation would die with it. Blocks are read-only maps
+    (numba types read-only arrays apart) and xext a writable one."""
+
+    def ro(a: np.ndarray) -> np.ndarray:
+        a.flags.writeable = False
+        return a
+
     for itype in (np.int32, np.int64):
-        indptr = np.array([0, 1], dtype=itype)
-        indices = np.array([0], dtype=itype)
-        one = np.ones(1)
+        indptr = ro(np.array([0, 1], dtype=itype))
+        indices = ro(np.array([0], dtype=itype))
+        one = ro(np.ones(1))
         x = np.zeros(2)
         sor_forward(indptr, indices, one, one, one, x, 1.0, 1)
         sor_backward(indptr, indices, one, one, one, x, 1.0, 1)
