@@ -160,8 +160,8 @@ def wait_nodes(
     info = observe.find_cluster(client, plan.name)
     assert info is not None
     while True:
-        view = observe.scheduler_view(client, info, since=since)
-        missing = missing_nodes(view, expected)
+        view = observe.scheduler_view(client, info)
+        missing = missing_nodes(view, expected, observe.scheduler_view(client, info, since=since))
         reporter.nodes(len(expected) - len(missing), len(expected))
         if not missing:
             return

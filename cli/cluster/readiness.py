@@ -46,6 +46,17 @@ def parse_scheduler_log(text: str) -> SchedulerView:
     return view
 
 
-def missing_nodes(view: SchedulerView, expected: dict[str, str]) -> list[str]:
-    """Names (from `expected`: address -> container name) the scheduler does not count yet."""
-    return [name for addr, name in expected.items() if view.nodes.get(addr, 0) <= 0]
+def missing_nodes(
+    view: SchedulerView, expected: dict[str, str], recent: SchedulerView | None = None
+) -> list[str]:
+    """Names (from `expected`: address -> container name) the scheduler does not count yet.
+
+    `view` is the whole log (cpus come from the first discovery). `recent`, the log since the
+    nodes started, must mention each node again: a node re-created at an address the
+    scheduler still remembers is only logged as "rediscovered".
+    """
+    return [
+        name
+        for addr, name in expected.items()
+        if view.nodes.get(addr, 0) <= 0 or (recent is not None and addr not in recent.nodes)
+    ]

@@ -306,6 +306,9 @@ def test_scale_grows_and_shrinks_through_the_relay(engine, relayed):
     assert [n.name for n in observe.find_cluster(engine, relayed).nodes] == [
         f"{relayed}-node-{i}" for i in range(1, 5)
     ]
+    # node-5 again, at the address the scheduler still remembers ("rediscovered").
+    assert lifecycle.scale(engine, relayed, 5, timeout=60) == (4, 5)
+    assert lifecycle.scale(engine, relayed, 4, timeout=60) == (5, 4)
 
 
 def test_killing_the_relay_keeps_the_nodes_already_found(engine, relayed):

@@ -32,3 +32,12 @@ def test_missing_nodes_names_what_the_scheduler_does_not_count():
 def test_empty_log_counts_nothing():
     view = parse_scheduler_log("")
     assert view.nodes == {} and missing_nodes(view, {"1.2.3.4": "n"}) == ["n"]
+
+
+def test_a_node_recreated_at_a_known_address_counts_once_mentioned_again():
+    full = parse_scheduler_log(LOG + "2026-11-25 17:01:00 s - Node 10.213.1.12 rediscovered\n")
+    assert full.nodes["10.213.1.12"] == 1  # cpus kept from the first discovery
+    expected = {"10.213.1.12": "n2"}
+    assert missing_nodes(full, expected, parse_scheduler_log("")) == ["n2"]
+    recent = parse_scheduler_log("2026-11-25 17:01:00 s - Node 10.213.1.12 rediscovered\n")
+    assert missing_nodes(full, expected, recent) == []
