@@ -145,6 +145,7 @@ class DispyExecutor:
     def submit(self, node: str, op: str, solve_id: str, block_id: int, payload: Any):
         job = self.cluster.submit_node(node, op, solve_id, block_id, payload)
         if job is None:
+            self.health()  # a gone scheduler also makes submit_node return None
             return _Lost(node, "the scheduler refused a job for it (node unknown)")
         return _Job(self, node, job)
 

@@ -1,0 +1,221 @@
+"""`sorctl solve` on real clusters: real containers, real dispy, answers checked against scipy.
+
+Every cluster here is named dt-<random> and removed by its fixture, even when a test fails.
+Systems are small (a few hundred to a few thousand unknowns): these tests check correctness and
+failure handling, not speed (bench/bench_distributed.py measures that).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from cli import solve_cluster
+from cli.errors import UserError
+from solver import io as sio
+from solver.io import System
+
+ROOT = Path(__file__).resolve().parents[2]
+SORCTL = str(Path(sys.executable).with_name("sorctl"))
+pytestmark = pytest.mark.timeout(600)
+
+
+def poisson2d(m: int) -> sp.csr_matrix:
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
+    return sp.csr_matrix(sp.kron(sp.identity(m), t) + sp.kron(t, sp.identity(m)))
+
+
+def poisson3d(m: int) -> sp.csr_matrix:
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
+    i = sp.identity(m)
+    parts = sp.kron(sp.kron(i, i), t) + sp.kron(sp.kron(i, t), i) + sp.kron(sp.kron(t, i), i)
+    return sp.csr_matrix(parts)
+
+
+def anisotropic2d(m: int, eps: float = 0.05, theta: float = 0.5) -> sp.csr_matrix:
+    c, s = np.cos(theta), np.sin(theta)
+    kxx, kyy, kxy = c * c + eps * s * s, s * s + eps * c * c, (1 - eps) * c * s
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
+    d = sp.diags([-0.5, 0.5], [-1, 1], shape=(m, m))
+    i = sp.identity(m)
+    return sp.csr_matrix(kxx * sp.kron(i, t) + kyy * sp.kron(t, i) + 2 * kxy * sp.kron(d, d.T))
+
+
+def random_spd(n: int, density: float, seed: int) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    R = sp.random(n, n, density=density, random_state=rng, format="csr")
+    S = R + R.T
+    return sp.csr_matrix(S + sp.diags(np.asarray(abs(S).sum(axis=1)).ravel() + 0.1))
+
+
+def dense_spd(n: int, seed: int) -> np.ndarray:
+    M = np.random.default_rng(seed).standard_normal((n, n))
+    return M @ M.T / n + np.eye(n)
+
+
+SYSTEMS = {
+    "poisson2d": lambda: poisson2d(24),
+    "poisson3d": lambda: poisson3d(8),
+    "anisotropic": lambda: anisotropic2d(20),
+    "random-irregular": lambda: random_spd(400, 0.01, 11),
+    "dense": lambda: dense_spd(80, 5),
+}
+
+
+def up(name: str, *flags: str) -> None:
+    subprocess.run([SORCTL, "up", "--name", name, *flags], check=True, timeout=300,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def down(name: str) -> None:
+    subprocess.run([SORCTL, "down", "--name", name], timeout=120, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def images(docker_client):
+    from cli.images import require_images
+
+    require_images(docker_client, ["node", "scheduler", "relay", "router", "client"])
+
+
+def _cluster(name: str, *flags: str):
+    try:
+        up(name, *flags)
+        info = solve_cluster.find_running(name)
+        assert info is not None, f"cluster {name} is not running after up"
+        yield info
+    finally:
+        down(name)
+
+
+@pytest.fixture(scope="module")
+def single(images):
+    yield from _cluster(f"dt-{secrets.token_hex(3)}", "--nodes", "2")
+
+
+@pytest.fixture(scope="module")
+def relay(images):
+    yield from _cluster(f"dt-{secrets.token_hex(3)}", "--nodes", "2", "--relay")
+
+
+@pytest.fixture
+def three(images):
+    yield from _cluster(f"dt-{secrets.token_hex(3)}", "--nodes", "3")
+
+
+def solve_on(info, A, b, **kw):
+    x0 = kw.pop("x0", None)
+    opts = {"omega": None, "rtol": 1e-8, "atol": 0.0, "maxiter": 20000, "method": "sor", **kw}
+    return solve_cluster.run(info, System(A, b, x0, "test"), **opts)
+
+
+def check_answer(A, b, res, rtol):
+    want = spla.spsolve(sp.csc_matrix(A), b) if sp.issparse(A) else np.linalg.solve(A, b)
+    assert res.converged and res.reason == "rtol"
+    assert np.linalg.norm(b - A @ res.x) <= rtol * np.linalg.norm(b) * (1 + 1e-6)
+    # cond(A) < 1e4 for these systems: the error is within cond * rtol
+    assert np.abs(res.x - want).max() <= 1e4 * rtol * np.abs(want).max()
+
+
+@pytest.mark.parametrize("name", sorted(SYSTEMS))
+def test_single_network_cluster_solves(single, name):
+    A = SYSTEMS[name]()
+    b = np.random.default_rng(3).standard_normal(A.shape[0])
+    res = solve_on(single, A, b, rtol=1e-8)
+    check_answer(A, b, res, 1e-8)
+    assert res.backend == f"cluster:{single.name}"
+    assert res.extra["nodes"] == 2 and res.extra["blocks"] >= 4 and res.extra["colours"] >= 2
+    assert res.extra["bytes_per_iteration"] > 0 and res.extra["comm_s"] > 0
+    assert not [ev for ev in res.extra["events"] if ev["event"] == "node_lost"]
+
+
+def test_relay_cluster_solves_through_the_router(relay):
+    A = poisson3d(10)
+    b = np.ones(A.shape[0])
+    res = solve_on(relay, A, b, rtol=1e-8, method="ssor")
+    check_answer(A, b, res, 1e-8)
+    assert res.extra["nodes"] == 2
+
+
+def test_node_killed_mid_solve_still_reaches_the_answer(three, docker_client):
+    A = poisson2d(40)
+    b = np.ones(A.shape[0])
+    victim = three.nodes[1]
+    killed = threading.Event()
+
+    def progress(iteration, residual):
+        if iteration >= 20 and not killed.is_set():
+            docker_client.containers.get(victim.name).kill()
+            killed.set()
+
+    res = solve_on(three, A, b, rtol=1e-8, omega=1.85, check_every=5, progress=progress)
+    assert killed.is_set()
+    check_answer(A, b, res, 1e-8)
+    lost = [ev for ev in res.extra["events"] if ev["event"] == "node_lost"]
+    moved = [ev for ev in res.extra["events"] if ev["event"] == "block_moved"]
+    assert [ev["node"] for ev in lost] == [victim.address]
+    assert moved and {ev["source"] for ev in moved} == {victim.address}
+    assert victim.address not in {ev["target"] for ev in moved}
+
+
+def test_scheduler_gone_is_a_clear_error_and_the_checkpoint_resumes(three, docker_client, tmp_path):
+    A = poisson2d(40)
+    b = np.ones(A.shape[0])
+    ckpt = tmp_path / "ck.npz"
+    sched = three.role("scheduler")[0]
+
+    def progress(iteration, residual):
+        if ckpt.exists() and iteration >= 30:
+            docker_client.containers.get(sched.name).kill()
+
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match="scheduler") as exc:
+        solve_on(three, A, b, rtol=1e-10, omega=1.85, check_every=5, progress=progress,
+                 checkpoint=ckpt, checkpoint_every_s=0.0, job_timeout=60)  # fmt: skip
+    assert exc.value.exit_code != 0
+    assert time.monotonic() - t0 < 240
+    x = sio.load_vector(ckpt)
+    rel = np.linalg.norm(b - A @ x) / np.linalg.norm(b)
+    assert rel < 0.5  # a real iterate, well past x0 = 0 (relative residual 1)
+
+
+def test_ctrl_c_stops_the_solve_and_leaves_the_cluster_usable(single, docker_client, tmp_path):
+    A = poisson2d(40)
+    b = np.ones(A.shape[0])
+    system = tmp_path / "p.npz"
+    sio.save_system(system, A, b)
+    script = (
+        "import sys; from cli import solve_cluster as sc; from solver.io import load_system\n"
+        f"info = sc.find_running({single.name!r})\n"
+        "sc.run(info, load_system(sys.argv[1]), omega=1.9, rtol=1e-12, atol=0.0, maxiter=100000,"
+        " method='sor', check_every=2, progress=lambda i, r: print('progress', i, flush=True))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(system)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().startswith("progress")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr.read()
+    left = docker_client.containers.list(
+        all=True, filters={"label": [f"org.sorctl.cluster={single.name}", "org.sorctl.role=client"]}
+    )
+    assert left == []
+    res = solve_on(single, A, b, rtol=1e-6, omega=1.85)
+    assert res.converged
+    assert os.listdir(tmp_path) == ["p.npz"]
