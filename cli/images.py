@@ -1,0 +1,441 @@
+"""Building, listing and checking the sorctl images (one Dockerfile, one target per role).
+
+`build()` picks a base (python:3.11-slim when the engine has it or a registry answers, else
+sorctl-base:bookworm made with debootstrap), makes sure the wheels are on the host, and builds
+each role whose inputs hash changed. `require_images()` is what the cluster commands call
+before starting anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import version as dist_version
+from pathlib import Path
+
+from cli.errors import UserError
+
+ROLES = ("router", "scheduler", "relay", "client", "node")  # build order: cheapest first
+DEFAULT_BASE = "python:3.11-slim"
+OFFLINE_BASE = "sorctl-base:bookworm"
+PULL_DEADLINE_S = 15.0
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES = REPO / "images"
+WHEELS = IMAGES / "wheels"
+DOCKERFILE = "images/Dockerfile"
+
+# Wheels for the images' Python 3.11 on x86_64 (binary from the registry; dispy and pycos are
+# sdist only and are built into pure wheels on the host).
+BINARY_WHEELS = ("numpy", "scipy", "numba", "llvmlite", "psutil")
+BUILT_WHEELS = ("dispy==4.15.2", "pycos==4.12.2")
+DISPY_ONLY = ("dispy", "pycos", "psutil")
+WHEEL_PLATFORM = (
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
+    "--platform",
+    "manylinux_2_28_x86_64",
+)
+# PIP_* settings that tell pip how to reach the registry; every other one (PIP_FIND_LINKS,
+# PIP_NO_INDEX, PIP_TARGET, ...) would change what lands in images/wheels.
+PIP_KEEP = {
+    "PIP_CERT",
+    "PIP_CLIENT_CERT",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_PROXY",
+    "PIP_DEFAULT_TIMEOUT",
+    "PIP_RETRIES",
+}
+
+Log = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def sorctl_version() -> str:
+    return dist_version("sorctl")
+
+
+def image_ref(role: str, version: str | None = None) -> str:
+    """`sorctl-<role>:<version>`, the tag every other module uses."""
+    if role not in ROLES:
+        raise ValueError(f"unknown image role {role!r} (roles: {', '.join(ROLES)})")
+    return f"sorctl-{role}:{version or sorctl_version()}"
+
+
+def require_images(client, roles: Iterable[str], version: str | None = None) -> None:
+    """Refuse, with a message naming the image, a role image that is missing or was built by
+    another sorctl version (its org.sorctl.version label)."""
+    import docker.errors
+
+    want = version or sorctl_version()
+    for role in roles:
+        ref = image_ref(role, want)
+        try:
+            image = client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            raise UserError(f"image {ref} is missing: run `sorctl images build`") from None
+        have = (image.labels or {}).get("org.sorctl.version")
+        if have != want:
+            raise UserError(
+                f"image {ref} was built for sorctl {have or '(no version label)'}, not {want}: "
+                "run `sorctl images build --force`"
+            )
+
+
+# ---------------------------------------------------------------- build inputs
+
+
+def _scrubbed_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in PIP_KEEP}
+
+
+def _wheel_name(path: Path) -> str:
+    return path.name.split("-", 1)[0].lower().replace("_", "-")
+
+
+def wheel_files() -> dict[str, Path]:
+    """The wheels in images/wheels, by project name."""
+    return {_wheel_name(p): p for p in sorted(WHEELS.glob("*.whl"))}
+
+
+def ensure_wheels(log: Log = _stderr) -> dict[str, Path]:
+    """Download the wheels the images install, unless images/wheels already has them."""
+    have = wheel_files()
+    binary = [n for n in BINARY_WHEELS if n not in have]
+    built = [spec for spec in BUILT_WHEELS if spec.split("==")[0] not in have]
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    for what, cmd in (
+        (binary, [*pip, "download", "--only-binary=:all:", *WHEEL_PLATFORM, "-d", str(WHEELS)]),
+        (built, [*pip, "wheel", "--no-deps", "-w", str(WHEELS)]),
+    ):
+        if not what:
+            continue
+        log(f"wheels: fetching {' '.join(what)} into {WHEELS.relative_to(REPO)}")
+        done = subprocess.run([*cmd, *what], env=_scrubbed_env(), capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise UserError(f"cannot fetch wheels {' '.join(what)}: {tail}")
+    return wheel_files()
+
+
+def _solver_files() -> list[Path]:
+    return sorted(p for p in (REPO / "solver").rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _context_files() -> list[tuple[Path, str]]:
+    """(host path, path in the build context): the Dockerfile's inputs and nothing else."""
+    files = [p for p in sorted(IMAGES.iterdir()) if p.is_file()]
+    files += sorted(WHEELS.glob("*.whl")) + _solver_files()
+    return [(p, p.relative_to(REPO).as_posix()) for p in files]
+
+
+def inputs_hash(role: str, base_id: str) -> str:
+    """A hash of everything that goes into one role's image; unchanged means no rebuild."""
+    h = hashlib.sha256(f"{role}\0{sorctl_version()}\0{base_id}\0".encode())
+    for path, name in _context_files():
+        if role not in ("node", "client") and name.startswith("solver/"):
+            continue
+        if name.startswith("images/wheels/"):
+            if role == "router" or (
+                role in ("scheduler", "relay") and _wheel_name(path) not in DISPY_ONLY
+            ):
+                continue
+            h.update(f"{name}\0{path.stat().st_size}\0".encode())  # names carry versions
+        else:
+            h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _context_tar(dest) -> None:
+    """The build context as a tar: images/ and solver/ at their repository paths."""
+    with tarfile.open(fileobj=dest, mode="w") as tar:
+        for path, name in _context_files():
+            info = tar.gettarinfo(str(path), arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
+    dest.seek(0)
+
+
+# ---------------------------------------------------------------- base image
+
+
+def _has_image(client, ref: str) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _pull_quickly(client, ref: str, log: Log) -> bool:
+    """Try the registry once; give up when it does not answer within PULL_DEADLINE_S."""
+    result: list[bool] = []
+
+    def pull() -> None:
+        try:
+            client.images.pull(ref)
+            result.append(True)
+        except Exception as exc:  # no registry, no DNS, refused: all mean "offline"
+            log(f"base: cannot pull {ref} ({str(exc).splitlines()[0][:120]})")
+            result.append(False)
+
+    worker = threading.Thread(target=pull, daemon=True)
+    worker.start()
+    worker.join(PULL_DEADLINE_S)
+    if not result:
+        log(f"base: no registry answered within {PULL_DEADLINE_S:.0f} s")
+    return bool(result and result[0])
+
+
+def apt_mirror() -> str:
+    """The Debian mirror this machine's apt sources use (deb822 or one-line format)."""
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    sources += [
+        Path("/etc/apt/sources.list"),
+        *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
+    ]
+    for path in sources:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for uri in re.findall(r"^URIs:\s*(\S+)", text, re.M) + re.findall(
+            r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M
+        ):
+            if uri.rstrip("/").endswith("/debian"):
+                return uri
+    return "http://deb.debian.org/debian"
+
+
+def make_offline_base(log: Log = _stderr) -> None:
+    """sorctl-base:bookworm from Debian's packages: debootstrap, strip, docker import."""
+    if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
+        raise UserError(
+            f"no registry answers and debootstrap is missing: install it (apt-get install "
+            f"debootstrap, as root) or load {DEFAULT_BASE} into the engine"
+        )
+    if os.geteuid() != 0:
+        raise UserError("making the offline base image needs root (debootstrap): run as root")
+    mirror = apt_mirror()
+    log(f"base: making {OFFLINE_BASE} with debootstrap from {mirror} (about a minute)")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
+    }
+    done = subprocess.run(
+        [str(IMAGES / "make-base.sh"), OFFLINE_BASE, mirror],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:]) or "(no output)"
+        raise UserError(f"making {OFFLINE_BASE} failed: {tail}")
+
+
+def choose_base(client, log: Log = _stderr) -> str:
+    """The base to build on, saying which path it took."""
+    if _has_image(client, DEFAULT_BASE):
+        log(f"base: {DEFAULT_BASE} (found in the engine)")
+        return DEFAULT_BASE
+    if _has_image(client, OFFLINE_BASE):
+        log(f"base: {OFFLINE_BASE} (offline base, made earlier with debootstrap)")
+        return OFFLINE_BASE
+    if _pull_quickly(client, DEFAULT_BASE, log):
+        log(f"base: {DEFAULT_BASE} (pulled from the registry)")
+        return DEFAULT_BASE
+    make_offline_base(log)
+    log(f"base: {OFFLINE_BASE} (offline base, made now with debootstrap)")
+    return OFFLINE_BASE
+
+
+# ---------------------------------------------------------------- build
+
+
+@dataclass
+class Built:
+    role: str
+    ref: str
+    action: str  # "built" or "unchanged"
+    seconds: float
+
+
+def _labels(role: str, digest: str, wheels: dict[str, Path]) -> dict[str, str]:
+    def wheel_version(name: str) -> str:
+        return wheels[name].name.split("-")[1]
+
+    return {
+        "org.sorctl.version": sorctl_version(),
+        "org.sorctl.role": role,
+        "org.sorctl.dispy": wheel_version("dispy"),
+        "org.sorctl.pycos": wheel_version("pycos"),
+        "org.sorctl.inputs-hash": digest,
+    }
+
+
+def _build_one(client, role: str, base: str, context, labels: dict[str, str], log: Log) -> None:
+    ref = image_ref(role)
+    context.seek(0)
+    stream = client.api.build(
+        fileobj=context,
+        custom_context=True,
+        dockerfile=DOCKERFILE,
+        target=role,
+        tag=ref,
+        buildargs={"BASE_IMAGE": base},
+        labels=labels,
+        rm=True,
+        forcerm=True,
+        pull=False,
+        decode=True,
+    )
+    for chunk in stream:
+        if "error" in chunk:
+            raise UserError(f"building {ref} failed: {chunk['error'].strip()}")
+        text = chunk.get("stream", "").rstrip()
+        if text:
+            for line in text.splitlines():
+                log(f"  {role}: {line}")
+    if not _has_image(client, ref):
+        raise UserError(f"building {ref} finished without the image")
+
+
+def build(
+    roles: Iterable[str] | None = None,
+    force: bool = False,
+    log: Log = _stderr,
+    client=None,
+) -> list[Built]:
+    """Build the role images whose inputs changed (all of `roles` with force=True)."""
+    import docker
+
+    wanted = list(roles) if roles else list(ROLES)
+    for role in wanted:
+        image_ref(role)  # validates the name
+    client = client or docker.from_env()
+    base = choose_base(client, log)
+    base_id = client.images.get(base).id
+    wheels = ensure_wheels(log)
+    results: list[Built] = []
+    with tempfile.TemporaryFile() as context:
+        context_ready = False
+        for role in [r for r in ROLES if r in wanted]:
+            ref = image_ref(role)
+            start = time.monotonic()
+            digest = inputs_hash(role, base_id)
+            current = _labels_of(client, ref)
+            if (
+                not force
+                and current.get("org.sorctl.inputs-hash") == digest
+                and current.get("org.sorctl.version") == sorctl_version()
+            ):
+                log(f"{ref}: unchanged (inputs {digest}), skipped")
+                results.append(Built(role, ref, "unchanged", time.monotonic() - start))
+                continue
+            if not context_ready:
+                _context_tar(context)
+                context_ready = True
+            log(f"{ref}: building on {base}")
+            _build_one(client, role, base, context, _labels(role, digest, wheels), log)
+            results.append(Built(role, ref, "built", time.monotonic() - start))
+            log(f"{ref}: built in {results[-1].seconds:.1f} s")
+    return results
+
+
+def _labels_of(client, ref: str) -> dict[str, str]:
+    import docker.errors
+
+    try:
+        return client.images.get(ref).labels or {}
+    except docker.errors.ImageNotFound:
+        return {}
+
+
+# ---------------------------------------------------------------- list / rm
+
+
+@dataclass
+class ImageRow:
+    role: str
+    ref: str
+    present: bool
+    version: str | None = None
+    size_mb: float | None = None
+    created: str | None = None
+    inputs_hash: str | None = None
+
+
+def list_images(client) -> list[ImageRow]:
+    """Every role image sorctl knows (any version), plus the missing ones of this version."""
+    rows: list[ImageRow] = []
+    seen = set()
+    for image in client.images.list(filters={"label": "org.sorctl.role"}):
+        labels = image.labels or {}
+        for tag in image.tags:
+            role = labels.get("org.sorctl.role", "?")
+            if not tag.startswith(f"sorctl-{role}:"):
+                continue
+            seen.add(tag)
+            rows.append(
+                ImageRow(
+                    role,
+                    tag,
+                    True,
+                    labels.get("org.sorctl.version"),
+                    round(image.attrs["Size"] / 1e6, 1),
+                    image.attrs.get("Created", "")[:19],
+                    labels.get("org.sorctl.inputs-hash"),
+                )
+            )
+    for role in ROLES:
+        if image_ref(role) not in seen:
+            rows.append(ImageRow(role, image_ref(role), False))
+    order = {r: i for i, r in enumerate(ROLES)}
+    return sorted(rows, key=lambda r: (r.version or "", order.get(r.role, 99), r.ref))
+
+
+def remove_images(client, all_versions: bool = False, base: bool = False, log: Log = _stderr):
+    """Remove this version's role images (every version's with all_versions; the base too)."""
+    import docker.errors
+
+    refs = [
+        r.ref
+        for r in list_images(client)
+        if r.present and (all_versions or r.version == sorctl_version())
+    ]
+    if base and _has_image(client, OFFLINE_BASE):
+        refs.append(OFFLINE_BASE)
+    removed = []
+    for ref in refs:
+        try:
+            client.images.remove(ref)
+        except docker.errors.APIError as exc:
+            raise UserError(f"cannot remove {ref}: {exc.explanation or exc}") from None
+        log(f"removed {ref}")
+        removed.append(ref)
+    return removed

@@ -1,0 +1,92 @@
+#!/bin/bash
+# Entrypoint of every sorctl image; SORCTL_ROLE (set in the image) says which daemon to run.
+# Configured only through SORCTL_* environment variables (README, section "Images"). While still
+# root it adds SORCTL_ROUTES and makes the TLS files readable, then drops to the user `sorctl`
+# and execs the role's daemon with --daemon. Extra arguments are appended to the daemon's flags
+# (client: they are the command to run; default: sleep until stopped).
+set -euo pipefail
+role=${SORCTL_ROLE:?SORCTL_ROLE is not set}
+home=/home/sorctl
+die() { echo "sorctl-entrypoint ($role): $*" >&2; exit 1; }
+
+# SORCTL_ROUTES: "SUBNET via GATEWAY" pairs joined by commas. Needs NET_ADMIN.
+if [ -n "${SORCTL_ROUTES:-}" ]; then
+    IFS=, read -ra routes <<<"$SORCTL_ROUTES"
+    for route in "${routes[@]}"; do
+        read -r subnet via gateway extra <<<"$route" || true
+        [ -z "$subnet" ] && continue
+        [[ $via == via && -n $gateway && -z ${extra:-} && $subnet$gateway =~ ^[0-9./]+$ ]] ||
+            die "bad SORCTL_ROUTES entry '$route' (want 'SUBNET via GATEWAY')"
+        ip route replace "$subnet" via "$gateway" || die "cannot add route '$route' (NET_ADMIN?)"
+    done
+fi
+
+host=${SORCTL_HOST:-$(ip -4 -o addr show scope global | awk '{split($4, a, "/"); print a[1]; exit}')}
+[ -n "$host" ] || die "no IPv4 address to bind (set SORCTL_HOST)"
+# The healthcheck probes the address the daemon binds.
+echo "$host" >/run/sorctl-host
+
+# The secret stays out of the environment: read from a file put into the container.
+secret=
+secret_file=${SORCTL_SECRET_FILE:-/run/sorctl/secret}
+if [ -f "$secret_file" ]; then
+    secret=$(<"$secret_file")
+elif [ -n "${SORCTL_SECRET_FILE:-}" ]; then
+    die "SORCTL_SECRET_FILE=$SORCTL_SECRET_FILE does not exist"
+fi
+
+# TLS files may be root-only (0600): give the daemon its own copies.
+certfile= keyfile=
+if [ -n "${SORCTL_CERTFILE:-}" ]; then
+    install -d -o sorctl -g sorctl -m 0700 "$home/tls"
+    install -o sorctl -g sorctl -m 0600 "$SORCTL_CERTFILE" "$home/tls/cert.pem" ||
+        die "cannot read SORCTL_CERTFILE=$SORCTL_CERTFILE"
+    certfile=$home/tls/cert.pem
+    if [ -n "${SORCTL_KEYFILE:-}" ]; then
+        install -o sorctl -g sorctl -m 0600 "$SORCTL_KEYFILE" "$home/tls/key.pem" ||
+            die "cannot read SORCTL_KEYFILE=$SORCTL_KEYFILE"
+        keyfile=$home/tls/key.pem
+    fi
+fi
+
+case $role in
+node)
+    cmd=(dispynode.py --daemon --clean -i "$host" --dest_path_prefix "$home/dispynode")
+    [ -n "${SORCTL_EXT_HOST:-}" ] && cmd+=(--ext_host "$SORCTL_EXT_HOST")
+    [ -n "${SORCTL_CPUS:-}" ] && cmd+=(--cpus "$SORCTL_CPUS")
+    [ -n "${SORCTL_SCHEDULER:-}" ] && cmd+=(--scheduler_host "$SORCTL_SCHEDULER")
+    [ -n "$secret" ] && cmd+=(--secret "$secret")
+    [ -n "$certfile" ] && cmd+=(--certfile "$certfile")
+    [ -n "$keyfile" ] && cmd+=(--keyfile "$keyfile")
+    ;;
+scheduler)
+    cmd=(python3 /usr/local/lib/sorctl/run-daemon.py /opt/venv/bin/dispyscheduler.py --daemon --clean -i "$host" --dest_path_prefix "$home/dispyscheduler")
+    [ -n "${SORCTL_EXT_HOST:-}" ] && cmd+=(--ext_host "$SORCTL_EXT_HOST")
+    for node in ${SORCTL_NODES:-}; do cmd+=(--node "$node"); done
+    [ -n "$secret" ] && cmd+=(--node_secret "$secret" --cluster_secret "$secret")
+    [ -n "$certfile" ] && cmd+=(--node_certfile "$certfile" --cluster_certfile "$certfile")
+    [ -n "$keyfile" ] && cmd+=(--node_keyfile "$keyfile" --cluster_keyfile "$keyfile")
+    ;;
+relay)
+    cmd=(python3 /usr/local/lib/sorctl/run-daemon.py /opt/venv/bin/dispynetrelay.py --daemon -i "$host")
+    [ -n "${SORCTL_SCHEDULER:-}" ] && cmd+=(--scheduler_node "$SORCTL_SCHEDULER")
+    [ -n "$secret" ] && cmd+=(--secret "$secret")
+    [ -n "$certfile" ] && cmd+=(--certfile "$certfile")
+    [ -n "$keyfile" ] && cmd+=(--keyfile "$keyfile")
+    ;;
+client | router)
+    cmd=()
+    ;;
+*)
+    die "unknown SORCTL_ROLE"
+    ;;
+esac
+if [ ${#cmd[@]} -eq 0 ] && [ $# -eq 0 ]; then
+    # Sleep until stopped, and stop at once on SIGTERM (PID 1 has no default handler).
+    cmd=(bash -c 'trap "exit 0" TERM INT; while :; do sleep 86400 & wait $!; done')
+fi
+cmd+=("$@")
+
+export HOME=$home USER=sorctl LOGNAME=sorctl
+cd "$home"
+exec setpriv --reuid=sorctl --regid=sorctl --init-groups --inh-caps=-all --no-new-privs -- "${cmd[@]}"
