@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import tarfile
 import time
@@ -15,7 +16,15 @@ from docker.types import IPAMConfig, IPAMPool
 
 from cli.cluster import observe
 from cli.cluster.material import Material
-from cli.cluster.plan import DISPY_PORT, LABEL_CLUSTER, RUN_DIR, ContainerSpec, NetworkSpec, Plan
+from cli.cluster.plan import (
+    DISPY_PORT,
+    LABEL_CLUSTER,
+    NODE_PORT,
+    RUN_DIR,
+    ContainerSpec,
+    NetworkSpec,
+    Plan,
+)
 from cli.cluster.readiness import missing_nodes
 from cli.errors import UserError
 
@@ -181,6 +190,11 @@ def wait_nodes(
         time.sleep(0.25)
 
 
+def _wait_member(client, plan: Plan, name: str, *, port: int, deadline: float) -> None:
+    address = next(c.address for c in plan.containers if c.name == name)
+    wait_listening(client, name, address, port, deadline)
+
+
 def bring_up(
     client,
     plan: Plan,
@@ -201,10 +215,14 @@ def bring_up(
         role = group[0].role
         reporter.step(f"starting {role}{'s' if len(group) > 1 else ''}")
         start_containers(client, group, material, created)
-        if role == "scheduler" and plan.role("relay"):
-            # Relays announce the scheduler once, at start: it must be listening by then.
-            sched = plan.scheduler
-            wait_listening(client, sched.name, sched.address, DISPY_PORT, deadline)
+        if plan.role("relay") and role in ("scheduler", "node"):
+            # A relay announces the scheduler once, when it starts, by a TCP call to the
+            # scheduler and a broadcast to its subnet: both ends must be listening by then.
+            port = DISPY_PORT if role == "scheduler" else NODE_PORT
+            _parallel(
+                functools.partial(_wait_member, client, plan, port=port, deadline=deadline),
+                [c.name for c in group],
+            )
     reporter.step("waiting for the scheduler to count the nodes")
     wait_nodes(client, plan, plan.role("node"), since, deadline, reporter)
 

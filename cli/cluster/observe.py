@@ -21,6 +21,7 @@ from cli.cluster.plan import (
     Shape,
 )
 from cli.cluster.readiness import SchedulerView, parse_scheduler_log
+from cli.errors import UserError
 
 
 @dataclass
@@ -148,11 +149,14 @@ def find_cluster(client, name: str) -> ClusterInfo | None:
         env = dict(e.split("=", 1) for e in raw.attrs.get("Config", {}).get("Env", []) if "=" in e)
         routes = env.get("SORCTL_ROUTES", "")
     client_net = next((n.name for n in networks if n.role in ("lan", "net")), None)
+    secret: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
     try:
         mat = material.load(name)
         secret, cert, key = mat.secret_file, mat.cert_file, mat.key_file
-    except Exception:  # a half-deleted cluster: still found, so `down` can clean it up
-        secret = cert = key = None
+    except UserError:  # a half-deleted cluster: still found, so `down` can clean it up
+        pass
     return ClusterInfo(
         name=name,
         shape=shape,
@@ -201,7 +205,7 @@ def used_subnets(client) -> list[str]:
 
 def host_route_subnets(path: str = "/proc/net/route") -> list[str]:
     """IPv4 destinations of the host's routes, default route excluded (it covers everything)."""
-    out = []
+    out: list[str] = []
     try:
         lines = Path(path).read_text().splitlines()[1:]
     except OSError:
