@@ -25,6 +25,9 @@ from cli.errors import UserError
 
 pytestmark = pytest.mark.timeout(300)
 
+# The relay layout under test, and the same layout with its relays left out (the negative).
+RELAY_SHAPE = Shape(nodes=4, relay=True, subnets=2)
+
 # A user's own dispy program: SharedJobCluster through the scheduler, every node used.
 USER_PROGRAM = r"""
 import json, socket, sys, time
@@ -235,6 +238,23 @@ def test_tls_cluster_runs_jobs(engine, names):
     assert set(out["hosts"]) == {n.name for n in info.nodes}
 
 
+def test_logs_follow_streams_until_stopped(engine, single):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "logs", "node", "--name", single, "-f", "--tail", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith(f"{single}-node-")
+        assert proc.poll() is None  # still following
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 130
+
+
 def test_up_twice_same_shape_is_a_no_op_and_other_shape_an_error(engine, single):
     before = {
         c.name: c.id for c in engine.containers.list(filters={"label": f"{LABEL_CLUSTER}={single}"})
@@ -272,7 +292,7 @@ def test_remove_cluster_leaves_other_clusters_alone(engine, single, names):
 def relayed(engine):
     name = new_name()
     try:
-        lifecycle.up(engine, name, Shape(nodes=4, relay=True), timeout=90)
+        lifecycle.up(engine, name, RELAY_SHAPE, timeout=90)
         yield name
     finally:
         lifecycle.down(engine, name)
@@ -281,8 +301,11 @@ def relayed(engine):
 def test_relay_layout_nodes_found_through_the_relay(engine, relayed):
     info = observe.find_cluster(engine, relayed)
     assert info.network == f"{relayed}-lan" and info.routes
-    remote = next(n for n in info.networks if n.role == "remote")
-    assert all(n.networks == {remote.name: n.address} for n in info.nodes)
+    remotes = {n.name for n in info.networks if n.role == "remote"}
+    assert len(remotes) == 2
+    # Nodes spread over both remote subnets, each node on one of them only.
+    assert {next(iter(n.networks)) for n in info.nodes} == remotes
+    assert all(len(n.networks) == 1 for n in info.nodes)
     # The scheduler was told no node address; it counts all of them anyway.
     sched = engine.containers.get(f"{relayed}-scheduler")
     assert not any(e.startswith("SORCTL_NODES=") for e in sched.attrs["Config"]["Env"])
@@ -311,9 +334,10 @@ def test_scale_grows_and_shrinks_through_the_relay(engine, relayed):
     assert lifecycle.scale(engine, relayed, 4, timeout=60) == (5, 4)
 
 
-def test_killing_the_relay_keeps_the_nodes_already_found(engine, relayed):
+def test_killing_the_relays_keeps_the_nodes_already_found(engine, relayed):
     info = observe.find_cluster(engine, relayed)
-    engine.containers.get(f"{relayed}-relay-1").kill()
+    for relay in info.role("relay"):
+        engine.containers.get(relay.name).kill()
     out = run_user_program(engine, info, want=4)
     assert set(out["hosts"]) == {n.name for n in info.nodes}
 
@@ -325,7 +349,7 @@ def test_killing_the_relay_keeps_the_nodes_already_found(engine, relayed):
 def test_without_relays_nothing_is_discovered_and_up_rolls_back(engine, names):
     name = names()
     with pytest.raises(UserError) as err:
-        lifecycle.up(engine, name, Shape(nodes=4, relay=True), timeout=15, relay_daemons=False)
+        lifecycle.up(engine, name, RELAY_SHAPE, timeout=10, relay_daemons=False)
     message = str(err.value)
     assert "counts 0 of 4 node(s)" in message
     assert all(f"{name}-node-{i}" in message for i in range(1, 5))
