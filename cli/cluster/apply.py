@@ -133,16 +133,17 @@ def wait_listening(client, container: str, address: str, port: int, deadline: fl
     while True:
         try:
             res = client.api.exec_create(container, probe, user="sorctl")
-            out = client.api.exec_start(res["Id"])
+            client.api.exec_start(res["Id"])
             if client.api.exec_inspect(res["Id"]).get("ExitCode") == 0:
                 return
-        except docker.errors.APIError as exc:  # not running yet, or stopped
-            out = str(exc).encode()
+        except docker.errors.APIError:  # not running yet, or stopped (checked next)
+            pass
         _fail_if_exited(client, container)
         if time.monotonic() > deadline:
+            tail = "\n    ".join(observe.last_log_lines(client, container))
             raise UserError(
-                f"{container}: {address}:{port} did not accept connections in time "
-                f"({out.decode(errors='replace').strip()[-200:]})"
+                f"not ready before the deadline (--timeout): {container} does not accept "
+                f"connections on {address}:{port} yet; last log lines:\n    {tail}"
             )
         time.sleep(0.2)
 

@@ -190,7 +190,7 @@ def last_log_lines(client, container_name: str, lines: int = 5) -> list[str]:
         raw = client.containers.get(container_name).logs(tail=lines)
     except Exception as exc:  # the container may be gone already
         return [f"(no log: {exc})"]
-    return raw.decode(errors="replace").splitlines()
+    return raw.decode(errors="replace").splitlines() or ["(no output yet)"]
 
 
 def used_subnets(client) -> list[str]:
