@@ -23,7 +23,8 @@ gen_cmd.register(app)
 cluster_cmd.register(app)
 images_cmd.register(app)
 
-err = Console(stderr=True)
+# soft_wrap: an error stays one line on stderr however long it is (no wrapping at 80 columns).
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command("version")
