@@ -14,7 +14,7 @@ from rich.table import Table
 
 from cli.cluster import lifecycle, observe
 from cli.cluster.apply import Reporter
-from cli.cluster.plan import DEFAULT_NAME, Shape
+from cli.cluster.plan import DEFAULT_NAME, PlanError, Shape, validate
 from cli.errors import EXIT_BAD_INPUT, UserError
 
 err = Console(stderr=True)
@@ -93,6 +93,10 @@ def up(
 ) -> None:
     """Bring up a dispy cluster and wait until the scheduler counts every node."""
     shape = Shape(nodes, relay, subnets, cpus_per_node, tls)
+    try:  # bad flags fail before anything talks to the engine
+        validate(name, shape)
+    except PlanError as exc:
+        raise UserError(str(exc), EXIT_BAD_INPUT) from exc
     client = _client()
     with _progress() as progress:
         result = lifecycle.up(
