@@ -26,8 +26,9 @@ def _stencil_grid(stencil: np.ndarray, m: int, dim: int) -> sp.csr_matrix:
         rows.append(src)
         cols.append(dst)
         vals.append(np.full(src.size, value))
-    A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, n))
+    A = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
     A.sum_duplicates()
     A.sort_indices()
     return A
@@ -53,8 +54,9 @@ def poisson3d(m: int) -> tuple[sp.csr_matrix, np.ndarray]:
     return _stencil_grid(s, m, 3), np.ones(m**3)
 
 
-def anisotropic2d(m: int, eps: float = 0.01, theta: float = np.pi / 4) -> tuple[
-        sp.csr_matrix, np.ndarray]:
+def anisotropic2d(
+    m: int, eps: float = 0.01, theta: float = np.pi / 4
+) -> tuple[sp.csr_matrix, np.ndarray]:
     """Rotated anisotropic diffusion (bilinear finite elements, the stencil PyAMG's
     diffusion_stencil_2d builds): strong direction theta, weak coefficient eps. Not consistently
     ordered: the Jacobi spectral radius can exceed 1."""

@@ -120,8 +120,10 @@ def _get(path: Path, f, key: str) -> np.ndarray:
         return f[key]
     except ValueError as exc:
         if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise InputError(f"{path}: array '{key}' holds Python objects (pickled); "
-                             "only numeric arrays are read") from None
+            raise InputError(
+                f"{path}: array '{key}' holds Python objects (pickled); "
+                "only numeric arrays are read"
+            ) from None
         raise InputError(f"{path}: array '{key}' is corrupt ({_short(exc)})") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise InputError(f"{path}: truncated or corrupt .npz archive ({_short(exc)})") from None
@@ -140,8 +142,10 @@ def _read_npz(path: Path):
             A = _read_csr(path, {k: _get(path, f, k) for k in (*CSR_KEYS, "format") if k in keys})
         else:
             missing = sorted(set(CSR_KEYS) - keys)
-            raise InputError(f"{path}: missing keys: need 'A' (dense) or the CSR arrays "
-                             f"{', '.join(map(repr, CSR_KEYS))} (missing {', '.join(missing)})")
+            raise InputError(
+                f"{path}: missing keys: need 'A' (dense) or the CSR arrays "
+                f"{', '.join(map(repr, CSR_KEYS))} (missing {', '.join(missing)})"
+            )
         b = _plain_array(path, "b", _get(path, f, "b")) if "b" in keys else None
         x0 = _plain_array(path, "x0", _get(path, f, "x0")) if "x0" in keys else None
     return A, b, x0
@@ -164,23 +168,33 @@ def _read_csr(path: Path, arrs: dict[str, np.ndarray]) -> sp.csr_matrix:
     indices, indptr = arrs["indices"], arrs["indptr"]
     for key, arr in (("indices", indices), ("indptr", indptr)):
         if arr.dtype.kind not in "iu" or arr.ndim != 1:
-            raise InputError(f"{path}: '{key}' must be a 1-D integer array, got {arr.dtype} "
-                             f"with shape {arr.shape}")
+            raise InputError(
+                f"{path}: '{key}' must be a 1-D integer array, got {arr.dtype} "
+                f"with shape {arr.shape}"
+            )
     major, minor = (nrows, ncols) if fmt == "csr" else (ncols, nrows)
     if indptr.shape[0] != major + 1:
-        raise InputError(f"{path}: inconsistent indptr: length {indptr.shape[0]}, "
-                         f"expected {major + 1} for shape {nrows} x {ncols}")
+        raise InputError(
+            f"{path}: inconsistent indptr: length {indptr.shape[0]}, "
+            f"expected {major + 1} for shape {nrows} x {ncols}"
+        )
     if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != len(indices):
-        raise InputError(f"{path}: inconsistent indptr: must start at 0, never decrease and end "
-                         f"at len(indices) = {len(indices)}")
+        raise InputError(
+            f"{path}: inconsistent indptr: must start at 0, never decrease and end "
+            f"at len(indices) = {len(indices)}"
+        )
     if len(data) != len(indices):
         raise InputError(f"{path}: 'data' has {len(data)} entries but 'indices' {len(indices)}")
     if len(indices) and (indices.min() < 0 or indices.max() >= minor):
-        raise InputError(f"{path}: CSR indices out of range: must lie in [0, {minor}), found "
-                         f"{indices.min()}..{indices.max()}")
+        raise InputError(
+            f"{path}: CSR indices out of range: must lie in [0, {minor}), found "
+            f"{indices.min()}..{indices.max()}"
+        )
     cls = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
-    A = cls((data, indices.astype(np.int64, copy=False), indptr.astype(np.int64, copy=False)),
-            shape=(nrows, ncols))
+    A = cls(
+        (data, indices.astype(np.int64, copy=False), indptr.astype(np.int64, copy=False)),
+        shape=(nrows, ncols),
+    )
     return A.tocsr()
 
 
@@ -206,8 +220,9 @@ def _read_vector(path: Path) -> np.ndarray:
             v = np.load(path, allow_pickle=False)
         except ValueError as exc:
             if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-                raise InputError(f"{path}: holds Python objects (pickled); only numeric arrays "
-                                 "are read") from None
+                raise InputError(
+                    f"{path}: holds Python objects (pickled); only numeric arrays are read"
+                ) from None
             raise InputError(f"{path}: not a valid .npy file ({_short(exc)})") from None
         except (OSError, EOFError) as exc:
             raise InputError(f"{path}: cannot read .npy file ({_short(exc)})") from None
@@ -257,14 +272,18 @@ def _validate(path: Path, A, allow_nonsymmetric: bool) -> None:
     bad = np.flatnonzero(d <= 0)
     if bad.size:
         i = int(bad[0])
-        raise InputError(f"{path}: diagonal entry A[{i},{i}] = {d[i]:g} is not positive "
-                         f"({bad.size} such rows); SOR needs a positive diagonal")
+        raise InputError(
+            f"{path}: diagonal entry A[{i},{i}] = {d[i]:g} is not positive "
+            f"({bad.size} such rows); SOR needs a positive diagonal"
+        )
     if not allow_nonsymmetric:
         scale = float(np.abs(values).max())
         asym = abs(A - A.T).max() if sp.issparse(A) else np.abs(A - A.T).max()
         if asym > SYMMETRY_RTOL * scale:
-            raise InputError(f"{path}: A is not symmetric (max |A - A^T| = {asym:.3g}, "
-                             f"max |A| = {scale:.3g}); pass --allow-nonsymmetric to solve anyway")
+            raise InputError(
+                f"{path}: A is not symmetric (max |A - A^T| = {asym:.3g}, "
+                f"max |A| = {scale:.3g}); pass --allow-nonsymmetric to solve anyway"
+            )
 
 
 def _check_vector(path: Path, key: str, v: np.ndarray, n: int) -> np.ndarray:
@@ -285,7 +304,7 @@ def _short(exc: BaseException) -> str:
 # ---- writing -------------------------------------------------------------------------------
 
 
-def _atomic_write(path, write) -> None:
+def atomic_write(path, write) -> None:
     """Call write(fh) on a temp file next to path, then rename it over path; on any failure
     (Ctrl-C included) the temp file is removed and path is untouched."""
     path = Path(path)
@@ -313,8 +332,13 @@ def save_system(path, A, b: np.ndarray, x0: np.ndarray | None = None) -> None:
     arrays: dict[str, np.ndarray] = {"b": np.asarray(b, dtype=np.float64)}
     if sp.issparse(A):
         A = sp.csr_matrix(A)
-        arrays.update(data=A.data, indices=A.indices, indptr=A.indptr,
-                      shape=np.array(A.shape, dtype=np.int64), format=np.array("csr"))
+        arrays.update(
+            data=A.data,
+            indices=A.indices,
+            indptr=A.indptr,
+            shape=np.array(A.shape, dtype=np.int64),
+            format=np.array("csr"),
+        )
     else:
         arrays["A"] = np.asarray(A, dtype=np.float64)
     if x0 is not None:
@@ -323,14 +347,18 @@ def save_system(path, A, b: np.ndarray, x0: np.ndarray | None = None) -> None:
     def write(fh: IO[bytes]) -> None:
         np.savez(fh, **arrays)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def save_solution(path, x: np.ndarray, residuals, report: dict) -> None:
     """Write x, the residual history and the JSON report (a string array, no pickle) atomically."""
-    def write(fh: IO[bytes]) -> None:
-        np.savez(fh, x=np.asarray(x, dtype=np.float64),
-                 residuals=np.asarray(residuals, dtype=np.float64),
-                 report=np.array(json.dumps(report)))
 
-    _atomic_write(path, write)
+    def write(fh: IO[bytes]) -> None:
+        np.savez(
+            fh,
+            x=np.asarray(x, dtype=np.float64),
+            residuals=np.asarray(residuals, dtype=np.float64),
+            report=np.array(json.dumps(report)),
+        )
+
+    atomic_write(path, write)

@@ -67,8 +67,10 @@ def solve(
         omega_source = "estimated"
         extra["rho_jacobi"] = rho
         if rho >= 1.0:
-            extra["omega_note"] = (f"Jacobi spectral radius {rho:.4g} >= 1: Young's formula does "
-                                   f"not apply, using omega = {omega}")
+            extra["omega_note"] = (
+                f"Jacobi spectral radius {rho:.4g} >= 1: Young's formula does "
+                f"not apply, using omega = {omega}"
+            )
     else:
         omega_source = "user"
     timings["omega_s"] = time.perf_counter() - t

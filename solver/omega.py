@@ -13,7 +13,9 @@ tolerance.
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import numba
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
@@ -35,40 +37,68 @@ def jacobi_spectral_radius(A, *, max_steps: int | None = None, seed: int = 0) ->
     """Estimate rho(I - D^-1 A) from the extreme eigenvalues of D^-1/2 A D^-1/2."""
     n = A.shape[0]
     s = 1.0 / np.sqrt(A.diagonal())
-    if sp.issparse(A):
-        S = sp.csr_matrix(sp.diags(s) @ A @ sp.diags(s))
-    else:
-        S = (A * s[:, None]) * s[None, :]
     if n <= DENSE_EXACT_N:
-        dense = S.toarray() if sp.issparse(S) else S
-        lam = sla.eigvalsh(dense)
+        dense = A.toarray() if sp.issparse(A) else np.asarray(A)
+        lam = sla.eigvalsh(dense * s[:, None] * s[None, :])
         return _rho(float(lam[0]), float(lam[-1]))
     if max_steps is None:
         max_steps = min(n, 200 + 8 * int(math.sqrt(n)))
-    return _lanczos_rho(S, max_steps, seed)
+    if sp.issparse(A):
+        A = sp.csr_matrix(A)
+        step = partial(_csr_lanczos_step, A.indptr, A.indices, A.data, s)
+    else:
+        S = np.asarray(A) * s[:, None] * s[None, :]
+        step = partial(_dense_lanczos_step, S)
+    return _lanczos_rho(step, n, max_steps, seed)
 
 
 def _rho(lam_min: float, lam_max: float) -> float:
     return max(lam_max - 1.0, 1.0 - lam_min)
 
 
-def _lanczos_rho(S, max_steps: int, seed: int) -> float:
-    n = S.shape[0]
+@numba.njit(cache=True, nogil=True)
+def _csr_lanczos_step(indptr, indices, data, s, v, v_old, beta, w):
+    """w = S v - beta v_old - alpha v with S = diag(s) A diag(s), in two passes; (alpha, |w|)."""
+    n = v.shape[0]
+    alpha = 0.0
+    for i in range(n):
+        acc = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            acc += data[k] * s[j] * v[j]
+        wi = s[i] * acc - beta * v_old[i]
+        w[i] = wi
+        alpha += v[i] * wi
+    norm2 = 0.0
+    for i in range(n):
+        wi = w[i] - alpha * v[i]
+        w[i] = wi
+        norm2 += wi * wi
+    return alpha, np.sqrt(norm2)
+
+
+def _dense_lanczos_step(S, v, v_old, beta, w):
+    np.matmul(S, v, out=w)
+    w -= beta * v_old
+    alpha = float(v @ w)
+    w -= alpha * v
+    return alpha, float(np.linalg.norm(w))
+
+
+def _lanczos_rho(step, n: int, max_steps: int, seed: int) -> float:
     v = np.random.default_rng(seed).standard_normal(n)
     v /= np.linalg.norm(v)
     v_old = np.zeros(n)
+    w = np.empty(n)
     alphas: list[float] = []
     betas: list[float] = []
     beta = 0.0
     rho_old = -math.inf
     rho = -math.inf
     for k in range(1, max_steps + 1):
-        w = S @ v
-        w -= beta * v_old
-        alpha = float(v @ w)
-        w -= alpha * v
-        alphas.append(alpha)
-        beta = float(np.linalg.norm(w))
+        alpha, beta = step(v, v_old, beta, w)
+        alphas.append(float(alpha))
+        beta = float(beta)
         breakdown = beta <= 1e-12 * max(1.0, abs(alpha))  # an invariant subspace: exact
         if k % CHECK_EVERY == 0 or breakdown or k == max_steps:
             a, b = np.array(alphas), np.array(betas)
@@ -80,7 +110,9 @@ def _lanczos_rho(S, max_steps: int, seed: int) -> float:
                 break
             rho_old = rho
         betas.append(beta)
-        v_old, v = v, w / beta
+        # rotate buffers: v_old <- v, v <- w / beta, w reused
+        np.multiply(w, 1.0 / beta, out=v_old)
+        v_old, v, w = v, v_old, w
     return rho
 
 

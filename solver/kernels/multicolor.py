@@ -45,6 +45,7 @@ class MulticolourSOR:
         bp = b[self.perm]
         xp = x[self.perm]
         P = self.P
-        csr.sor_colours(P.indptr, P.indices, P.data, self.d, bp, xp, self.omega, sweeps,
-                        self.colour_ptr)
+        csr.sor_colours(
+            P.indptr, P.indices, P.data, self.d, bp, xp, self.omega, sweeps, self.colour_ptr
+        )
         x[self.perm] = xp
