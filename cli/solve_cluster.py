@@ -76,6 +76,7 @@ def run(
     blocks: int | None = None,
     check_every: int = 10,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = None,
     checkpoint_every_s: float = 30.0,
     ready_timeout: float = 60.0,
     job_timeout: float = 600.0,
@@ -142,7 +143,7 @@ def run(
             _put(container, "/home/sorctl", _work_tar(sys_path))
             _put(container, "/run", _material_tar(info))
             container.start()
-            last = _follow(container, progress, on_event, checkpoint, wire)
+            last = _follow(container, progress, on_event, log, checkpoint, wire)
             code = int(container.wait(timeout=60).get("StatusCode", 1))
             if code in (0, 3):
                 out = Path(tmp) / "result.npz"
@@ -164,16 +165,19 @@ def run(
             client.close()
 
 
-def _follow(container, progress, on_event, checkpoint, wire) -> dict[str, Any] | None:
+def _follow(container, progress, on_event, log, checkpoint, wire) -> dict[str, Any] | None:
     """Read the client's stdout until it exits; returns its last error message, if any."""
     error = None
     buf = b""
-    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=False):
+    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
         buf += chunk
         *lines, buf = buf.split(b"\n")
         for raw in lines:
-            msg = wire.parse(raw.decode(errors="replace"))
+            line = raw.decode(errors="replace")
+            msg = wire.parse(line)
             if msg is None:
+                if line.startswith(wire.LOG_PREFIX) and log:
+                    log(line[len(wire.LOG_PREFIX) :].strip())
                 continue
             kind = msg["type"]
             if kind == "progress" and progress:

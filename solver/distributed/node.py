@@ -21,6 +21,7 @@ from solver.kernels.csr import residual_norm2, sor_backward, sor_forward
 
 CACHE = "sorctl-blocks"
 _SOLVE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_OPEN: dict[str, tuple[int, dict[str, np.ndarray]]] = {}  # block dir -> (inode, mapped arrays)
 
 
 def warm() -> None:
@@ -32,25 +33,31 @@ def warm() -> None:
         a.flags.writeable = False
         return a
 
-    for itype in (np.int32, np.int64):
-        indptr = ro(np.array([0, 1], dtype=itype))
-        indices = ro(np.array([0], dtype=itype))
-        one = ro(np.ones(1))
-        x = np.zeros(2)
-        sor_forward(indptr, indices, one, one, one, x, 1.0, 1)
-        sor_backward(indptr, indices, one, one, one, x, 1.0, 1)
-        residual_norm2(indptr, indices, one, one, x)
+    # int32 indices: blocks beyond 2**31 entries (int64) compile on first use instead
+    indptr = ro(np.array([0, 1], dtype=np.int32))
+    indices = ro(np.array([0], dtype=np.int32))
+    one = ro(np.ones(1))
+    x = np.zeros(2)
+    sor_forward(indptr, indices, one, one, one, x, 1.0, 1)
+    sor_backward(indptr, indices, one, one, one, x, 1.0, 1)
+    residual_norm2(indptr, indices, one, one, x)
 
 
 def run(root: str, op: str, solve_id: str, block_id: int, payload):
-    """One job: `op` is load | sweep | residual | gather | drop (see the functions below)."""
+    """One request: `op` is load | sweep | residual | gather | drop (see the functions below),
+    or serve (a worker: answer requests from the driver until it hangs up)."""
+    if op == "serve":
+        return serve(root, *payload)
     if not _SOLVE_ID.match(solve_id):
         raise ValueError(f"bad solve id {solve_id!r}")
     if op == "drop":
+        for key in [k for k in _OPEN if k.startswith(os.path.join(root, CACHE, solve_id, ""))]:
+            del _OPEN[key]
         shutil.rmtree(os.path.join(root, CACHE, solve_id), ignore_errors=True)
         return None
     path = os.path.join(root, CACHE, solve_id, f"b{int(block_id)}")
     if op == "load":
+        _OPEN.pop(path, None)
         return load(path, *payload)
     blk = _open(path)
     if op == "sweep":
@@ -78,14 +85,21 @@ def load(path: str, arrays: dict[str, np.ndarray], x_b: np.ndarray, nhalo: int) 
 
 
 def _open(path: str) -> dict[str, np.ndarray]:
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"block not on this node: {path}")
+    """The block's arrays, mapped once per process (a worker keeps them between requests)."""
+    try:
+        ino = os.stat(path).st_ino  # a reloaded block is a new directory
+    except FileNotFoundError:
+        raise FileNotFoundError(f"block not on this node: {path}") from None
+    hit = _OPEN.get(path)
+    if hit is not None and hit[0] == ino:
+        return hit[1]
     blk = {
         name: np.asarray(np.load(os.path.join(path, name + ".npy"), mmap_mode="r"))
         for name in NODE_ARRAYS
     }
     # Writable mapping: the sweep updates the node's copy of x_b in place.
     blk["xext"] = np.asarray(np.load(os.path.join(path, "xext.npy"), mmap_mode="r+"))
+    _OPEN[path] = (ino, blk)
     return blk
 
 
@@ -115,3 +129,52 @@ def residual(blk: dict[str, np.ndarray], halo: np.ndarray) -> tuple[float, float
     t0 = time.perf_counter()
     r2 = residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], xext)
     return float(r2), time.perf_counter() - t0
+
+
+def serve(root: str, address: tuple[str, int], authkey: bytes, worker: str, idle_s: float) -> int:
+    """A worker: connect back to the driver and answer its requests until it hangs up.
+
+    One dispy job per CPU for the whole solve, so a request costs a message each way on an open
+    connection instead of a dispy job (a fork on the node and two hops through the scheduler).
+    Returns the number of requests served. Ends on hang-up, on `idle_s` without a request, or
+    when TCP keepalive finds the driver gone, so a vanished client never holds the CPU long.
+    """
+    from multiprocessing.connection import Client
+
+    warm()
+    conn = Client(tuple(address), authkey=authkey)
+    keepalive(conn.fileno())
+    conn.send(("hello", worker))
+    served = 0
+    try:
+        while conn.poll(idle_s):
+            msg = conn.recv()
+            if msg is None:
+                break
+            seq, op, solve_id, block_id, payload = msg
+            try:
+                reply = (seq, True, run(root, op, solve_id, block_id, payload))
+            except Exception as exc:  # noqa: BLE001 -- the driver reports it
+                reply = (seq, False, f"{type(exc).__name__}: {exc}")
+            conn.send(reply)
+            served += 1
+    except (EOFError, OSError):
+        pass
+    finally:
+        conn.close()
+    return served
+
+
+def keepalive(fd: int, idle: int = 10, interval: int = 5, count: int = 3) -> None:
+    """TCP keepalive on a connected socket: a vanished peer shows in ~idle + interval * count s."""
+    import socket
+
+    with socket.socket(fileno=os.dup(fd)) as s:  # the dup shares the socket; closing it does not
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for opt, val in (
+            ("TCP_KEEPIDLE", idle),
+            ("TCP_KEEPINTVL", interval),
+            ("TCP_KEEPCNT", count),
+        ):
+            if hasattr(socket, opt):
+                s.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)

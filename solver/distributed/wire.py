@@ -16,6 +16,7 @@ import numpy as np
 from solver.result import SolveResult
 
 PREFIX = "sorctl:"  # marks our lines among anything else a library might print
+LOG_PREFIX = "sorctl-client:"  # human-readable log lines (stderr), forwarded by the host
 
 
 def emit(kind: str, **fields: Any) -> None:
@@ -27,7 +28,7 @@ def emit(kind: str, **fields: Any) -> None:
 
 
 def log(message: str) -> None:
-    sys.stderr.write(f"sorctl-client: {message}\n")
+    sys.stderr.write(f"{LOG_PREFIX} {message}\n")
     sys.stderr.flush()
 
 
