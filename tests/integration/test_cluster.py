@@ -390,13 +390,22 @@ def test_interrupted_up_removes_what_it_created(engine, names):
     assert not material.cluster_dir(name).exists()
 
 
-def test_down_removes_everything_labelled_and_nothing_is_a_note(engine, names):
+def test_down_removes_everything_labelled_even_half_deleted_and_nothing_is_a_note(engine, names):
     name = names()
     res = sorctl("up", "--name", name, "--nodes", "1", "--relay")
     assert res.returncode == 0, res.stderr
     assert f"{name}-lan" in res.stdout
     vol = engine.volumes.create(f"{name}-data", labels={LABEL_CLUSTER: name})
     assert vol.name in labelled(engine, name)
+    # Half-deleted by hand: still found through its labels, and still removed whole.
+    engine.containers.get(f"{name}-scheduler").remove(force=True)
+    res = sorctl("status", "--name", name, "--json")
+    (data,) = json.loads(res.stdout)["clusters"]
+    assert data["shape"] is None and {c["role"] for c in data["containers"]} == {
+        "node",
+        "relay",
+        "router",
+    }
     t0 = time.monotonic()
     res = sorctl("down", "--name", name)
     assert res.returncode == 0, res.stderr
