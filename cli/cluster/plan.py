@@ -125,7 +125,6 @@ class Plan:
     shape: Shape
     networks: tuple[NetworkSpec, ...]
     containers: tuple[ContainerSpec, ...]
-    relay_daemons: bool = True
 
     def role(self, role: str) -> list[ContainerSpec]:
         return [c for c in self.containers if c.role == role]
@@ -133,11 +132,6 @@ class Plan:
     @property
     def scheduler(self) -> ContainerSpec:
         return self.role("scheduler")[0]
-
-    @property
-    def client_network(self) -> NetworkSpec:
-        """The network a client (sorctl solve, a user program) joins: lan or the single net."""
-        return self.networks[0]
 
     def start_groups(self) -> list[list[ContainerSpec]]:
         """Start order: router (routes need it), scheduler, nodes, then relays, which
@@ -287,7 +281,7 @@ def make_plan(
         for i in range(1, shape.nodes + 1):
             addr = _host(first.subnet, FIRST_NODE_HOST + i - 1)
             containers.append(container("node", i, [(first.name, addr)], node_env))
-        return Plan(name, shape, networks, tuple(containers), relay_daemons)
+        return Plan(name, shape, networks, tuple(containers))
 
     lan, remotes = networks[0], networks[1:]
     router_on = {n.name: _host(n.subnet, ROUTER_HOST) for n in networks}
@@ -331,9 +325,4 @@ def make_plan(
                     remote_routes(remote),
                 )
             )
-    return Plan(name, shape, networks, tuple(containers), relay_daemons)
-
-
-def client_routes(plan: Plan) -> str:
-    """SORCTL_ROUTES for a client container on the plan's client network."""
-    return plan.scheduler.env.get("SORCTL_ROUTES", "")
+    return Plan(name, shape, networks, tuple(containers))
