@@ -56,6 +56,10 @@ def load_system(path, rhs=None, *, allow_nonsymmetric: bool = False) -> System:
         A, b, x0, name = _read_mtx(path), None, None, str(path)
     if rhs is not None:
         b = _read_vector(Path(rhs))
+    elif b is None and kind == "npz":
+        raise InputError(
+            f"{path}: missing key 'b' (the right-hand side); add it or pass --rhs FILE"
+        )
     elif b is None:
         raise InputError(f"{path}: a Matrix Market file holds no right-hand side; pass --rhs FILE")
     _validate(path, A, allow_nonsymmetric)
@@ -274,7 +278,7 @@ def _validate(path: Path, A, allow_nonsymmetric: bool) -> None:
         i = int(bad[0])
         raise InputError(
             f"{path}: diagonal entry A[{i},{i}] = {d[i]:g} is not positive "
-            f"({bad.size} such rows); SOR needs a positive diagonal"
+            f"({bad.size} of {len(d)} rows); SOR needs a positive diagonal"
         )
     if not allow_nonsymmetric:
         scale = float(np.abs(values).max())

@@ -1,0 +1,323 @@
+"""`sorctl solve` end to end: every bad input from issue 2 gives exit 2, one stderr line naming
+the file, no traceback and no output file; good input gives the answer on stdout only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from cli.main import main
+from solver import gallery
+
+SORCTL = Path(sys.executable).with_name("sorctl")
+
+
+def run_cli(args, capsys, monkeypatch):
+    """cli.main.main() in-process (its error mapping included): (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["sorctl", *map(str, args)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out, err = capsys.readouterr()
+    return exc.value.code or 0, out, err
+
+
+def csr_arrays(A):
+    import scipy.sparse as sp
+
+    M = sp.csr_matrix(A)
+    return dict(data=M.data, indices=M.indices, indptr=M.indptr, shape=np.array(M.shape))
+
+
+def make_bad(kind, d: Path) -> tuple[Path, list[str]]:
+    """A bad input of the given kind: (the file the message must name, extra CLI args)."""
+    A, b = gallery.poisson2d(4)
+    A = A.toarray()
+    f = d / f"{kind}.npz"
+    if kind == "missing":
+        return d / "nope.npz", []
+    if kind == "directory":
+        (d / "adir.npz").mkdir()
+        return d / "adir.npz", []
+    if kind == "not-npz":
+        f = d / "notes.txt"
+        f.write_text("hello\n")
+    elif kind == "garbage-npz":
+        f.write_bytes(b"\x00" * 100)
+    elif kind in ("truncated", "corrupt"):
+        np.savez(f, A=A, b=b)
+        raw = bytearray(f.read_bytes())
+        if kind == "truncated":
+            raw = raw[: len(raw) // 2]
+        else:
+            raw[200:260] = b"\xff" * 60  # inside A's stored bytes: CRC mismatch
+        f.write_bytes(bytes(raw))
+    elif kind == "pickled":
+        np.savez(f, A=np.array([{"a": 1}, None], dtype=object), b=b)
+    elif kind == "missing-keys":
+        np.savez(f, b=b)
+    elif kind == "no-b":
+        np.savez(f, A=A)
+    elif kind == "non-square":
+        np.savez(f, A=np.ones((3, 4)), b=np.ones(3))
+    elif kind == "wrong-b":
+        np.savez(f, A=A, b=np.ones(5))
+    elif kind == "nan":
+        A[1, 2] = A[2, 1] = np.nan
+        np.savez(f, A=A, b=b)
+    elif kind == "inf-b":
+        b[3] = np.inf
+        np.savez(f, A=A, b=b)
+    elif kind == "zero-diagonal":
+        A[2, 2] = 0
+        np.savez(f, A=A, b=b)
+    elif kind == "negative-diagonal":
+        np.savez(f, **csr_arrays(A * np.where(np.eye(16), -1, 1)), b=b)
+    elif kind == "nonsymmetric":
+        A[0, 5] = 3.0
+        np.savez(f, A=A, b=b)
+    elif kind == "complex":
+        np.savez(f, A=A.astype(complex), b=b)
+    elif kind == "empty":
+        np.savez(f, A=np.zeros((0, 0)), b=np.zeros(0))
+    elif kind == "csr-index-out-of-range":
+        arrs = csr_arrays(A)
+        arrs["indices"][5] = 99
+        np.savez(f, **arrs, b=b)
+    elif kind == "csr-bad-indptr":
+        arrs = csr_arrays(A)
+        arrs["indptr"][3] = arrs["indptr"][5]
+        np.savez(f, **arrs, b=b)
+    elif kind == "csr-short-indptr":
+        arrs = csr_arrays(A)
+        arrs["indptr"] = arrs["indptr"][:-2]
+        np.savez(f, **arrs, b=b)
+    elif kind == "coo-format":
+        np.savez(f, **csr_arrays(A), format=np.array("coo"), b=b)
+    elif kind == "mtx-without-rhs":
+        f = d / "a.mtx"
+        scipy.io.mmwrite(f, A)
+    elif kind == "mtx-garbage":
+        f = d / "bad.mtx"
+        f.write_text("%%MatrixMarket matrix coordinate real general\n4 4 2\n1 1\n")
+    elif kind == "rhs-wrong-length":
+        scipy.io.mmwrite(d / "a.mtx", A)
+        np.save(d / "short.npy", np.ones(3))
+        return d / "short.npy", ["--rhs", d / "short.npy", "__FILE__", d / "a.mtx"]
+    elif kind == "rhs-pickled":
+        scipy.io.mmwrite(d / "a.mtx", A)
+        np.save(d / "obj.npy", np.array([object()] * 16), allow_pickle=True)
+        return d / "obj.npy", ["--rhs", d / "obj.npy", "__FILE__", d / "a.mtx"]
+    else:
+        raise AssertionError(kind)
+    return f, []
+
+
+BAD = [
+    "missing",
+    "directory",
+    "not-npz",
+    "garbage-npz",
+    "truncated",
+    "corrupt",
+    "pickled",
+    "missing-keys",
+    "no-b",
+    "non-square",
+    "wrong-b",
+    "nan",
+    "inf-b",
+    "zero-diagonal",
+    "negative-diagonal",
+    "nonsymmetric",
+    "complex",
+    "empty",
+    "csr-index-out-of-range",
+    "csr-bad-indptr",
+    "csr-short-indptr",
+    "coo-format",
+    "mtx-without-rhs",
+    "mtx-garbage",
+    "rhs-wrong-length",
+    "rhs-pickled",
+]
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_bad_input_exit_2_one_line_naming_the_file(kind, tmp_path, capsys, monkeypatch):
+    named, extra = make_bad(kind, tmp_path)
+    out_file = tmp_path / "out" / "solution.npz"
+    out_file.parent.mkdir()
+    if "__FILE__" in extra:
+        i = extra.index("__FILE__")
+        args = ["solve", extra[i + 1], *extra[:i], "--local", "-o", out_file]
+    else:
+        args = ["solve", named, "--local", "-o", out_file]
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert str(named) in lines[0] and lines[0].startswith("sorctl: error: ")
+    assert "Traceback" not in err and out == ""
+    assert list(out_file.parent.iterdir()) == []
+
+
+def test_unreadable_file(tmp_path, capsys, monkeypatch):
+    f = tmp_path / "secret.npz"
+    np.savez(f, A=np.eye(2), b=np.ones(2))
+    f.chmod(0)
+    if os.geteuid() == 0:  # root reads any file: make the open fail the way it would for a user
+        real_open = Path.open
+
+        def denied(self, *args, **kwargs):
+            if self == f:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_open(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", denied)
+    code, _, err = run_cli(["solve", f, "--local"], capsys, monkeypatch)
+    assert code == 2 and str(f) in err and "cannot read: Permission denied" in err
+
+
+def test_json_answer_only_on_stdout_and_solution_file(tmp_path, capsys, monkeypatch):
+    A, b = gallery.poisson2d(12)
+    np.savez(tmp_path / "p.npz", A=A.toarray(), b=b)
+    sol = tmp_path / "sol.npz"
+    code, out, err = run_cli(
+        ["solve", tmp_path / "p.npz", "--json", "-o", sol], capsys, monkeypatch
+    )
+    assert code == 0
+    report = json.loads(out)  # one object, nothing else
+    for key in (
+        "converged",
+        "reason",
+        "iterations",
+        "relative_residual",
+        "omega",
+        "omega_source",
+        "n",
+        "nnz",
+        "time_s",
+        "backend",
+    ):
+        assert key in report
+    assert report["converged"] and report["backend"] == "local" and report["n"] == 144
+    assert "no cluster running: solving on the local backend" in err
+    assert "iteration 0" in err
+    with np.load(sol, allow_pickle=False) as f:
+        assert np.linalg.norm(A @ f["x"] - b) <= 1e-8 * np.linalg.norm(b)
+        assert json.loads(str(f["report"]))["iterations"] == report["iterations"]
+
+
+def test_not_converged_exit_3_with_options(tmp_path, capsys, monkeypatch):
+    A, b = gallery.poisson2d(12)
+    np.savez(tmp_path / "p.npz", A=A.toarray(), b=b)
+    code, out, _ = run_cli(
+        [
+            "solve",
+            tmp_path / "p.npz",
+            "--json",
+            "--max-iter",
+            "5",
+            "--omega",
+            "1.5",
+            "--method",
+            "ssor",
+            "--local",
+        ],
+        capsys,
+        monkeypatch,
+    )
+    report = json.loads(out)
+    assert code == 3 and report["reason"] == "maxiter" and report["iterations"] == 5
+    assert report["omega"] == 1.5 and report["omega_source"] == "user"
+    assert report["method"] == "ssor"
+
+
+def test_bad_omega_and_output_dir_are_bad_input(tmp_path, capsys, monkeypatch):
+    np.savez(tmp_path / "p.npz", A=np.eye(2) * 2, b=np.ones(2))
+    code, _, err = run_cli(["solve", tmp_path / "p.npz", "--omega", "2.5"], capsys, monkeypatch)
+    assert code == 2 and "--omega" in err
+    code, _, err = run_cli(
+        ["solve", tmp_path / "p.npz", "-o", tmp_path / "no" / "x.npz"], capsys, monkeypatch
+    )
+    assert code == 2 and "does not exist" in err
+
+
+def test_x0_option_and_plot(tmp_path, capsys, monkeypatch):
+    A, b = gallery.poisson2d(8)
+    np.savez(tmp_path / "p.npz", A=A.toarray(), b=b)
+    x = np.linalg.solve(A.toarray(), b)
+    np.save(tmp_path / "x0.npy", x)
+    code, out, _ = run_cli(
+        [
+            "solve",
+            tmp_path / "p.npz",
+            "--x0",
+            tmp_path / "x0.npy",
+            "--json",
+            "--plot",
+            tmp_path / "r.png",
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0 and json.loads(out)["iterations"] == 0
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    np.save(tmp_path / "short.npy", x[:3])
+    code, _, err = run_cli(
+        ["solve", tmp_path / "p.npz", "--x0", tmp_path / "short.npy"], capsys, monkeypatch
+    )
+    assert code == 2 and "short.npy" in err
+
+
+def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
+    """The real console script, interrupted while it sweeps."""
+    A, b = gallery.poisson2d(200)
+    from solver.io import save_system
+
+    save_system(tmp_path / "p.npz", A, b)
+    out = tmp_path / "out.npz"
+    proc = subprocess.Popen(
+        [
+            SORCTL,
+            "solve",
+            tmp_path / "p.npz",
+            "--local",
+            "--rtol",
+            "0",
+            "--omega",
+            "1.9",
+            "--max-iter",
+            "100000000",
+            "-o",
+            out,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while "iteration" not in line:  # wait until it sweeps
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "sorctl exited before sweeping"
+            assert time.monotonic() < deadline
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]
