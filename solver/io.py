@@ -320,6 +320,7 @@ def atomic_write(path, write) -> None:
     except OSError as exc:
         raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -329,6 +330,12 @@ def atomic_write(path, write) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_system(path, A, b: np.ndarray, x0: np.ndarray | None = None) -> None:

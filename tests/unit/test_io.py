@@ -129,3 +129,16 @@ def test_interrupted_write_leaves_nothing(tmp_path, exc):
         atomic_write(target, write)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    save_system(tmp_path / "m.npz", np.eye(2), np.ones(2))
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
