@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from solver.distributed.blocks import Block, build_blocks, payload_bytes
-from solver.distributed.executor import ClusterFailed, Executor, Job, NodeLost
+from solver.distributed.executor import ClusterFailed, Executor, Job, NodeLost, machine
 from solver.distributed.partition import (
     block_graph,
     block_labels,
@@ -338,7 +338,7 @@ def solve(
         residuals[-1] = rel
     sweeps_per_iter = 2 if method == "ssor" else 1
     extra = {
-        "nodes": len(node_cpus),
+        "nodes": len({machine(slot) for slot in node_cpus}),
         "node_cpus": node_cpus,
         "blocks": len(p.blocks),
         "colours": p.ncolours,

@@ -16,6 +16,11 @@ from typing import Any, Protocol
 from solver.distributed import node as node_side
 
 
+def machine(slot: str) -> str:
+    """The node behind an executor slot: slots are "NODE", or "NODE#k" for its k-th CPU."""
+    return slot.split("#", 1)[0]
+
+
 class NodeLost(Exception):
     """The node running a job is gone (killed, unreachable); its blocks must move."""
 

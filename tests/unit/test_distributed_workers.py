@@ -1,0 +1,95 @@
+"""Worker processes answering the driver over direct connections (on loopback, no dispy): the
+same node.serve and WorkerPool code the cluster runs, including a worker killed mid-solve."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from solver.distributed import node
+from solver.distributed.driver import solve
+from solver.distributed.executor import ClusterFailed
+from solver.distributed.workers import WorkerPool
+
+pytestmark = pytest.mark.timeout(300)
+CTX = multiprocessing.get_context("fork")
+
+
+def poisson2d(m: int) -> sp.csr_matrix:
+    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
+    return sp.csr_matrix(sp.kron(sp.identity(m), t) + sp.kron(t, sp.identity(m)))
+
+
+@pytest.fixture
+def pool(tmp_path):
+    """Three worker processes, as dispy would start them: each serves until hung up on."""
+    pool = WorkerPool("127.0.0.1")
+    procs = {}
+    for k in range(3):
+        slot = f"w{k}"
+        root = tmp_path / slot
+        root.mkdir()
+        p = CTX.Process(target=node.serve, args=(str(root), pool.address, pool.authkey, slot, 60))
+        p.start()
+        procs[slot] = p
+        pool.expect(slot, lambda p=p: "" if p.is_alive() else f"exit code {p.exitcode}")
+    pool.wait_connected(60)
+    pool.procs = procs
+    yield pool
+    pool.close()
+    for p in procs.values():
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+
+
+def test_workers_solve_like_the_in_process_executor(pool):
+    A = poisson2d(30)
+    b = np.ones(A.shape[0])
+    assert sorted(pool.nodes()) == ["w0", "w1", "w2"]
+    res = solve(A, b, pool, omega=1.8, rtol=1e-10, check_every=5)
+    assert res.converged and res.extra["nodes"] == 3 and res.extra["blocks"] == 6
+    np.testing.assert_allclose(res.x, spla.spsolve(sp.csc_matrix(A), b), rtol=1e-7)
+
+
+def test_a_killed_worker_is_noticed_and_its_blocks_move(pool):
+    A = poisson2d(40)
+    b = np.ones(A.shape[0])
+    victim = pool.procs["w1"]
+
+    def progress(iteration, residual):
+        if iteration == 20:
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.join(10)
+
+    res = solve(A, b, pool, omega=1.8, rtol=1e-10, check_every=5, callback=progress)
+    assert res.converged
+    np.testing.assert_allclose(res.x, spla.spsolve(sp.csc_matrix(A), b), rtol=1e-7)
+    lost = [ev for ev in res.extra["events"] if ev["event"] == "node_lost"]
+    assert [ev["node"] for ev in lost] == ["w1"]
+    moved = [ev for ev in res.extra["events"] if ev["event"] == "block_moved"]
+    assert moved and all(ev["target"] in ("w0", "w2") for ev in moved)
+
+
+def test_an_error_on_the_worker_is_a_cluster_failure_with_its_message(pool):
+    job = pool.submit("w0", "sweep", "nosuchsolve", 3, (np.zeros(1), 1.0, 1, False))
+    assert job.wait(30)
+    with pytest.raises(ClusterFailed, match="block not on this node"):
+        job.outcome()
+    # the worker goes on serving after an error
+    job = pool.submit("w0", "drop", "nosuchsolve", 0, None)
+    assert job.wait(30) and job.outcome() is None
+
+
+def test_a_worker_that_never_connects_is_reported_not_waited_on(tmp_path):
+    pool = WorkerPool("127.0.0.1")
+    pool.expect("ghost", lambda: "its job ended")
+    pool.wait_connected(30)
+    assert pool.nodes() == {} and pool.failures() == {"ghost": "its job ended"}
+    pool.close()
