@@ -1,9 +1,11 @@
-"""SOR on a dense matrix with two BLAS level-2 calls per half sweep (no Python loop over rows).
+"""SOR on a dense matrix by block rows: one gemv per block row, a small triangular solve per block.
 
-With A = L + D + U, a forward SOR sweep is the triangular system
-    (D + w L) x' = w b - (w U + (w - 1) D) x,   i.e. (D/w + L) x' = b - U x - (1 - 1/w) D x,
-so one trmv (U x, read as (I + U) x with a unit diagonal) and one trsv on a copy of A whose
-diagonal is D/w. Each reads one triangle: a sweep moves about 8 n^2 bytes, the memory bound.
+Lexicographic SOR in correction form is x_I <- x_I + (D_I/w + L_II)^-1 g_I with
+g_I = b_I - A[I, :] x, where x already holds the new values of the block rows before I and the
+old ones after it (the triangular form (D + wL) x' = w b - (wU + (w-1)D) x, taken a block row at
+a time). So each sweep reads every row of A once with dgemv -- 8 n^2 bytes, the memory bound --
+and solves the nb x nb diagonal blocks, which stay in cache, with dtrsv. A itself is not copied;
+only the diagonal blocks are (with D/w on their diagonal, in Fortran order for BLAS).
 """
 
 from __future__ import annotations
@@ -11,28 +13,34 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import blas
 
+BLOCK = 256  # rows per block: the diagonal block (512 KB) stays in L2
+
 
 class DenseSOR:
     """Prepared forward/backward SOR sweeps for one dense matrix and one omega."""
 
-    def __init__(self, A: np.ndarray, omega: float) -> None:
-        self.d = np.ascontiguousarray(np.diag(A), dtype=np.float64)
+    def __init__(self, A: np.ndarray, omega: float, block: int = BLOCK) -> None:
+        self.A = np.ascontiguousarray(A, dtype=np.float64)  # rows contiguous for dgemv
+        n = self.A.shape[0]
         self.omega = float(omega)
-        # Fortran order so BLAS reads it in place; the one copy per (A, omega).
-        self.M = np.array(A, dtype=np.float64, order="F", copy=True)
-        self.M[np.diag_indices_from(self.M)] = self.d / self.omega
-        self._scale = 1.0 - (1.0 - 1.0 / self.omega) * self.d  # x coefficient on the right side
+        self.blocks = []
+        for s in range(0, n, block):
+            e = min(n, s + block)
+            M = np.array(self.A[s:e, s:e], order="F", copy=True)
+            M[np.diag_indices_from(M)] /= self.omega
+            self.blocks.append((s, e, M))
 
     def forward(self, b: np.ndarray, x: np.ndarray, sweeps: int = 1) -> None:
-        trmv, trsv = blas.dtrmv, blas.dtrsv
         for _ in range(sweeps):
-            y = trmv(self.M, x, lower=0, diag=1)  # (I + U) x
-            rhs = b - y + self._scale * x  # b - U x - (1 - 1/w) D x
-            x[:] = trsv(self.M, rhs, lower=1, overwrite_x=1)
+            for s, e, M in self.blocks:
+                self._update(b, x, s, e, M, lower=1)
 
     def backward(self, b: np.ndarray, x: np.ndarray, sweeps: int = 1) -> None:
-        trmv, trsv = blas.dtrmv, blas.dtrsv
         for _ in range(sweeps):
-            y = trmv(self.M, x, lower=1, diag=1)  # (I + L) x
-            rhs = b - y + self._scale * x
-            x[:] = trsv(self.M, rhs, lower=0, overwrite_x=1)
+            for s, e, M in reversed(self.blocks):
+                self._update(b, x, s, e, M, lower=0)
+
+    def _update(self, b, x, s, e, M, lower):
+        g = b[s:e] - self.A[s:e] @ x
+        # lower=1: rows in order (D/w + L); lower=0: reverse order (D/w + U)
+        x[s:e] += blas.dtrsv(M, g, lower=lower, overwrite_x=1)
