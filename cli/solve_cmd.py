@@ -12,8 +12,9 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -186,13 +187,17 @@ def solve(
     system = io.load_system(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
     if x0 is not None:
         guess = io.load_vector(x0)
-        if guess.shape != (system.n,) or not all(map(math.isfinite, guess[:1])):
+        if guess.shape != (system.n,):
             raise UserError(
                 f"{x0}: starting guess has shape {guess.shape}, A is {system.n} x {system.n}",
                 EXIT_BAD_INPUT,
             )
-        system.x0 = guess
-    options = dict(omega=omega, rtol=rtol, atol=atol, maxiter=max_iter, method=method.value)
+        if not np.all(np.isfinite(guess)):
+            raise UserError(f"{x0}: starting guess contains NaN or Inf", EXIT_BAD_INPUT)
+        system.x0 = np.ascontiguousarray(guess, dtype=np.float64)
+    options: dict[str, Any] = dict(
+        omega=omega, rtol=rtol, atol=atol, maxiter=max_iter, method=method.value
+    )
 
     info = None if local else solve_cluster.find_running(cluster)
     with Progress() as progress:

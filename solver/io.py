@@ -51,9 +51,9 @@ def load_system(path, rhs=None, *, allow_nonsymmetric: bool = False) -> System:
     path = Path(path)
     kind = _file_kind(path)
     if kind == "npz":
-        A, b, x0, name = *_read_npz(path), str(path)
+        A, b, x0 = _read_npz(path)
     else:
-        A, b, x0, name = _read_mtx(path), None, None, str(path)
+        A, b, x0 = _read_mtx(path), None, None
     if rhs is not None:
         b = _read_vector(Path(rhs))
     elif b is None and kind == "npz":
@@ -67,7 +67,7 @@ def load_system(path, rhs=None, *, allow_nonsymmetric: bool = False) -> System:
     b = _check_vector(Path(rhs) if rhs is not None else path, "b", b, n)
     if x0 is not None:
         x0 = _check_vector(path, "x0", x0, n)
-    return System(A=A, b=b, x0=x0, source=name)
+    return System(A=A, b=b, x0=x0, source=str(path))
 
 
 def load_vector(path) -> np.ndarray:
@@ -340,7 +340,7 @@ def _umask() -> int:
 
 def save_system(path, A, b: np.ndarray, x0: np.ndarray | None = None) -> None:
     """Write A (CSR or dense) and b as an .npz that load_system reads (CSR keys as save_npz)."""
-    arrays: dict[str, np.ndarray] = {"b": np.asarray(b, dtype=np.float64)}
+    arrays: dict[str, Any] = {"b": np.asarray(b, dtype=np.float64)}
     if sp.issparse(A):
         A = sp.csr_matrix(A)
         arrays.update(

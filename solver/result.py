@@ -70,5 +70,5 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, float | np.floating):
-        return _num(obj)
+        return _num(float(obj))
     return obj

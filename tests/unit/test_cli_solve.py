@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from cli import solve_cluster
 from cli.main import main
 from solver import gallery
 
@@ -188,6 +189,8 @@ def test_unreadable_file(tmp_path, capsys, monkeypatch):
 
 
 def test_json_answer_only_on_stdout_and_solution_file(tmp_path, capsys, monkeypatch):
+    # The seam to the cluster backend says "none running" (unit tests never touch Docker).
+    monkeypatch.setattr(solve_cluster, "find_running", lambda name: None)
     A, b = gallery.poisson2d(12)
     np.savez(tmp_path / "p.npz", A=A.toarray(), b=b)
     sol = tmp_path / "sol.npz"
@@ -244,10 +247,14 @@ def test_not_converged_exit_3_with_options(tmp_path, capsys, monkeypatch):
 
 def test_bad_omega_and_output_dir_are_bad_input(tmp_path, capsys, monkeypatch):
     np.savez(tmp_path / "p.npz", A=np.eye(2) * 2, b=np.ones(2))
-    code, _, err = run_cli(["solve", tmp_path / "p.npz", "--omega", "2.5"], capsys, monkeypatch)
+    code, _, err = run_cli(
+        ["solve", tmp_path / "p.npz", "--omega", "2.5", "--local"], capsys, monkeypatch
+    )
     assert code == 2 and "--omega" in err
     code, _, err = run_cli(
-        ["solve", tmp_path / "p.npz", "-o", tmp_path / "no" / "x.npz"], capsys, monkeypatch
+        ["solve", tmp_path / "p.npz", "-o", tmp_path / "no" / "x.npz", "--local"],
+        capsys,
+        monkeypatch,
     )
     assert code == 2 and "does not exist" in err
 
@@ -266,6 +273,7 @@ def test_x0_option_and_plot(tmp_path, capsys, monkeypatch):
             "--json",
             "--plot",
             tmp_path / "r.png",
+            "--local",
         ],
         capsys,
         monkeypatch,
@@ -274,7 +282,9 @@ def test_x0_option_and_plot(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     np.save(tmp_path / "short.npy", x[:3])
     code, _, err = run_cli(
-        ["solve", tmp_path / "p.npz", "--x0", tmp_path / "short.npy"], capsys, monkeypatch
+        ["solve", tmp_path / "p.npz", "--x0", tmp_path / "short.npy", "--local"],
+        capsys,
+        monkeypatch,
     )
     assert code == 2 and "short.npy" in err
 
