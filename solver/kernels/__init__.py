@@ -26,12 +26,13 @@ def make_sweeper(A, omega: float, method: str = "sor") -> Sweep:
     """Prepare `sweep(b, x, sweeps)` for A (CSR or dense ndarray) and omega."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    if method == "multicolor":
-        # A dense graph is complete: one row per colour, i.e. plain SOR in a new order.
+    if method == "multicolor" and not isinstance(A, np.ndarray):
         return MulticolourSOR(_as_csr(A), omega).forward
     if isinstance(A, np.ndarray):
+        # A dense matrix's graph is complete: greedy colouring gives every row its own colour in
+        # natural order, i.e. plain SOR, so 'multicolor' on a dense A is the BLAS forward sweep.
         dense = DenseSOR(A, omega)
-        if method == "sor":
+        if method in ("sor", "multicolor"):
             return dense.forward
 
         def dense_ssor(b: np.ndarray, x: np.ndarray, sweeps: int = 1) -> None:

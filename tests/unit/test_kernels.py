@@ -125,3 +125,11 @@ def test_unknown_method_is_refused():
     A, _ = irregular_spd(10, 1)
     with pytest.raises(ValueError, match="unknown method"):
         kernels.make_sweeper(A, 1.0, "jacobi")
+
+
+def test_multicolour_on_dense_is_lexicographic_sor():
+    A, b = gallery.dense_spd(30, seed=6)
+    x, y = np.zeros(30), np.zeros(30)
+    kernels.multicolor_sweeps(A, b, x, 1.2, 3)
+    kernels.sor_sweeps(A, b, y, 1.2, 3)
+    assert np.array_equal(x, y)
