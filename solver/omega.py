@@ -63,8 +63,8 @@ def _csr_lanczos_step(indptr, indices, data, s, v, v_old, beta, w):
     alpha = 0.0
     for i in range(n):
         acc = 0.0
-        for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
+        for k in range(np.uintp(indptr[i]), np.uintp(indptr[i + 1])):
+            j = np.uintp(indices[k])  # unsigned: no negative-index wraparound code
             acc += data[k] * s[j] * v[j]
         wi = s[i] * acc - beta * v_old[i]
         w[i] = wi
