@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import tarfile
 import time
@@ -114,7 +113,7 @@ def _parallel(fn: Callable[[str], None], items: Iterable[str]) -> None:
             fut.result()
 
 
-def start_containers(
+def create_containers(
     client, specs: list[ContainerSpec], material: Material, created: Created
 ) -> None:
     def make(name: str) -> None:
@@ -124,6 +123,9 @@ def start_containers(
     # Register names before creating so that an interrupted create is still cleaned up.
     created.containers.extend(s.name for s in specs)
     _parallel(make, [s.name for s in specs])
+
+
+def start(client, specs: list[ContainerSpec]) -> None:
     _parallel(lambda n: client.api.start(n), [s.name for s in specs])
 
 
@@ -191,11 +193,6 @@ def wait_nodes(
         time.sleep(0.25)
 
 
-def _wait_member(client, plan: Plan, name: str, *, port: int, deadline: float) -> None:
-    address = next(c.address for c in plan.containers if c.name == name)
-    wait_listening(client, name, address, port, deadline)
-
-
 def bring_up(
     client,
     plan: Plan,
@@ -211,19 +208,23 @@ def bring_up(
     for net in plan.networks:
         created.networks.append(net.name)
         create_network(client, net)
+    reporter.step("creating containers")
+    create_containers(client, list(plan.containers), material, created)
     since = time.time() - 1  # log timestamps have 1 s resolution
-    for group in plan.start_groups():
-        role = group[0].role
-        reporter.step(f"starting {role}{'s' if len(group) > 1 else ''}")
-        start_containers(client, group, material, created)
-        if plan.role("relay") and role in ("scheduler", "node"):
-            # A relay announces the scheduler once, when it starts, by a TCP call to the
-            # scheduler and a broadcast to its subnet: both ends must be listening by then.
-            port = DISPY_PORT if role == "scheduler" else NODE_PORT
-            _parallel(
-                functools.partial(_wait_member, client, plan, port=port, deadline=deadline),
-                [c.name for c in group],
-            )
+    first, relays = plan.start_groups()
+    reporter.step("starting containers")
+    start(client, first)
+    if relays:
+        # A relay announces the scheduler once, when it starts, by a TCP call to the
+        # scheduler and a broadcast to its subnet: both ends must be listening by then.
+        reporter.step("waiting for the scheduler and nodes to listen")
+        listeners = [(c.name, c.address, DISPY_PORT) for c in plan.role("scheduler")]
+        listeners += [(c.name, c.address, NODE_PORT) for c in plan.role("node")]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for fut in [pool.submit(wait_listening, client, *x, deadline) for x in listeners]:
+                fut.result()
+        reporter.step("starting relays")
+        start(client, relays)
     reporter.step("waiting for the scheduler to count the nodes")
     wait_nodes(client, plan, plan.role("node"), since, deadline, reporter)
 
@@ -243,7 +244,8 @@ def add_nodes(
     specs = [c for c in plan.containers if c.name in names]
     since = time.time() - 1
     reporter.step(f"starting {len(specs)} node(s)")
-    start_containers(client, specs, material, created)
+    create_containers(client, specs, material, created)
+    start(client, specs)
     wait_nodes(client, plan, specs, since, deadline, reporter)
 
 
@@ -273,7 +275,7 @@ def undo(client, created: Created) -> None:
 def remove_cluster(client, name: str) -> dict[str, int]:
     """Remove every container, network and volume labelled with cluster `name`."""
     f = {"label": f"{LABEL_CLUSTER}={name}"}
-    containers = [c.name for c in client.containers.list(all=True, filters=f)]
+    containers = [row["Id"] for row in client.api.containers(all=True, filters=f)]
     remove_containers(client, containers)
     networks = client.networks.list(filters=f)
     for n in networks:

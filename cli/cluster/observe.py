@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker.errors
+
 from cli.cluster import material
 from cli.cluster.plan import (
     CLIENT_PORT,
@@ -86,12 +88,24 @@ def _labels_filter(name: str | None) -> dict[str, Any]:
     return {"label": f"{LABEL_CLUSTER}={name}" if name else LABEL_CLUSTER}
 
 
+def labelled_containers(client, name: str | None) -> list:
+    """Containers labelled with cluster `name` (any cluster: None), inspected; one removed
+    between the listing and its inspection (a finished client, a concurrent down) is skipped."""
+    found = []
+    for row in client.api.containers(all=True, filters=_labels_filter(name)):
+        try:
+            found.append(client.containers.get(row["Id"]))
+        except docker.errors.NotFound:
+            continue
+    return found
+
+
 def cluster_names(client) -> list[str]:
     """Every cluster that has at least one labelled container, network or volume."""
     names: set[str] = set()
     f = _labels_filter(None)
-    for c in client.containers.list(all=True, filters=f):
-        names.add(c.labels.get(LABEL_CLUSTER, ""))
+    for row in client.api.containers(all=True, filters=f):
+        names.add((row.get("Labels") or {}).get(LABEL_CLUSTER, ""))
     for n in client.networks.list(filters=f):
         names.add(n.attrs.get("Labels", {}).get(LABEL_CLUSTER, ""))
     for v in client.volumes.list(filters=f):
@@ -123,7 +137,8 @@ def _container_info(c) -> ContainerInfo:
 def find_cluster(client, name: str) -> ClusterInfo | None:
     """Cluster `name` as the engine has it, or None when nothing carries its label."""
     f = _labels_filter(name)
-    containers = [_container_info(c) for c in client.containers.list(all=True, filters=f)]
+    raw = {c.name: c for c in labelled_containers(client, name)}
+    containers = [_container_info(c) for c in raw.values()]
     nets = client.networks.list(filters=f)
     volumes = [v.name for v in client.volumes.list(filters=f)]
     if not containers and not nets and not volumes:
@@ -142,11 +157,12 @@ def find_cluster(client, name: str) -> ClusterInfo | None:
     shape = None
     routes = ""
     if sched is not None:
-        raw = client.containers.get(sched.name)
-        shape_label = raw.labels.get(LABEL_SHAPE, "")
+        sched_raw = raw[sched.name]
+        shape_label = sched_raw.labels.get(LABEL_SHAPE, "")
         nodes = sum(1 for c in containers if c.role == "node")
         shape = Shape.from_label(shape_label, nodes) if shape_label else None
-        env = dict(e.split("=", 1) for e in raw.attrs.get("Config", {}).get("Env", []) if "=" in e)
+        env_list = sched_raw.attrs.get("Config", {}).get("Env", [])
+        env = dict(e.split("=", 1) for e in env_list if "=" in e)
         routes = env.get("SORCTL_ROUTES", "")
     client_net = next((n.name for n in networks if n.role in ("lan", "net")), None)
     secret: Path | None = None

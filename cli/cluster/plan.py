@@ -133,11 +133,11 @@ class Plan:
     def scheduler(self) -> ContainerSpec:
         return self.role("scheduler")[0]
 
-    def start_groups(self) -> list[list[ContainerSpec]]:
-        """Start order: router (routes need it), scheduler, nodes, then relays, which
-        announce the scheduler once at start and so must find it listening."""
-        order = ("router", "scheduler", "node", "relay")
-        return [self.role(r) for r in order if self.role(r)]
+    def start_groups(self) -> tuple[list[ContainerSpec], list[ContainerSpec]]:
+        """(everything else, relays): a relay announces the scheduler once, when it starts,
+        so relays start only once the scheduler and the nodes listen. Routes need no order:
+        the gateway is on-link whether the router runs yet or not."""
+        return [c for c in self.containers if c.role != "relay"], self.role("relay")
 
 
 def validate(name: str, shape: Shape) -> None:

@@ -104,7 +104,7 @@ def new_name() -> str:
 def labelled(client, name: str) -> list[str]:
     f = {"label": f"{LABEL_CLUSTER}={name}"}
     return (
-        [c.name for c in client.containers.list(all=True, filters=f)]
+        [row["Names"][0].lstrip("/") for row in client.api.containers(all=True, filters=f)]
         + [n.name for n in client.networks.list(filters=f)]
         + [v.name for v in client.volumes.list(filters=f)]
     )

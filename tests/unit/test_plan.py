@@ -86,10 +86,13 @@ def test_scheduler_gets_no_node_addresses_in_the_relay_layout():
     assert all("SORCTL_SCHEDULER" not in n.env for n in plan.role("node"))
 
 
-def test_start_order_puts_relays_after_the_scheduler():
+def test_relays_start_last():
     plan = make_plan("c3", Shape(nodes=3, relay=True), IMAGES)
-    roles = [g[0].role for g in plan.start_groups()]
-    assert roles == ["router", "scheduler", "node", "relay"]
+    first, relays = plan.start_groups()
+    assert {c.role for c in first} == {"router", "scheduler", "node"}
+    assert [c.role for c in relays] == ["relay"]
+    single_first, single_relays = make_plan("c3", Shape(nodes=3), IMAGES).start_groups()
+    assert len(single_first) == 4 and single_relays == []
 
 
 def test_relays_left_out_keeps_the_same_layout():
