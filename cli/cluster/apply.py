@@ -159,6 +159,16 @@ def _fail_if_exited(client, name: str) -> None:
         )
 
 
+def _fail_if_any_exited(client, plan: Plan) -> None:
+    """One query for the whole plan (polled several times a second while waiting)."""
+    filters = {"label": f"{LABEL_CLUSTER}={plan.name}", "status": ["exited", "dead"]}
+    ours = {c.name for c in plan.containers}
+    for row in client.api.containers(all=True, filters=filters):
+        name = row["Names"][0].lstrip("/")
+        if name in ours:
+            _fail_if_exited(client, name)
+
+
 def wait_nodes(
     client,
     plan: Plan,
@@ -177,8 +187,7 @@ def wait_nodes(
         reporter.nodes(len(expected) - len(missing), len(expected))
         if not missing:
             return
-        for s in plan.containers:
-            _fail_if_exited(client, s.name)
+        _fail_if_any_exited(client, plan)
         if time.monotonic() > deadline:
             parts = [
                 f"cluster {plan.name!r} not ready: the scheduler counts "

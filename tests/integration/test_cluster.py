@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -367,6 +368,30 @@ def test_timeout_names_missing_nodes_and_keep_on_failure_keeps_them(engine, name
     res = sorctl("down", "--name", name)
     assert res.returncode == 0 and "removed" in res.stdout
     assert labelled(engine, name) == []
+
+
+def test_a_container_that_exits_fails_up_at_once_with_its_last_lines(engine, names):
+    name = names()
+    plan = lifecycle.plan_for(engine, name, Shape(nodes=2))
+    broken = f"{name}-node-2"
+    plan = replace(
+        plan,
+        containers=tuple(
+            replace(c, env={**c.env, "SORCTL_ROUTES": "garbage"}) if c.name == broken else c
+            for c in plan.containers
+        ),
+    )
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match=f"(?s){broken} exited.*bad SORCTL_ROUTES"):
+        apply.bring_up(
+            engine,
+            plan,
+            material.create(name, tls=False),
+            timeout=60,
+            reporter=apply.Reporter(),
+            created=apply.Created(),
+        )
+    assert time.monotonic() - t0 < 30  # not the whole deadline
 
 
 def test_interrupted_up_removes_what_it_created(engine, names):
