@@ -27,8 +27,9 @@ rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/var/cac
     "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
     "$rootfs"/usr/share/locale/* "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/* \
     "$rootfs"/usr/share/lintian "$rootfs"/usr/share/linda
-# glibc's iconv modules: nothing in the images converts charsets through iconv.
-rm -rf "$rootfs"/usr/lib/x86_64-linux-gnu/gconv
+# glibc's iconv modules (nothing here converts charsets through iconv) and the time zone
+# database (containers run in UTC; /etc/localtime then falls back to UTC): 12 MB.
+rm -rf "$rootfs"/usr/lib/x86_64-linux-gnu/gconv "$rootfs"/usr/share/zoneinfo
 
 tar --numeric-owner -C "$rootfs" -c . |
     docker import -c 'ENV LANG=C.UTF-8' -c 'CMD ["/bin/bash"]' \

@@ -1,0 +1,261 @@
+"""The images, with real Docker: each role starts alone and becomes healthy, a node answers on
+its port, a JobCluster in a client container runs jobs that import the solver on a node (the
+kernels loaded from the cache warmed at build time), and require_images refuses a stale image.
+
+Every container and network here is named `sorctl-imgtest-*` and removed, even on failure.
+All dispy traffic stays on the test's own bridge network.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+import uuid
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from cli import images
+from cli.errors import UserError
+
+PREFIX = "sorctl-imgtest-"
+TEST_LABEL = {"org.sorctl.test": "images"}
+
+
+@pytest.fixture(scope="module")
+def built(docker_client):
+    """The role images of this sorctl version (scripts/test.sh builds them; unchanged roles
+    are skipped, so this costs seconds when they are current)."""
+    images.build(log=lambda line: None, client=docker_client)
+    images.require_images(docker_client, images.ROLES)
+    return docker_client
+
+
+@pytest.fixture
+def net(built):
+    """A bridge network of the test's own, and a factory for containers on it."""
+    client = built
+    name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
+    network = client.networks.create(name, driver="bridge", labels=TEST_LABEL)
+    started = []
+
+    def run(role, suffix, **kwargs):
+        container = client.containers.run(
+            images.image_ref(role),
+            name=f"{name}-{suffix}",
+            network=name,
+            labels=TEST_LABEL,
+            detach=True,
+            **kwargs,
+        )
+        started.append(container)
+        return container
+
+    try:
+        yield client, run, name
+    finally:
+        for container in started:
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass
+        network.remove()
+
+
+def wait_for(predicate, what, timeout=90.0, every=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def health(container):
+    container.reload()
+    return container.attrs["State"].get("Health", {}).get("Status")
+
+
+def wait_healthy(container):
+    def check():
+        status = health(container)
+        if status == "unhealthy" or container.status == "exited":
+            logs = container.logs().decode(errors="replace")[-2000:]
+            raise AssertionError(f"{container.name} is {status}/{container.status}:\n{logs}")
+        return status == "healthy"
+
+    wait_for(check, f"{container.name} to become healthy")
+
+
+def address(container, network_name):
+    container.reload()
+    return container.attrs["NetworkSettings"]["Networks"][network_name]["IPAddress"]
+
+
+def pid1(container) -> tuple[str, str]:
+    """(uid line of /proc/1/status, command line of PID 1)."""
+    code, out = container.exec_run(
+        ["bash", "-c", "grep ^Uid: /proc/1/status; tr '\\0' ' ' </proc/1/cmdline"]
+    )
+    assert code == 0, out
+    uid_line, cmdline = out.decode().splitlines()
+    return uid_line, cmdline
+
+
+@pytest.mark.parametrize("role", images.ROLES)
+def test_each_role_alone_becomes_healthy_as_the_sorctl_user(net, role):
+    client, run, _ = net
+    container = run(role, role)
+    wait_healthy(container)
+    uid_line, cmdline = pid1(container)
+    assert uid_line.split()[1:] == ["990"] * 4  # real, effective, saved, fs uid: sorctl
+    image = client.images.get(images.image_ref(role))
+    assert image.labels["org.sorctl.role"] == role
+    assert image.labels["org.sorctl.version"] == images.sorctl_version()
+    assert image.labels["org.sorctl.dispy"] == "4.15.2"
+    assert image.labels["org.sorctl.pycos"] == "4.12.2"
+    assert len(image.labels["org.sorctl.inputs-hash"]) == 16
+    assert container.labels["org.sorctl.role"] == role  # containers inherit the image labels
+    if role in ("node", "scheduler", "relay"):
+        assert "--daemon" in cmdline.split()
+    if role == "node":
+        assert {"--clean", "--dest_path_prefix"} <= set(cmdline.split())
+
+
+def test_entrypoint_refuses_a_malformed_route(net):
+    _, run, _ = net
+    container = run("router", "badroute", environment={"SORCTL_ROUTES": "10.9.0.0/24 via"})
+    wait_for(lambda: container.reload() or container.status == "exited", "the refusal")
+    assert container.wait(timeout=10)["StatusCode"] != 0
+    assert "bad SORCTL_ROUTES entry" in container.logs().decode()
+
+
+def test_node_answers_on_its_port_with_its_configuration(net):
+    _, run, network_name = net
+    node = run("node", "node", environment={"SORCTL_CPUS": "1"})
+    wait_healthy(node)
+    node_ip = address(node, network_name)
+    probe = run("client", "probe")
+    code, out = probe.exec_run(
+        ["python3", "-c", f"import socket; socket.create_connection(('{node_ip}', 9701), 5)"],
+        user="sorctl",
+    )
+    assert code == 0, out.decode()
+    _, cmdline = pid1(node)
+    args = cmdline.split()
+    assert args[args.index("--cpus") + 1] == "1"
+    assert args[args.index("-i") + 1] == node_ip
+
+
+JOB_PROGRAM = r"""
+import json, sys
+from solver import dispy_compat
+dispy_compat.apply()
+import dispy
+
+def setup():
+    # Imported once per node; jobs are forked from here and see it.
+    global kernels
+    from solver import kernels
+    return 0
+
+def compute(n, omega, sweeps):
+    import os
+    from numba.core.dispatcher import Dispatcher
+    import numpy as np
+    import scipy.sparse as sp
+    import solver
+    from solver.kernels import csr
+    A = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csr")
+    b = np.arange(1.0, n + 1.0)
+    x = np.zeros(n)
+    kernels.sor_sweeps(A, b, x, omega, sweeps=sweeps)
+    stats = {name: [obj.stats.cache_hits.total(), obj.stats.cache_misses.total()]
+             for name, obj in vars(csr).items() if isinstance(obj, Dispatcher)}
+    return {"host": os.uname().nodename, "solver": solver.__file__, "x": x.tolist(),
+            "numba_cache": stats, "uid": os.getuid()}
+
+node_ip = sys.argv[1]
+host = open("/run/sorctl-host").read().strip()
+cluster = dispy.JobCluster(compute, nodes=[node_ip], host=host, setup=setup,
+                           pulse_interval=2, recover_file="/tmp/imgtest-recover")
+try:
+    jobs = [cluster.submit(n, 1.8, 400) for n in (8, 16, 24)]
+    for job in jobs:
+        if not job.finish.wait(120):
+            print(json.dumps({"error": "job did not finish in 120 s"}))
+            sys.exit(1)
+        if job.status != dispy.DispyJob.Finished:
+            print(json.dumps({"error": f"job status {job.status}: {job.exception}"}))
+            sys.exit(1)
+        print(json.dumps(job.result))
+finally:
+    cluster.close()
+"""
+
+
+def put_file(container, path: str, text: str) -> None:
+    data = text.encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(path.rsplit("/", 1)[1])
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    assert container.put_archive(path.rsplit("/", 1)[0], buf.getvalue())
+
+
+def test_jobcluster_in_a_client_runs_solver_jobs_on_a_node(net):
+    _, run, network_name = net
+    node = run("node", "node")
+    wait_healthy(node)
+    node_ip = address(node, network_name)
+    client_box = run("client", "client")
+    put_file(client_box, "/tmp/jobs.py", JOB_PROGRAM)
+    code, out = client_box.exec_run(["timeout", "300", "python3", "/tmp/jobs.py", node_ip],
+                                    user="sorctl")  # fmt: skip
+    text = out.decode(errors="replace")
+    assert code == 0, text[-3000:]
+    results = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert len(results) == 3, text[-3000:]
+    node_hostname = node.attrs["Config"]["Hostname"]
+    for n, result in zip((8, 16, 24), results, strict=True):
+        assert result["host"] == node_hostname
+        assert result["solver"].startswith("/opt/sorctl/solver/")
+        assert result["uid"] == 990
+        # The kernels came from the cache warmed at build time: hits, no compilation.
+        used = {k: v for k, v in result["numba_cache"].items() if v != [0, 0]}
+        assert used and all(hits > 0 and misses == 0 for hits, misses in used.values()), used
+        # And they computed the right thing: SOR converged to scipy's direct solution.
+        A = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csc")
+        expected = spla.spsolve(A, np.arange(1.0, n + 1.0))
+        np.testing.assert_allclose(result["x"], expected, rtol=1e-8)
+
+
+def test_require_images_refuses_missing_and_other_version_images(built):
+    client = built
+    version = "0.0.0-imgtest"
+    with pytest.raises(UserError, match=rf"sorctl-router:{version} is missing"):
+        images.require_images(client, ["router"], version=version)
+    # An image under this version's tag but built by another sorctl (its label says 9.9.9).
+    dockerfile = f"FROM {images.image_ref('router')}\nLABEL org.sorctl.version=9.9.9\n"
+    ref = images.image_ref("router", version)
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, rm=True)
+    try:
+        with pytest.raises(
+            UserError, match=r"sorctl-router:0.0.0-imgtest was built for sorctl 9.9.9"
+        ):
+            images.require_images(client, ["router"], version=version)
+    finally:
+        client.images.remove(ref)
+    images.require_images(client, images.ROLES)  # the real ones pass
+
+
+def test_a_rebuild_without_changes_skips_every_role(built):
+    images.build(log=lambda line: None, client=built)  # takes in any edit made meanwhile
+    results = images.build(log=lambda line: None, client=built)
+    assert [r.action for r in results] == ["unchanged"] * len(images.ROLES)
