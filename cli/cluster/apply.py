@@ -181,8 +181,9 @@ def wait_nodes(
     expected = {s.address: s.name for s in node_specs}
     info = observe.find_cluster(client, plan.name)
     assert info is not None
+    # The whole log once (it grows with every job run); then only what is new.
+    view = observe.scheduler_view(client, info)
     while True:
-        view = observe.scheduler_view(client, info)
         missing = missing_nodes(view, expected, observe.scheduler_view(client, info, since=since))
         reporter.nodes(len(expected) - len(missing), len(expected))
         if not missing:

@@ -51,12 +51,14 @@ def missing_nodes(
 ) -> list[str]:
     """Names (from `expected`: address -> container name) the scheduler does not count yet.
 
-    `view` is the whole log (cpus come from the first discovery). `recent`, the log since the
-    nodes started, must mention each node again: a node re-created at an address the
-    scheduler still remembers is only logged as "rediscovered".
+    `recent`, the log since the nodes started, must mention each node: a node re-created at
+    an address the scheduler still remembers is logged only as "rediscovered", and its cpus
+    then come from `view` (the log as it was before).
     """
+    if recent is None:
+        return [name for addr, name in expected.items() if view.nodes.get(addr, 0) <= 0]
     return [
         name
         for addr, name in expected.items()
-        if view.nodes.get(addr, 0) <= 0 or (recent is not None and addr not in recent.nodes)
+        if addr not in recent.nodes or (recent.nodes[addr] or view.nodes.get(addr, 0)) <= 0
     ]

@@ -35,9 +35,17 @@ def test_empty_log_counts_nothing():
 
 
 def test_a_node_recreated_at_a_known_address_counts_once_mentioned_again():
-    full = parse_scheduler_log(LOG + "2026-11-25 17:01:00 s - Node 10.213.1.12 rediscovered\n")
-    assert full.nodes["10.213.1.12"] == 1  # cpus kept from the first discovery
+    before = parse_scheduler_log(LOG)
     expected = {"10.213.1.12": "n2"}
-    assert missing_nodes(full, expected, parse_scheduler_log("")) == ["n2"]
+    assert missing_nodes(before, expected, parse_scheduler_log("")) == ["n2"]
     recent = parse_scheduler_log("2026-11-25 17:01:00 s - Node 10.213.1.12 rediscovered\n")
-    assert missing_nodes(full, expected, recent) == []
+    assert recent.nodes["10.213.1.12"] == 0  # cpus not in this line: taken from before
+    assert missing_nodes(before, expected, recent) == []
+
+
+def test_a_node_new_since_the_earlier_log_counts_with_its_recent_cpus():
+    before = parse_scheduler_log(LOG)
+    recent = parse_scheduler_log(
+        "2026-11-25 17:02:00 s - Discovered 10.213.1.20:9701 (ct-node-9) with 3 cpus\n"
+    )
+    assert missing_nodes(before, {"10.213.1.20": "n9"}, recent) == []
