@@ -60,19 +60,13 @@ def list_cmd(
     if as_json:
         print(json.dumps({"version": images.sorctl_version(), "images": [asdict(r) for r in rows]}))
         return
-    table = Table("role", "image", "version", "size MB", "created", "inputs")
+    table = Table("role", "version", "size MB", "created", "image")
     for r in rows:
         if r.present:
-            table.add_row(
-                r.role,
-                r.ref,
-                r.version or "?",
-                f"{r.size_mb:.0f}",
-                r.created or "",
-                r.inputs_hash or "",
-            )
+            created = (r.created or "").replace("T", " ")[:16]
+            table.add_row(r.role, r.version or "?", f"{r.size_mb:.0f}", created, r.ref)
         else:
-            table.add_row(r.role, r.ref, "[red]missing[/red]", "", "", "")
+            table.add_row(r.role, "[red]missing[/red]", "", "", r.ref)
     Console().print(table)
 
 

@@ -129,8 +129,8 @@ class FieldStorage:
 
 def _cgi_module() -> types.ModuleType:
     module = types.ModuleType("cgi", "sorctl's stand-in for the removed cgi module (dispy.httpd)")
-    module.FieldStorage = FieldStorage
-    module.MiniFieldStorage = MiniFieldStorage
+    module.FieldStorage = FieldStorage  # type: ignore[attr-defined]
+    module.MiniFieldStorage = MiniFieldStorage  # type: ignore[attr-defined]
     return module
 
 
@@ -143,7 +143,7 @@ def _has_cgi() -> bool:
 def apply() -> None:
     """Install the missing pieces; leave every original that exists alone. Idempotent."""
     if not hasattr(inspect, "getargspec"):
-        inspect.getargspec = getargspec
+        inspect.getargspec = getargspec  # type: ignore[attr-defined]
     if not hasattr(ssl, "wrap_socket"):
         ssl.wrap_socket = wrap_socket
     if "cgi" not in sys.modules and not _has_cgi():
