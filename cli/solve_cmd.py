@@ -137,7 +137,7 @@ def solve(
     omega: Annotated[
         float | None,
         typer.Option(
-            "--omega", help="Relaxation factor in (0, 2) [default: estimated, Young's formula]."
+            "--omega", help="Relaxation factor in (0, 2); by default estimated (Young's formula)."
         ),
     ] = None,
     rtol: Annotated[
@@ -168,7 +168,7 @@ def solve(
     cluster: Annotated[
         str | None,
         typer.Option(
-            "--cluster", help="Cluster to solve on [default: the running one named 'sorctl']."
+            "--cluster", help="Cluster to solve on (default: the one named 'sorctl', if running)."
         ),
     ] = None,
     local: Annotated[
