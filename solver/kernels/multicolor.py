@@ -36,16 +36,27 @@ class MulticolourSOR:
         self.P = P
         self.d = P.diagonal()
         self.omega = float(omega)
+        self._b: np.ndarray | None = None
+        self._bp = np.empty(0)
 
     @property
     def colours(self) -> int:
         return len(self.colour_ptr) - 1
 
     def forward(self, b: np.ndarray, x: np.ndarray, sweeps: int = 1) -> None:
-        bp = b[self.perm]
+        """`sweeps` sweeps on x (natural order in and out; the work happens permuted).
+
+        b is permuted once and reused while the same array is passed: do not modify it in place.
+        """
+        if self._b is not b:  # a driver passes the same b every time: permute it once
+            self._b, self._bp = b, b[self.perm]
         xp = x[self.perm]
+        self.sweep_permuted(self._bp, xp, sweeps)
+        x[self.perm] = xp
+
+    def sweep_permuted(self, bp: np.ndarray, xp: np.ndarray, sweeps: int = 1) -> None:
+        """The kernel alone, on vectors already in colour order."""
         P = self.P
         csr.sor_colours(
             P.indptr, P.indices, P.data, self.d, bp, xp, self.omega, sweeps, self.colour_ptr
         )
-        x[self.perm] = xp
