@@ -331,3 +331,23 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     assert code == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]
+
+
+def test_plot_without_matplotlib_is_a_clear_error_before_solving(tmp_path, capsys, monkeypatch):
+    np.savez(tmp_path / "p.npz", A=np.eye(3) * 2, b=np.ones(3))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code, out, err = run_cli(
+        [
+            "solve",
+            tmp_path / "p.npz",
+            "--local",
+            "--plot",
+            tmp_path / "r.png",
+            "-o",
+            tmp_path / "x.npz",
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 1 and "--plot needs matplotlib" in err and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]
