@@ -159,7 +159,8 @@ def _read_csr(path: Path, arrs: dict[str, np.ndarray]) -> sp.csr_matrix:
     fmt = "csr"
     if "format" in arrs:
         f = arrs["format"]
-        fmt = f.item().decode() if f.dtype.kind == "S" else str(f.item()) if f.size == 1 else "?"
+        fmt = f.item() if f.size == 1 and f.dtype.kind in "SU" else repr(f.tolist())
+        fmt = fmt.decode(errors="replace") if isinstance(fmt, bytes) else fmt
         if fmt not in ("csr", "csc"):
             raise InputError(f"{path}: sparse format {fmt!r} is not supported (only csr or csc)")
     shape = arrs["shape"]

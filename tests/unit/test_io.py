@@ -142,3 +142,22 @@ def _current_umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize("fmt", [np.array(b"csr"), np.array(["csr", "csc"]), np.array(3)])
+def test_format_key_variants(tmp_path, fmt):
+    M = sp.csr_matrix(np.eye(3) * 2)
+    np.savez(
+        tmp_path / "f.npz",
+        data=M.data,
+        indices=M.indices,
+        indptr=M.indptr,
+        shape=np.array(M.shape),
+        format=fmt,
+        b=np.ones(3),
+    )
+    if fmt.dtype.kind == "S":
+        assert load_system(tmp_path / "f.npz").n == 3
+    else:
+        with pytest.raises(InputError, match="sparse format"):
+            load_system(tmp_path / "f.npz")
