@@ -80,6 +80,8 @@ def solve(
     timings["setup_s"] = time.perf_counter() - t
 
     norm_b = float(np.linalg.norm(b))
+    if norm_b == 0.0:  # x = 0 solves it exactly (as scipy's cg answers b = 0)
+        x[:] = 0.0
     scale = norm_b if norm_b > 0 else 1.0  # b = 0: residuals are absolute
     target = max(rtol * norm_b, atol)
     sweep_s = check_s = 0.0

@@ -79,9 +79,10 @@ def test_divergence_is_detected():
 
 def test_zero_rhs_converges_at_once():
     A, _ = gallery.poisson2d(5)
-    result = solve(A, np.zeros(25))
-    assert result.converged and result.iterations == 0
-    assert not result.x.any()
+    for x0 in (None, np.ones(25)):
+        result = solve(A, np.zeros(25), x0=x0)
+        assert result.converged and result.iterations == 0
+        assert not result.x.any()
 
 
 def test_callback_sees_every_check_and_report_is_json_ready():
