@@ -185,7 +185,11 @@ def _follow(container, progress, on_event, log, checkpoint, wire) -> dict[str, A
             elif kind == "event" and on_event:
                 on_event(msg)
             elif kind == "checkpoint" and checkpoint:
-                _copy_out(container, msg["path"], Path(checkpoint))
+                try:
+                    _copy_out(container, msg["path"], Path(checkpoint))
+                except Exception as exc:  # noqa: BLE001 -- superseded meanwhile; the next one comes
+                    if log:
+                        log(f"checkpoint at iteration {msg.get('iteration')} not copied: {exc}")
             elif kind == "error":
                 error = msg
     return error

@@ -89,10 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         wire.emit("ready", nodes=executor.nodes())
 
+        written: list[Path] = []
+
         def checkpoint(x, iteration, residual):
+            # A new name each time, and the one before kept: the host may still be copying it.
+            path = Path(a.checkpoint).with_name(f"{Path(a.checkpoint).stem}-{iteration}.npz")
             report = {"checkpoint": True, "iterations": iteration, "relative_residual": residual}
-            io.save_solution(a.checkpoint, x, [residual], report)
-            wire.emit("checkpoint", path=a.checkpoint, iteration=iteration, residual=residual)
+            io.save_solution(path, x, [residual], report)
+            wire.emit("checkpoint", path=str(path), iteration=iteration, residual=residual)
+            written.append(path)
+            while len(written) > 2:
+                written.pop(0).unlink(missing_ok=True)
 
         result = solve(
             system.A,

@@ -316,6 +316,7 @@ def solve(
                     for ids in reversed(colours):
                         run.sweep_colour(ids, omega, inner_sweeps, backward=True)
             iterations += steps
+            executor.health()  # workers answer without the scheduler, but the cluster is broken
             rel = run.residual_norm() / scale
             residuals.append(rel)
             if callback:

@@ -175,20 +175,23 @@ def test_scheduler_gone_is_a_clear_error_and_the_checkpoint_resumes(three, docke
     b = np.ones(A.shape[0])
     ckpt = tmp_path / "ck.npz"
     sched = three.role("scheduler")[0]
+    killed = threading.Event()
 
     def progress(iteration, residual):
-        if ckpt.exists() and iteration >= 30:
+        if ckpt.exists() and iteration >= 30 and not killed.is_set():
             docker_client.containers.get(sched.name).kill()
+            killed.set()
 
     t0 = time.monotonic()
     with pytest.raises(UserError, match="scheduler") as exc:
-        solve_on(three, A, b, rtol=1e-10, omega=1.85, check_every=5, progress=progress,
-                 checkpoint=ckpt, checkpoint_every_s=0.0, job_timeout=60)  # fmt: skip
-    assert exc.value.exit_code != 0
-    assert time.monotonic() - t0 < 240
+        # rtol 0: it would run to maxiter, so only the lost scheduler can end it
+        solve_on(three, A, b, rtol=0.0, maxiter=10**7, omega=1.85, check_every=5,
+                 progress=progress, checkpoint=ckpt, checkpoint_every_s=0.0)  # fmt: skip
+    assert killed.is_set() and exc.value.exit_code != 0
+    assert time.monotonic() - t0 < 120
     x = sio.load_vector(ckpt)
     rel = np.linalg.norm(b - A @ x) / np.linalg.norm(b)
-    assert rel < 0.5  # a real iterate, well past x0 = 0 (relative residual 1)
+    assert rel < 1e-3  # a real iterate, well past x0 = 0 (relative residual 1)
 
 
 def test_ctrl_c_stops_the_solve_and_leaves_the_cluster_usable(single, docker_client, tmp_path):
