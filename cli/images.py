@@ -301,8 +301,12 @@ def choose_base(client, log: Log = _stderr) -> str:
     if _pull_quickly(client, DEFAULT_BASE, log):
         log(f"base: {DEFAULT_BASE} (pulled from the registry)")
         return DEFAULT_BASE
+    start = time.monotonic()
     make_offline_base(log)
-    log(f"base: {OFFLINE_BASE} (offline base, made now with debootstrap)")
+    log(
+        f"base: {OFFLINE_BASE} (offline base, made now with debootstrap in "
+        f"{time.monotonic() - start:.0f} s)"
+    )
     return OFFLINE_BASE
 
 
