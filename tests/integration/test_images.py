@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 import tarfile
 import time
 import uuid
@@ -37,14 +39,15 @@ def built(docker_client):
 
 @pytest.fixture
 def net(built):
-    """A bridge network of the test's own, and a factory for containers on it."""
+    """A bridge network of the test's own, and a factory for containers on it
+    (`run(role, suffix, files=None, **kwargs)`: files are put in before the container starts)."""
     client = built
     name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     network = client.networks.create(name, driver="bridge", labels=TEST_LABEL)
     started = []
 
-    def run(role, suffix, **kwargs):
-        container = client.containers.run(
+    def run(role, suffix, files=None, **kwargs):
+        container = client.containers.create(
             images.image_ref(role),
             name=f"{name}-{suffix}",
             network=name,
@@ -53,6 +56,9 @@ def net(built):
             **kwargs,
         )
         started.append(container)
+        for path, (text, mode) in (files or {}).items():
+            put_file(container, path, text, mode)
+        container.start()
         return container
 
     try:
@@ -64,6 +70,39 @@ def net(built):
             except Exception:
                 pass
         network.remove()
+
+
+def put_file(container, path: str, text: str, mode: int = 0o644) -> None:
+    """Put one root-owned file into a container (before or after it starts). The top folder
+    (/run, /tmp) exists already and is left as it is; folders below it are made."""
+    data = text.encode()
+    top, rest = path.lstrip("/").split("/", 1)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        parts = rest.split("/")
+        for depth in range(1, len(parts)):
+            info = tarfile.TarInfo("/".join(parts[:depth]))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        info = tarfile.TarInfo(rest)
+        info.size, info.mode = len(data), mode
+        tar.addfile(info, io.BytesIO(data))
+    assert container.put_archive(f"/{top}", buf.getvalue())
+
+
+@pytest.fixture(scope="module")
+def tls_material(tmp_path_factory):
+    """A throwaway self-signed certificate and key (dispy's TLS: one shared certificate)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a throwaway certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=sorctl-imgtest", "-keyout", str(folder / "key.pem"),
+         "-out", str(folder / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return (folder / "cert.pem").read_text(), (folder / "key.pem").read_text()
 
 
 def wait_for(predicate, what, timeout=90.0, every=0.5):
@@ -152,6 +191,66 @@ def test_node_answers_on_its_port_with_its_configuration(net):
     assert args[args.index("-i") + 1] == node_ip
 
 
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_entrypoint_turns_the_environment_into_daemon_flags(net, tls_material):
+    _, run, network_name = net
+    peer = run("router", "peer")  # the only address the daemons are told to contact
+    wait_healthy(peer)
+    peer_ip = address(peer, network_name)
+    cert, key = tls_material
+    material = {  # as the CLI puts them: root-only files under /run/sorctl
+        "/run/sorctl/secret": ("s3cret-imgtest", 0o600),
+        "/run/sorctl/cert.pem": (cert, 0o600),
+        "/run/sorctl/key.pem": (key, 0o600),
+    }
+    tls_env = {"SORCTL_CERTFILE": "/run/sorctl/cert.pem", "SORCTL_KEYFILE": "/run/sorctl/key.pem"}
+    mine = "/home/sorctl/tls/cert.pem"
+    scheduler = run("scheduler", "scheduler", files=material,
+                    environment={**tls_env, "SORCTL_NODES": peer_ip})  # fmt: skip
+    relay = run("relay", "relay", files=material,
+                environment={**tls_env, "SORCTL_SCHEDULER": peer_ip})  # fmt: skip
+    node = run("node", "node", files=material,
+               environment={**tls_env, "SORCTL_SCHEDULER": peer_ip, "SORCTL_EXT_HOST": peer_ip,
+                            "SORCTL_CPUS": "1"})  # fmt: skip
+    for container in (scheduler, relay, node):
+        wait_healthy(container)
+
+    args = pid1(scheduler)[1].split()
+    assert flag(args, "--node") == peer_ip
+    assert flag(args, "--node_secret") == flag(args, "--cluster_secret") == "s3cret-imgtest"
+    assert flag(args, "--node_certfile") == flag(args, "--cluster_certfile") == mine
+    assert flag(args, "-i") == address(scheduler, network_name)
+    args = pid1(relay)[1].split()
+    assert flag(args, "--scheduler_node") == peer_ip
+    assert flag(args, "--secret") == "s3cret-imgtest" and flag(args, "--certfile") == mine
+    args = pid1(node)[1].split()
+    assert flag(args, "--scheduler_host") == peer_ip and flag(args, "--ext_host") == peer_ip
+    assert flag(args, "--secret") == "s3cret-imgtest" and flag(args, "--keyfile").endswith(
+        "key.pem"
+    )
+    # The daemon's own copies of root-only TLS files: its user's, and private.
+    code, out = node.exec_run(["stat", "-c", "%u %a", mine, "/home/sorctl/tls/key.pem"])
+    assert out.decode().split() == ["990", "600", "990", "600"], out
+
+
+def test_entrypoint_adds_the_routes_then_drops_its_capabilities(net):
+    _, run, network_name = net
+    gateway = run("router", "gw")
+    wait_healthy(gateway)
+    via = address(gateway, network_name)
+    routes = f"10.213.251.0/24 via {via}, 10.213.252.0/24 via {via}"
+    member = run("router", "member", cap_add=["NET_ADMIN"], environment={"SORCTL_ROUTES": routes})
+    wait_healthy(member)
+    code, out = member.exec_run(["ip", "-4", "route"])
+    table = out.decode()
+    assert f"10.213.251.0/24 via {via}" in table and f"10.213.252.0/24 via {via}" in table
+    code, out = member.exec_run(["grep", "^CapEff", "/proc/1/status"])
+    assert out.decode().split()[1] == "0000000000000000"
+
+
 JOB_PROGRAM = r"""
 import json, sys
 from solver import dispy_compat
@@ -181,9 +280,10 @@ def compute(n, omega, sweeps):
             "numba_cache": stats, "uid": os.getuid()}
 
 node_ip = sys.argv[1]
+tls = dict(zip(("secret", "certfile", "keyfile"), sys.argv[2:]))
 host = open("/run/sorctl-host").read().strip()
 cluster = dispy.JobCluster(compute, nodes=[node_ip], host=host, setup=setup,
-                           pulse_interval=2, recover_file="/tmp/imgtest-recover")
+                           pulse_interval=2, recover_file="/tmp/imgtest-recover", **tls)
 try:
     jobs = [cluster.submit(n, 1.8, 400) for n in (8, 16, 24)]
     for job in jobs:
@@ -199,25 +299,25 @@ finally:
 """
 
 
-def put_file(container, path: str, text: str) -> None:
-    data = text.encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(path.rsplit("/", 1)[1])
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
-    assert container.put_archive(path.rsplit("/", 1)[0], buf.getvalue())
-
-
-def test_jobcluster_in_a_client_runs_solver_jobs_on_a_node(net):
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "secret+tls"])
+def test_jobcluster_in_a_client_runs_solver_jobs_on_a_node(net, tls_material, secure):
     _, run, network_name = net
-    node = run("node", "node")
+    cert, key = tls_material
+    files, env, extra = {}, {}, []
+    if secure:
+        files = {"/run/sorctl/secret": ("s3cret", 0o600), "/run/sorctl/cert.pem": (cert, 0o600),
+                 "/run/sorctl/key.pem": (key, 0o600)}  # fmt: skip
+        env = {"SORCTL_CERTFILE": "/run/sorctl/cert.pem", "SORCTL_KEYFILE": "/run/sorctl/key.pem"}
+        extra = ["s3cret", "/tmp/cert.pem", "/tmp/key.pem"]
+    node = run("node", "node", files=files, environment=env)
     wait_healthy(node)
     node_ip = address(node, network_name)
-    client_box = run("client", "client")
-    put_file(client_box, "/tmp/jobs.py", JOB_PROGRAM)
-    code, out = client_box.exec_run(["timeout", "300", "python3", "/tmp/jobs.py", node_ip],
-                                    user="sorctl")  # fmt: skip
+    client_box = run("client", "client", files={"/tmp/jobs.py": (JOB_PROGRAM, 0o644),
+                                                 "/tmp/cert.pem": (cert, 0o644),
+                                                 "/tmp/key.pem": (key, 0o644)})  # fmt: skip
+    code, out = client_box.exec_run(
+        ["timeout", "300", "python3", "/tmp/jobs.py", node_ip, *extra], user="sorctl"
+    )
     text = out.decode(errors="replace")
     assert code == 0, text[-3000:]
     results = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
