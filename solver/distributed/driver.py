@@ -78,10 +78,18 @@ def plan(
 
 @dataclass
 class _Stats:
-    compute_s: float = 0.0  # critical path: the slowest job of each round
-    comm_s: float = 0.0  # the rest of each round's wall time (dispy, network, pickling, forks)
-    rounds: int = 0
+    # Per kind of round (sweep, residual, gather): wall time, its critical path in the kernels
+    # (the slowest job of each round), and the count. compute vs communication in the report is
+    # over sweep rounds: the rest of a round's wall time is messages, pickling, waiting.
+    wall: dict[str, float] = field(default_factory=dict)
+    compute: dict[str, float] = field(default_factory=dict)
+    rounds: dict[str, int] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, op: str, wall: float, compute: float) -> None:
+        self.wall[op] = self.wall.get(op, 0.0) + wall
+        self.compute[op] = self.compute.get(op, 0.0) + compute
+        self.rounds[op] = self.rounds.get(op, 0) + 1
 
 
 class _Runner:
@@ -194,9 +202,7 @@ class _Runner:
                         )
         wall = time.perf_counter() - start
         slowest = max((r[1] for r in results.values() if isinstance(r, tuple)), default=0.0)
-        self.stats.compute_s += slowest
-        self.stats.comm_s += max(wall - slowest, 0.0)
-        self.stats.rounds += 1
+        self.stats.add(op, wall, slowest)
         return results
 
     def sweep_colour(self, ids: list[int], omega: float, sweeps: int, backward: bool) -> None:
@@ -338,6 +344,7 @@ def solve(
     else:
         residuals[-1] = rel
     sweeps_per_iter = 2 if method == "ssor" else 1
+    st = run.stats
     extra = {
         "nodes": len({machine(slot) for slot in node_cpus}),
         "node_cpus": node_cpus,
@@ -346,9 +353,11 @@ def solve(
         "inner_sweeps": inner_sweeps,
         "bytes_per_iteration": payload_bytes(p.blocks) * sweeps_per_iter,
         "block_data_bytes": sum(blk.nbytes() for blk in p.blocks),
-        "compute_s": run.stats.compute_s,
-        "comm_s": run.stats.comm_s,
-        "rounds": run.stats.rounds,
+        "compute_s": st.compute.get("sweep", 0.0),
+        "comm_s": st.wall.get("sweep", 0.0) - st.compute.get("sweep", 0.0),
+        "check_s": st.wall.get("residual", 0.0),
+        "gather_s": st.wall.get("gather", 0.0),
+        "rounds": dict(st.rounds),
         "events": run.stats.events,
     }
     return SolveResult(
