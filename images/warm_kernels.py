@@ -1,8 +1,9 @@
 """Build-time warm-up: run the solver's numba kernels once on tiny systems so their compiled
 code lands in NUMBA_CACHE_DIR and jobs on a node do not compile on first use.
 
-Calls the public sweeps of `solver.kernels` (CSR and dense, float64, as jobs call them). Kernels
-not present in this solver version are reported and skipped.
+Calls the public sweeps of `solver.kernels` (CSR and dense, float64), then the `warm()` of each
+module in WARM_HOOKS (the distributed node code: its block kernels take read-only int32 maps,
+other signatures than the public sweeps'). What this solver version lacks is reported and skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 SWEEPS = ("sor_sweeps", "ssor_sweeps", "multicolor_sweeps")
+WARM_HOOKS = ("solver.distributed.node",)
 
 
 def tiny_system(n: int = 6) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -41,6 +43,12 @@ def main() -> int:
         for matrix in (A, A.toarray()):
             fn(matrix, b, np.zeros_like(b), 1.2, sweeps=1)
         warmed.append(name)
+    for module_name in WARM_HOOKS:
+        if importlib.util.find_spec(module_name) is None:
+            print(f"warm_kernels: {module_name} missing; skipped", file=sys.stderr)
+            continue
+        importlib.import_module(module_name).warm()
+        warmed.append(f"{module_name}.warm")
     cache = os.environ.get("NUMBA_CACHE_DIR", "")
     files = sum(len(f) for _, _, f in os.walk(cache)) if cache else 0
     print(
