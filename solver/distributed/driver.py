@@ -292,6 +292,7 @@ def solve(
     colours = p.colour_order()
     iterations = 0
     residuals: list[float] = []
+    checked_at: list[int] = []  # the iteration of each residual
     rel0 = run.residual_norm() / scale
     rel = rel0
     reason = ""
@@ -325,6 +326,7 @@ def solve(
             executor.health()  # workers answer without the scheduler, but the cluster is broken
             rel = run.residual_norm() / scale
             residuals.append(rel)
+            checked_at.append(iterations)
             if callback:
                 callback(iterations, rel)
             if (
@@ -341,6 +343,7 @@ def solve(
     run.drop()
     if not residuals:
         residuals.append(rel)
+        checked_at.append(iterations)
     else:
         residuals[-1] = rel
     sweeps_per_iter = 2 if method == "ssor" else 1
@@ -351,6 +354,7 @@ def solve(
         "blocks": len(p.blocks),
         "colours": p.ncolours,
         "inner_sweeps": inner_sweeps,
+        "check_iterations": checked_at,
         "bytes_per_iteration": payload_bytes(p.blocks) * sweeps_per_iter,
         "block_data_bytes": sum(blk.nbytes() for blk in p.blocks),
         "compute_s": st.compute.get("sweep", 0.0),

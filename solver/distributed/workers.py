@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection, Listener
 from typing import Any
 
 from solver.distributed.executor import ClusterFailed, NodeLost
-from solver.distributed.node import keepalive
+from solver.distributed.node import tune_socket
 
 SEND_TIMEOUT_S = 120  # a send to a peer that vanished without a reset must not block forever
 
@@ -193,8 +193,8 @@ class WorkerPool:
 
 
 def _bound_sends(fd: int, seconds: int) -> None:
-    """Keepalive, and a bound on how long a send may block (a killed container sends no reset,
-    so a large send to it would wait forever once the socket buffer is full)."""
-    keepalive(fd)
+    """No Nagle, keepalive, and a bound on how long a send may block (a killed container sends
+    no reset, so a large send to it would wait forever once the socket buffer is full)."""
+    tune_socket(fd)
     with socket.socket(fileno=os.dup(fd)) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
