@@ -83,10 +83,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (256^2, 32^3)")
     ap.add_argument("--iters", type=int, default=None, help="outer iterations per timing")
     ap.add_argument("--nodes", default="1,2,4")
+    ap.add_argument("--m2d", type=int, default=None, help="2-D grid side (overrides the size)")
+    ap.add_argument("--m3d", type=int, default=None, help="3-D grid side (overrides the size)")
     ap.add_argument("--to-solution", action="store_true", help="also time a solve to rtol 1e-6")
     a = ap.parse_args()
     sizes = [("poisson2d", 256, 2), ("poisson3d", 32, 3)] if a.quick else [
         ("poisson2d", 2048, 2), ("poisson3d", 128, 3)]  # fmt: skip
+    if a.m2d or a.m3d:
+        sizes = [("poisson2d", a.m2d or sizes[0][1], 2), ("poisson3d", a.m3d or sizes[1][1], 3)]
     iters = a.iters or (10 if a.quick else 20)
     counts = [int(c) for c in a.nodes.split(",")]
     name = f"dtbench-{secrets.token_hex(2)}"
