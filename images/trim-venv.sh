@@ -38,4 +38,6 @@ for sp in "$venv"/lib/python3*/site-packages; do
     done
     find "$sp" \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' \) \
         -delete
+    # Everything else keeps its source and gets byte-code in __pycache__ (pip ran --no-compile).
+    "$venv/bin/python" -m compileall -q "$sp"
 done
