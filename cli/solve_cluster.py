@@ -74,7 +74,7 @@ def run(
     checkpoint: str | os.PathLike | None = None,
     progress: Callable[[int, float], None] | None = None,
     blocks: int | None = None,
-    check_every: int = 10,
+    check_every: int | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] | None = None,
     checkpoint_every_s: float = 30.0,
@@ -108,7 +108,6 @@ def run(
         "--maxiter", str(int(maxiter)),
         "--method", method,
         "--inner-sweeps", str(int(inner_sweeps)),
-        "--check-every", str(int(check_every)),
         "--job-timeout", str(job_timeout),
         "--backend", f"cluster:{info.name}",
     ]  # fmt: skip
@@ -116,6 +115,8 @@ def run(
         args += ["--omega", repr(float(omega))]
     if blocks:
         args += ["--blocks", str(int(blocks))]
+    if check_every:
+        args += ["--check-every", str(int(check_every))]
     if checkpoint:
         args += ["--checkpoint", f"{WORK}/checkpoint.npz"]
         args += ["--checkpoint-every", str(checkpoint_every_s)]

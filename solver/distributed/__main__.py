@@ -40,7 +40,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--method", default="sor")
     p.add_argument("--inner-sweeps", type=int, default=1)
     p.add_argument("--blocks", type=int, default=None)
-    p.add_argument("--check-every", type=int, default=10)
+    p.add_argument("--check-every", type=int, default=None, help="default: as the local solver")
     p.add_argument("--checkpoint", default=None, help="file to keep the last gathered x in")
     p.add_argument("--checkpoint-every", type=float, default=30.0, help="seconds")
     p.add_argument("--job-timeout", type=float, default=600.0)

@@ -30,6 +30,8 @@ from solver.distributed.partition import (
     slots_of,
 )
 from solver.errors import InputError
+from solver.local import _next_gap
+from solver.omega import estimate_omega
 from solver.result import SolveResult
 
 METHODS = ("sor", "ssor")
@@ -249,7 +251,7 @@ def solve(
     inner_sweeps: int = 1,
     nblocks: int | None = None,
     parts: list[np.ndarray] | None = None,
-    check_every: int = 10,
+    check_every: int | None = None,
     callback: Progress | None = None,
     checkpoint: Checkpoint | None = None,
     checkpoint_every_s: float = 30.0,
@@ -267,12 +269,12 @@ def solve(
         raise InputError(
             f"method {method!r} is not available on a cluster: choose one of {', '.join(METHODS)}"
         )
-    if inner_sweeps < 1 or check_every < 1 or maxiter < 0:
+    if inner_sweeps < 1 or (check_every is not None and check_every < 1) or maxiter < 0:
         raise InputError("inner sweeps, check interval and max iterations must be positive")
     A = sp.csr_matrix(A) if not sp.issparse(A) or A.format != "csr" else A
     b = np.asarray(b, dtype=np.float64)
     n = A.shape[0]
-    omega, omega_source = _omega(A, omega)
+    omega, omega_source, omega_extra = _omega(A, omega)
     node_cpus = executor.nodes()
     if not node_cpus:
         raise ClusterFailed("the cluster has no nodes")
@@ -315,7 +317,9 @@ def solve(
             if iterations >= maxiter:
                 reason = "maxiter"
                 break
-            steps = min(check_every, maxiter - iterations)
+            # the local solver's rule: checks spread out as the solve goes on (one round each)
+            gap = _next_gap(check_every, iterations, residuals, checked_at, target / scale)
+            steps = min(gap, maxiter - iterations)
             for _ in range(steps):
                 for ids in colours:
                     run.sweep_colour(ids, omega, inner_sweeps, backward=False)
@@ -349,6 +353,7 @@ def solve(
     sweeps_per_iter = 2 if method == "ssor" else 1
     st = run.stats
     extra = {
+        **omega_extra,
         "nodes": len({machine(slot) for slot in node_cpus}),
         "node_cpus": node_cpus,
         "blocks": len(p.blocks),
@@ -382,15 +387,20 @@ def solve(
     )
 
 
-def _omega(A: sp.csr_matrix, omega: float | None) -> tuple[float, str]:
+def _omega(A: sp.csr_matrix, omega: float | None) -> tuple[float, str, dict[str, Any]]:
+    """(omega, source, report fields), as the local solver chooses and reports it."""
     if omega is not None:
         if not 0.0 < omega < 2.0:
             raise InputError(f"omega must be in (0, 2), got {omega}")
-        return float(omega), "user"
-    from solver.omega import estimate_omega
-
-    w, _rho = estimate_omega(A)
-    return float(w), "estimated"
+        return float(omega), "user", {}
+    w, rho = estimate_omega(A)
+    extra: dict[str, Any] = {"rho_jacobi": rho}
+    if rho >= 1.0:
+        extra["omega_note"] = (
+            f"Jacobi spectral radius {rho:.4g} >= 1: Young's formula does not apply, "
+            f"using omega = {w}"
+        )
+    return float(w), "estimated", extra
 
 
 def _residual(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray) -> float:
