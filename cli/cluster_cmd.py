@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli import engine
 from cli.cluster import lifecycle, observe
 from cli.cluster.apply import Reporter
 from cli.cluster.plan import DEFAULT_NAME, PlanError, Shape, validate
@@ -27,17 +28,6 @@ NameOpt = Annotated[
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for the scheduler to count every node.")
 ]
-
-
-def _client():
-    import docker
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:
-        raise UserError(f"no Docker engine answers: {exc}") from exc
-    return client
 
 
 class RichReporter(Reporter):
@@ -97,7 +87,7 @@ def up(
         validate(name, shape)
     except PlanError as exc:
         raise UserError(str(exc), EXIT_BAD_INPUT) from exc
-    client = _client()
+    client = engine.connect()
     with _progress() as progress:
         result = lifecycle.up(
             client,
@@ -124,7 +114,7 @@ def scale(
     """Grow or shrink a running cluster to --nodes nodes."""
     if nodes < 1:
         raise UserError(f"--nodes {nodes}: need at least 1 node", EXIT_BAD_INPUT)
-    client = _client()
+    client = engine.connect()
     with _progress() as progress:
         before, after = lifecycle.scale(
             client, name, nodes, timeout=timeout, reporter=RichReporter(progress)
@@ -173,7 +163,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Containers, networks, the nodes the scheduler counts, and how a client connects."""
-    client = _client()
+    client = engine.connect()
     names = [name] if name else observe.cluster_names(client)
     infos = [i for i in (observe.find_cluster(client, n) for n in names) if i is not None]
     data = [observe.status_dict(client, i) for i in infos]
@@ -217,7 +207,7 @@ def logs(
     ] = None,
 ) -> None:
     """Print the logs of a cluster's containers, each line prefixed with its container."""
-    client = _client()
+    client = engine.connect()
     info = observe.find_cluster(client, name)
     if info is None:
         raise UserError(f"no cluster named {name!r}")
@@ -255,7 +245,7 @@ def down(
     all_clusters: Annotated[bool, typer.Option("--all", help="Every sorctl cluster.")] = False,
 ) -> None:
     """Remove everything that carries the cluster's labels, and its host secret."""
-    client = _client()
+    client = engine.connect()
     names = observe.cluster_names(client) if all_clusters else [name]
     removed_any = False
     for n in names:

@@ -10,21 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli import engine
 from cli.errors import EXIT_BAD_INPUT, UserError
 
 images_app = typer.Typer(help="Build, list and remove the sorctl images.", no_args_is_help=True)
 err = Console(stderr=True, highlight=False)
-
-
-def _client():
-    import docker
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:
-        raise UserError(f"no Docker engine answers: {exc}") from None
-    return client
 
 
 @images_app.command("build")
@@ -43,7 +33,10 @@ def build_cmd(
                 f"unknown role {r!r} (roles: {', '.join(images.ROLES)})", EXIT_BAD_INPUT
             )
     results = images.build(
-        role or None, force=force, log=lambda line: err.print(line, markup=False), client=_client()
+        role or None,
+        force=force,
+        log=lambda line: err.print(line, markup=False),
+        client=engine.connect(),
     )
     for done in results:
         print(f"{done.ref}\t{done.action}\t{done.seconds:.1f}s")
@@ -56,7 +49,7 @@ def list_cmd(
     """Show the sorctl images: role, tag, version, size, whether this version's are present."""
     from cli import images
 
-    rows = images.list_images(_client())
+    rows = images.list_images(engine.connect())
     if as_json:
         print(json.dumps({"version": images.sorctl_version(), "images": [asdict(r) for r in rows]}))
         return
@@ -81,7 +74,7 @@ def rm_cmd(
     from cli import images
 
     removed = images.remove_images(
-        _client(),
+        engine.connect(),
         all_versions=all_versions,
         base=base,
         log=lambda line: err.print(line, markup=False),

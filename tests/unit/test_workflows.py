@@ -1,4 +1,4 @@
-"""The GitHub Actions workflows are linted here, so a broken workflow fails before it reaches GitHub."""
+"""Lints the GitHub Actions workflows, so a broken workflow fails here before GitHub."""
 
 from __future__ import annotations
 
