@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import secrets
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -90,6 +91,13 @@ def run(
     from solver import io as sio
     from solver.distributed import wire
 
+    if info.tls:
+        # dispy 4.15.2's pinned job submission through a TLS scheduler times out in the TLS
+        # handshake here (measured); fail at once rather than after the timeouts.
+        raise UserError(
+            f"cluster {info.name} uses TLS, which sorctl solve does not support yet: "
+            "use a cluster made without --tls, or --local"
+        )
     client = _docker()
     if client is None:
         raise UserError("no Docker engine answers; cannot reach the cluster")
@@ -120,8 +128,6 @@ def run(
     if checkpoint:
         args += ["--checkpoint", f"{WORK}/checkpoint.npz"]
         args += ["--checkpoint-every", str(checkpoint_every_s)]
-    if info.tls:
-        args += ["--certfile", f"{RUN_DIR}/cert.pem", "--keyfile", f"{RUN_DIR}/key.pem"]
 
     from cli.cluster.plan import LABEL_CLUSTER, LABEL_ROLE
 
@@ -177,8 +183,8 @@ def _follow(container, progress, on_event, log, checkpoint, wire) -> dict[str, A
             line = raw.decode(errors="replace")
             msg = wire.parse(line)
             if msg is None:
-                if line.startswith(wire.LOG_PREFIX) and log:
-                    log(line[len(wire.LOG_PREFIX) :].strip())
+                if line.startswith(wire.LOG_PREFIX):
+                    (log or _stderr)(line[len(wire.LOG_PREFIX) :].strip())
                 continue
             kind = msg["type"]
             if kind == "progress" and progress:
@@ -194,6 +200,10 @@ def _follow(container, progress, on_event, log, checkpoint, wire) -> dict[str, A
             elif kind == "error":
                 error = msg
     return error
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(f"sorctl: {message}\n")
 
 
 def _stop(container) -> None:
@@ -222,10 +232,8 @@ def _work_tar(system_file: Path) -> bytes:
 
 
 def _material_tar(info) -> bytes:
-    """The cluster's secret (and TLS files), readable by the client's user only."""
+    """The cluster's secret, readable by the client's user only."""
     files = {"secret": info.secret_file}
-    if info.tls:
-        files.update({"cert.pem": info.cert_file, "key.pem": info.key_file})
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         top = tarfile.TarInfo(Path(RUN_DIR).name)

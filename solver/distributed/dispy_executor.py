@@ -76,19 +76,33 @@ class DispyExecutor:
         self._last_health = 0.0
         self.pool: WorkerPool | None = None
         recover = os.path.join(tempfile.mkdtemp(prefix="sorctl-dispy-"), "recover")
-        self.cluster = dispy.SharedJobCluster(
-            sorctl_job,
-            setup=sorctl_setup,
-            nodes=["*"],
-            ip_addr=host,
-            scheduler_host=scheduler,
-            client_port=0,
-            secret=secret,
-            certfile=certfile,
-            keyfile=keyfile,
-            recover_file=recover,
-            loglevel=dispy.logger.WARNING,
-        )
+        made: dict[str, Any] = {}
+
+        def make() -> None:  # waits for the scheduler without a timeout of its own
+            try:
+                made["cluster"] = dispy.SharedJobCluster(
+                    sorctl_job,
+                    setup=sorctl_setup,
+                    nodes=["*"],
+                    ip_addr=host,
+                    scheduler_host=scheduler,
+                    client_port=0,
+                    secret=secret,
+                    certfile=certfile,
+                    keyfile=keyfile,
+                    recover_file=recover,
+                    loglevel=dispy.logger.WARNING,
+                )
+            except Exception as exc:  # noqa: BLE001 -- reported below, one line
+                made["error"] = exc
+
+        maker = threading.Thread(target=make, daemon=True)
+        maker.start()
+        maker.join(ready_timeout)
+        if "cluster" not in made:
+            why = made.get("error") or f"no answer within {ready_timeout:.0f} s"
+            raise ClusterFailed(f"the scheduler at {scheduler} did not take the computation: {why}")
+        self.cluster = made["cluster"]
         try:
             node_cpus = self._wait_nodes(want_nodes, ready_timeout)
             self._start_workers(host, node_cpus, idle_s, ready_timeout)
