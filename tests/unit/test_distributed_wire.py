@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
+from cli import solve_cluster
+from cli.errors import UserError
 from solver import io as sio
 from solver.distributed import wire
 from solver.distributed.driver import solve
@@ -63,3 +67,9 @@ def test_entry_reports_a_bad_system_file_with_exit_2_and_no_result(tmp_path):
     assert len(errors) == 1 and "bad.npz" in errors[0]["message"] and errors[0]["code"] == 2
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_a_tls_cluster_is_refused_before_anything_starts():
+    info = SimpleNamespace(name="t", tls=True)
+    with pytest.raises(UserError, match="TLS"):
+        solve_cluster.run(info, None, omega=None, rtol=1e-8, atol=0.0, maxiter=10, method="sor")
