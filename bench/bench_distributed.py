@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import secrets
 import subprocess
 import sys
@@ -94,6 +95,8 @@ def main() -> None:
     iters = a.iters or (10 if a.quick else 20)
     counts = [int(c) for c in a.nodes.split(",")]
     name = f"dtbench-{secrets.token_hex(2)}"
+    # Nodes share this machine's cores: other load makes parallel rounds run one after another.
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     rows = []
     try:
         for k, nodes in enumerate(counts):
@@ -138,6 +141,7 @@ def main() -> None:
                 f"{one['s_per_iter'] / r['s_per_iter']:>8.2f}x "
                 f"{local[r['system']] / r['s_per_iter']:>8.2f}x  {r['blocks']:>6} {r['colours']:>7}"
             )
+        print(f"load average at end: {os.getloadavg()[0]:.2f}")
         for s, t in local.items():
             print(f"local sweep {s}: {t:.4f} s")
         print("'vs 1 node': speed-up per outer iteration over the 1-node cluster; 'vs local':")
