@@ -310,7 +310,8 @@ def solve(
                     rel = true
                     reason = "rtol" if rel * scale <= rtol * bnorm else "atol"
                     break
-                run.event("recheck", residual=true)
+                run.event("recheck", residual=true)  # go on from the x as it really is
+                rel = true
             if not math.isfinite(rel) or rel > DIVERGENCE_GROWTH * max(rel0, 1e-300):
                 reason = "diverged"
                 break
