@@ -229,3 +229,19 @@ def test_report_carries_the_distributed_fields():
     ):
         assert key in rep
     assert rep["backend"] == "cluster:t" and rep["converged"]
+
+
+def test_a_node_lost_at_the_final_gather_is_rechecked_not_trusted():
+    A = poisson2d(16)
+    b = np.ones(A.shape[0])
+    kw = {"omega": 1.7, "rtol": 1e-8, "check_every": 5}
+    clean = LocalExecutor({"a": 1, "b": 1})
+    first = solve(A, b, clean, **kw)
+    on_b = plan(A, b, {"a": 1, "b": 1}).node_of.count("b")  # the same placement as the solve
+    # b's last jobs were: one gather per block it holds, then the drop. Lose it just before them.
+    ex = LocalExecutor({"a": 1, "b": 1}, lose_after={"b": clean._ran["b"] - on_b - 1})
+    res = solve(A, b, ex, **kw)
+    kinds = [ev["event"] for ev in res.extra["events"]]
+    assert "node_lost" in kinds and "recheck" in kinds
+    assert res.converged and res.iterations > first.iterations
+    assert np.linalg.norm(b - A @ res.x) <= 1e-8 * np.linalg.norm(b)
