@@ -156,7 +156,9 @@ def run(
                 out = Path(tmp) / "result.npz"
                 _copy_out(container, f"{WORK}/result.npz", out)
                 return wire.read_result(out)
-            message = (last or {}).get("message") or _tail(container)
+            message = (last or {}).get("message") or (
+                f"the solve container exited with code {code}" + _tail(container)
+            )
             if code == EXIT_INTERRUPTED:
                 raise KeyboardInterrupt
             raise UserError(f"solve on cluster {info.name}: {message}",
@@ -271,8 +273,10 @@ def _copy_out(container, src: str, dest: Path) -> None:
 
 
 def _tail(container, lines: int = 3) -> str:
+    """': <its last stderr lines>', or '' when it printed none."""
     try:
         text = container.logs(stdout=False, stderr=True, tail=lines).decode(errors="replace")
-    except Exception:  # noqa: BLE001
-        return "the solve container failed"
-    return " | ".join(line.strip() for line in text.splitlines() if line.strip()) or "failed"
+    except Exception:  # noqa: BLE001 -- already gone
+        return ""
+    tail = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+    return f": {tail}" if tail else ""
