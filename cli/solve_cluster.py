@@ -257,7 +257,10 @@ def _copy_out(container, src: str, dest: Path) -> None:
     raw = b"".join(stream)
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         member = next(m for m in tar.getmembers() if m.isfile())
-        data = tar.extractfile(member).read()
+        fh = tar.extractfile(member)
+        if fh is None:
+            raise UserError(f"cannot read {src} from the solve container")
+        data = fh.read()
     dest = Path(dest)
     fd, tmp = tempfile.mkstemp(
         dir=dest.parent if str(dest.parent) else ".", prefix=f".{dest.name}."

@@ -21,6 +21,7 @@ network). Facts this code leans on (../shared/notes/dispy.md, dispy 4.15.2):
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import tempfile
@@ -142,7 +143,7 @@ class DispyExecutor:
                 if job is None:
                     self._log(f"node {node} refused a worker; leaving it out")
                     continue
-                pool.expect(slot, lambda job=job: self._job_end(job))
+                pool.expect(slot, functools.partial(self._job_end, job))
         pool.wait_connected(timeout)
         for slot, why in pool.failures().items():
             self._log(f"worker {slot}: {why}")
@@ -169,10 +170,12 @@ class DispyExecutor:
         return self.pool.nodes() if self.pool else {}
 
     def submit(self, node: str, op: str, solve_id: str, block_id: int, payload: Any):
+        assert self.pool is not None, "workers start in __init__"
         return self.pool.submit(node, op, solve_id, block_id, payload)
 
     def forget(self, node: str) -> None:
-        self.pool.forget(node)
+        if self.pool is not None:
+            self.pool.forget(node)
 
     def health(self) -> None:
         """The scheduler must still accept connections on its client port (asked at most every

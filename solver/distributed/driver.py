@@ -74,7 +74,9 @@ def plan(
     label = block_labels(A.shape[0], parts)
     colour = colour_blocks(block_graph(A, label, len(parts)))
     blocks = build_blocks(A, b, parts)
-    node_of = place_blocks([blk.nnz + blk.size for blk in blocks], colour, slots_of(node_cpus))
+    node_of = place_blocks(
+        [blk.nnz + blk.size for blk in blocks], colour.tolist(), slots_of(node_cpus)
+    )
     return Plan(blocks, colour, node_of)
 
 

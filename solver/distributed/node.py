@@ -142,7 +142,7 @@ def serve(root: str, address: tuple[str, int], authkey: bytes, worker: str, idle
     from multiprocessing.connection import Client
 
     warm()
-    conn = Client(tuple(address), authkey=authkey)
+    conn = Client((str(address[0]), int(address[1])), authkey=authkey)
     tune_socket(conn.fileno())
     conn.send(("hello", worker))
     served = 0

@@ -62,7 +62,7 @@ class _Request:
     def wait(self, timeout: float) -> bool:
         w = self._w
         deadline = time.monotonic() + timeout
-        while self._seq not in w.replies and not w.dead:
+        while self._seq not in w.replies and not w.dead and w.conn is not None:
             left = deadline - time.monotonic()
             try:
                 if w.conn.poll(max(0.0, min(left, 0.5))):
@@ -162,8 +162,8 @@ class WorkerPool:
 
     def submit(self, node: str, op: str, solve_id: str, block_id: int, payload: Any):
         w = self._workers.get(node)
-        if w is None or w.dead:
-            return _Lost(node, w.dead if w else "unknown worker")
+        if w is None or w.dead or w.conn is None:
+            return _Lost(node, w.dead if w and w.dead else "unknown worker")
         w.seq += 1
         try:
             w.conn.send((w.seq, op, solve_id, block_id, payload))
