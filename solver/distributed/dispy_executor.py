@@ -42,10 +42,8 @@ def sorctl_setup():  # runs on each node once per computation; its globals reach
     return 0
 
 
-def sorctl_job(op, solve_id, block_id, payload):  # the computation (here: always a worker)
-    import os
-
-    return sorctl_node.run(os.getcwd(), op, solve_id, block_id, payload)  # noqa: F821
+def sorctl_worker(address, authkey, slot, idle_s):  # the computation: one worker per CPU
+    return sorctl_node.serve(address, authkey, slot, idle_s)  # noqa: F821
 
 
 class DispyExecutor:
@@ -82,7 +80,7 @@ class DispyExecutor:
         def make() -> None:  # waits for the scheduler without a timeout of its own
             try:
                 made["cluster"] = dispy.SharedJobCluster(
-                    sorctl_job,
+                    sorctl_worker,
                     setup=sorctl_setup,
                     nodes=["*"],
                     ip_addr=host,
@@ -137,9 +135,7 @@ class DispyExecutor:
         for node, cpus in sorted(node_cpus.items()):
             for k in range(cpus):
                 slot = f"{node}#{k}" if k else node
-                job = self.cluster.submit_node(
-                    node, "serve", "-", 0, (pool.address, pool.authkey, slot, idle_s)
-                )
+                job = self.cluster.submit_node(node, pool.address, pool.authkey, slot, idle_s)
                 if job is None:
                     self._log(f"node {node} refused a worker; leaving it out")
                     continue

@@ -8,12 +8,9 @@ lose a node after some jobs, which is how the unit tests exercise the failure pa
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from typing import Any, Protocol
 
-from solver.distributed import node as node_side
+from solver.distributed.node import BlockStore
 
 
 def machine(slot: str) -> str:
@@ -77,7 +74,7 @@ class _DoneJob:
 
 
 class LocalExecutor:
-    """Runs jobs synchronously in this process, one directory per pretend node.
+    """Runs requests synchronously in this process, one block store per pretend node.
 
     `lose_after={node: k}` makes `node` vanish after it has run k jobs: later jobs on it report
     NodeLost, as dispy reports jobs pinned to a killed node as Abandoned.
@@ -90,7 +87,7 @@ class LocalExecutor:
         self._lose_after = dict(lose_after or {})
         self._ran = {name: 0 for name in self._cpus}
         self._dead: set[str] = set()
-        self._root = tempfile.mkdtemp(prefix="sorctl-local-exec-")
+        self._stores = {name: BlockStore() for name in self._cpus}
         self.jobs_run = 0
 
     def nodes(self) -> dict[str, int]:
@@ -106,10 +103,8 @@ class LocalExecutor:
             return _DoneJob(node, error=NodeLost(node, "pretend node lost"))
         self._ran[node] += 1
         self.jobs_run += 1
-        root = os.path.join(self._root, node)
-        os.makedirs(root, exist_ok=True)
         try:
-            return _DoneJob(node, node_side.run(root, op, solve_id, block_id, payload))
+            return _DoneJob(node, self._stores[node].run(op, solve_id, block_id, payload))
         except Exception as exc:  # what a job's exception looks like through dispy
             return _DoneJob(
                 node, error=ClusterFailed(f"job {op} on block {block_id} failed on {node}: {exc}")
@@ -117,10 +112,10 @@ class LocalExecutor:
 
     def forget(self, node: str) -> None:
         self._dead.add(node)
-        shutil.rmtree(os.path.join(self._root, node), ignore_errors=True)
+        self._stores.pop(node, None)
 
     def health(self) -> None:
         return None
 
     def close(self) -> None:
-        shutil.rmtree(self._root, ignore_errors=True)
+        self._stores.clear()
