@@ -141,12 +141,13 @@ def test_single_network_cluster_solves(single, name):
     assert not [ev for ev in res.extra["events"] if ev["event"] == "node_lost"]
 
 
-def test_relay_cluster_solves_through_the_router(relay):
-    A = poisson3d(10)
-    b = np.ones(A.shape[0])
-    res = solve_on(relay, A, b, rtol=1e-8, method="ssor")
+@pytest.mark.parametrize("name,method", [("poisson3d", "ssor"), ("random-irregular", "sor")])
+def test_relay_cluster_solves_through_the_router(relay, name, method):
+    A = SYSTEMS[name]()
+    b = np.random.default_rng(4).standard_normal(A.shape[0])
+    res = solve_on(relay, A, b, rtol=1e-8, method=method)
     check_answer(A, b, res, 1e-8)
-    assert res.extra["nodes"] == 2
+    assert res.extra["nodes"] == 2 and res.method == method
 
 
 def test_node_killed_mid_solve_still_reaches_the_answer(three, docker_client):
