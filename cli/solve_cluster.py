@@ -90,7 +90,14 @@ def run(
     from cli.images import image_ref, require_images
     from solver import io as sio
     from solver.distributed import wire
+    from solver.distributed.driver import METHODS
 
+    if method not in METHODS:
+        raise UserError(
+            f"--method {method} runs locally only (use --local); on a cluster: "
+            + ", ".join(METHODS),
+            EXIT_BAD_INPUT,
+        )
     if info.tls:
         # dispy 4.15.2's pinned job submission through a TLS scheduler times out in the TLS
         # handshake here (measured); fail at once rather than after the timeouts.

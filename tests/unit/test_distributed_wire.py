@@ -73,3 +73,12 @@ def test_a_tls_cluster_is_refused_before_anything_starts():
     info = SimpleNamespace(name="t", tls=True)
     with pytest.raises(UserError, match="TLS"):
         solve_cluster.run(info, None, omega=None, rtol=1e-8, atol=0.0, maxiter=10, method="sor")
+
+
+def test_multicolor_is_refused_on_a_cluster_before_anything_starts():
+    info = SimpleNamespace(name="t", tls=False)
+    with pytest.raises(UserError, match="locally only") as exc:
+        solve_cluster.run(
+            info, None, omega=None, rtol=1e-8, atol=0.0, maxiter=10, method="multicolor"
+        )
+    assert exc.value.exit_code == 2
