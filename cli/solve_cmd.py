@@ -177,6 +177,17 @@ def solve(
     x0: Annotated[
         Path | None, typer.Option("--x0", help="Starting guess (.npy, .mtx, or .npz with x or x0).")
     ] = None,
+    inner_sweeps: Annotated[
+        int, typer.Option("--inner-sweeps", min=1, help="Cluster: SOR sweeps per block and pass.")
+    ] = 1,
+    blocks: Annotated[
+        int | None,
+        typer.Option("--blocks", min=1, help="Cluster: row blocks (default: two per node CPU)."),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="Cluster: keep the last x here (resume with --x0)."),
+    ] = None,
 ) -> None:
     """Solve A x = b by SOR on the running cluster, or locally when none runs."""
     from solver.local import solve as solve_local
@@ -184,6 +195,7 @@ def solve(
     if omega is not None and not 0.0 < omega < 2.0:
         raise UserError(f"--omega must lie in (0, 2), got {omega}", EXIT_BAD_INPUT)
     _check_output_paths(output, plot)
+    _check_output_paths(checkpoint, None)
     system = io.load_system(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
     if x0 is not None:
         guess = io.load_vector(x0)
@@ -200,9 +212,17 @@ def solve(
     )
 
     info = None if local else solve_cluster.find_running(cluster)
+    cluster_only = {"--inner-sweeps": inner_sweeps != 1, "--blocks": blocks is not None,
+                    "--checkpoint": checkpoint is not None}  # fmt: skip
+    if info is None and any(cluster_only.values()):
+        given = ", ".join(flag for flag, used in cluster_only.items() if used)
+        raise UserError(f"{given}: only for a solve on a running cluster", EXIT_BAD_INPUT)
     with Progress() as progress:
         if info is not None:
-            result = solve_cluster.run(info, system, **options, progress=progress)
+            result = solve_cluster.run(
+                info, system, **options, progress=progress,
+                inner_sweeps=inner_sweeps, blocks=blocks, checkpoint=checkpoint,
+            )  # fmt: skip
         else:
             if cluster is not None and not local:
                 raise UserError(
