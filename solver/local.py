@@ -1,10 +1,6 @@
 """The single-machine SOR driver: sweeps with a residual check now and then, and a SolveResult.
 
-A residual check costs about one sweep (one pass over A), so the driver does not check after
-every sweep. With check_every=None (the default) the gap between checks grows with the work
-done -- max(MIN_GAP, iterations // 10), at most MAX_GAP -- which keeps checks to a few percent of
-the time, and shrinks to the number of sweeps the last two checks predict are still needed, so
-the reported iteration count is usually the exact sweep at which the tolerance was first met.
+When to check and when to stop: solver.stopping (shared with the distributed driver).
 `iterations` is always the sweep count of the last check, and x is exactly that iterate.
 """
 
@@ -18,12 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from solver.kernels import METHODS, make_sweeper, residual_norm
-from solver.omega import estimate_omega
+from solver.omega import choose_omega
 from solver.result import SolveResult
-
-MIN_GAP = 10
-MAX_GAP = 200
-DIVERGENCE_FACTOR = 1e4  # residual grown this much over the start: diverged
+from solver.stopping import diverged, next_gap
 
 
 def solve(
@@ -55,24 +48,11 @@ def solve(
     n = A.shape[0]
     if b.shape != (n,):
         raise ValueError(f"b has shape {b.shape}, A is {A.shape[0]} x {A.shape[1]}")
-    if omega is not None and not 0.0 < omega < 2.0:
-        raise ValueError(f"omega must lie in (0, 2), got {omega}")
     x = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64)
-    extra: dict = {}
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    if omega is None:
-        omega, rho = estimate_omega(A)
-        omega_source = "estimated"
-        extra["rho_jacobi"] = rho
-        if rho >= 1.0:
-            extra["omega_note"] = (
-                f"Jacobi spectral radius {rho:.4g} >= 1: Young's formula does "
-                f"not apply, using omega = {omega}"
-            )
-    else:
-        omega_source = "user"
+    omega, omega_source, extra = choose_omega(A, omega)
     timings["omega_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -107,13 +87,13 @@ def solve(
             if math.isfinite(r) and r <= target:
                 reason = "rtol" if r <= rtol * norm_b else "atol"
                 break
-            if not math.isfinite(r) or r > DIVERGENCE_FACTOR * max(r0, 1e-300):
+            if diverged(r, r0):
                 reason = "diverged"
                 break
             if iterations >= maxiter:
                 reason = "maxiter"
                 break
-            gap = _next_gap(check_every, iterations, residuals, check_iterations, target / scale)
+            gap = next_gap(check_every, iterations, residuals, check_iterations, target / scale)
             gap = min(gap, maxiter - iterations)
             t = time.perf_counter()
             sweep(b, x, gap)
@@ -143,16 +123,3 @@ def solve(
         method=method,
         extra=extra,
     )
-
-
-def _next_gap(check_every, iterations, residuals, at, target) -> int:
-    """Sweeps until the next residual check (see the module docstring)."""
-    if check_every is not None:
-        return max(1, int(check_every))
-    gap = min(MAX_GAP, max(MIN_GAP, iterations // 10))
-    if len(residuals) >= 2 and at[-1] > at[-2] and 0 < residuals[-1] < residuals[-2]:
-        rate = math.log(residuals[-1] / residuals[-2]) / (at[-1] - at[-2])  # per sweep, < 0
-        if target > 0:
-            needed = math.log(target / residuals[-1]) / rate
-            gap = min(gap, max(1, math.ceil(needed)))
-    return gap

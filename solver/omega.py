@@ -21,6 +21,8 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from solver.errors import InputError
+
 # When rho >= 1 Young's formula does not apply (rotated anisotropy, elasticity, ...) yet SOR on an
 # SPD matrix still converges for any 0 < omega < 2; ~1.9 was near the best measured there.
 FALLBACK_OMEGA = 1.9
@@ -129,3 +131,20 @@ def estimate_omega(A) -> tuple[float, float]:
     if rho >= 1.0:
         return FALLBACK_OMEGA, rho
     return young_omega(max(rho, 0.0)), rho
+
+
+def choose_omega(A, omega: float | None) -> tuple[float, str, dict]:
+    """(omega, omega_source, report fields): the user's omega checked, or Young's estimate with
+    rho_jacobi (and a note when rho >= 1, where Young's formula does not apply)."""
+    if omega is not None:
+        if not 0.0 < omega < 2.0:
+            raise InputError(f"omega must lie in (0, 2), got {omega}")
+        return float(omega), "user", {}
+    w, rho = estimate_omega(A)
+    extra: dict = {"rho_jacobi": rho}
+    if rho >= 1.0:
+        extra["omega_note"] = (
+            f"Jacobi spectral radius {rho:.4g} >= 1: Young's formula does not apply, "
+            f"using omega = {w}"
+        )
+    return float(w), "estimated", extra

@@ -30,12 +30,11 @@ from solver.distributed.partition import (
     slots_of,
 )
 from solver.errors import InputError
-from solver.local import _next_gap
-from solver.omega import estimate_omega
+from solver.omega import choose_omega
 from solver.result import SolveResult
+from solver.stopping import diverged, next_gap
 
 METHODS = ("sor", "ssor")
-DIVERGENCE_GROWTH = 1e4  # the local solver's rule: residual grown 1e4-fold from the start
 
 Progress = Callable[[int, float], None]
 Checkpoint = Callable[[np.ndarray, int, float], None]
@@ -276,7 +275,7 @@ def solve(
     A = sp.csr_matrix(A) if not sp.issparse(A) or A.format != "csr" else A
     b = np.asarray(b, dtype=np.float64)
     n = A.shape[0]
-    omega, omega_source, omega_extra = _omega(A, omega)
+    omega, omega_source, omega_extra = choose_omega(A, omega)
     node_cpus = executor.nodes()
     if not node_cpus:
         raise ClusterFailed("the cluster has no nodes")
@@ -314,14 +313,14 @@ def solve(
                     break
                 run.event("recheck", residual=true)  # go on from the x as it really is
                 rel = true
-            if not math.isfinite(rel) or rel > DIVERGENCE_GROWTH * max(rel0, 1e-300):
+            if diverged(rel, rel0):
                 reason = "diverged"
                 break
             if iterations >= maxiter:
                 reason = "maxiter"
                 break
             # the local solver's rule: checks spread out as the solve goes on (one round each)
-            gap = _next_gap(check_every, iterations, residuals, checked_at, target / scale)
+            gap = next_gap(check_every, iterations, residuals, checked_at, target / scale)
             steps = min(gap, maxiter - iterations)
             for _ in range(steps):
                 for ids in colours:
@@ -388,22 +387,6 @@ def solve(
         method=method,
         extra=extra,
     )
-
-
-def _omega(A: sp.csr_matrix, omega: float | None) -> tuple[float, str, dict[str, Any]]:
-    """(omega, source, report fields), as the local solver chooses and reports it."""
-    if omega is not None:
-        if not 0.0 < omega < 2.0:
-            raise InputError(f"omega must be in (0, 2), got {omega}")
-        return float(omega), "user", {}
-    w, rho = estimate_omega(A)
-    extra: dict[str, Any] = {"rho_jacobi": rho}
-    if rho >= 1.0:
-        extra["omega_note"] = (
-            f"Jacobi spectral radius {rho:.4g} >= 1: Young's formula does not apply, "
-            f"using omega = {w}"
-        )
-    return float(w), "estimated", extra
 
 
 def _residual(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray) -> float:
