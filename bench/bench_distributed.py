@@ -29,22 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cli import solve_cluster  # noqa: E402
+from solver import gallery  # noqa: E402
 from solver.io import System  # noqa: E402
 from solver.kernels import make_sweeper  # noqa: E402
 
 SORCTL = str(Path(sys.executable).with_name("sorctl"))
-
-
-def poisson2d(m: int) -> sp.csr_matrix:
-    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
-    return sp.csr_matrix(sp.kron(sp.identity(m), t) + sp.kron(t, sp.identity(m)))
-
-
-def poisson3d(m: int) -> sp.csr_matrix:
-    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
-    i = sp.identity(m)
-    parts = sp.kron(sp.kron(i, i), t) + sp.kron(sp.kron(i, t), i) + sp.kron(sp.kron(t, i), i)
-    return sp.csr_matrix(parts)
 
 
 def sorctl(*args: str) -> None:
@@ -102,7 +91,7 @@ def main() -> None:
         for k, nodes in enumerate(counts):
             sorctl("up" if k == 0 else "scale", "--nodes", str(nodes), "--name", name)
             for label, m, dim in sizes:
-                A = poisson2d(m) if dim == 2 else poisson3d(m)
+                A = (gallery.poisson2d if dim == 2 else gallery.poisson3d)(m)[0]
                 b = np.ones(A.shape[0])
                 omega = omega_opt(1.0 / (m + 1))
                 res, wall = cluster_run(name, A, b, omega, iters)
@@ -119,7 +108,7 @@ def main() -> None:
                 print(f"  {rows[-1]}", file=sys.stderr)
         local = {}
         for label, m, dim in sizes:
-            A = poisson2d(m) if dim == 2 else poisson3d(m)
+            A = (gallery.poisson2d if dim == 2 else gallery.poisson3d)(m)[0]
             local[f"{label} {m}^{dim}"] = local_sweep_s(A, np.ones(A.shape[0]), 1.9, 5)
         head = (
             "system",
@@ -152,7 +141,7 @@ def main() -> None:
             best = min(rows, key=lambda r: r["s_per_iter"])["nodes"]
             sorctl("scale", "--nodes", str(best), "--name", name)
             for label, m, dim in sizes:
-                A = poisson2d(m) if dim == 2 else poisson3d(m)
+                A = (gallery.poisson2d if dim == 2 else gallery.poisson3d)(m)[0]
                 b = np.ones(A.shape[0])
                 omega = omega_opt(1.0 / (m + 1))
                 res, wall = cluster_run(name, A, b, omega, 100000, rtol=1e-6)

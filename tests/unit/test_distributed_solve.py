@@ -12,43 +12,7 @@ from solver.distributed.driver import plan, solve
 from solver.distributed.executor import ClusterFailed, LocalExecutor
 from solver.distributed.partition import contiguous_blocks
 from solver.errors import InputError
-
-
-def poisson2d(m: int) -> sp.csr_matrix:
-    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
-    return sp.csr_matrix(sp.kron(sp.identity(m), t) + sp.kron(t, sp.identity(m)))
-
-
-def poisson3d(m: int) -> sp.csr_matrix:
-    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
-    i = sp.identity(m)
-    return sp.csr_matrix(
-        sp.kron(sp.kron(i, i), t) + sp.kron(sp.kron(i, t), i) + sp.kron(sp.kron(t, i), i)
-    )
-
-
-def anisotropic2d(m: int, eps: float = 0.05, theta: float = 0.5) -> sp.csr_matrix:
-    """Rotated anisotropic diffusion, 9-point stencil (SPD, not an M-matrix)."""
-    c, s = np.cos(theta), np.sin(theta)
-    kxx, kyy, kxy = c * c + eps * s * s, s * s + eps * c * c, (1 - eps) * c * s
-    t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
-    d = sp.diags([-0.5, 0.5], [-1, 1], shape=(m, m))
-    i = sp.identity(m)
-    A = kxx * sp.kron(i, t) + kyy * sp.kron(t, i) + 2 * kxy * sp.kron(d, d.T)
-    return sp.csr_matrix(A)
-
-
-def random_spd(n: int, density: float, seed: int) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    R = sp.random(n, n, density=density, random_state=rng, format="csr")
-    S = R + R.T
-    return sp.csr_matrix(S + sp.diags(np.asarray(abs(S).sum(axis=1)).ravel() + 0.1))
-
-
-def dense_spd(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    M = rng.standard_normal((n, n))
-    return M @ M.T / n + np.eye(n)
+from tests.systems import anisotropic2d, dense_spd, poisson2d, poisson3d, random_spd
 
 
 def reference_sor(A: sp.csr_matrix, b, x, omega, order, sweeps):
