@@ -98,13 +98,6 @@ def run(
             + ", ".join(METHODS),
             EXIT_BAD_INPUT,
         )
-    if info.tls:
-        # dispy 4.15.2's pinned job submission through a TLS scheduler times out in the TLS
-        # handshake here (measured); fail at once rather than after the timeouts.
-        raise UserError(
-            f"cluster {info.name} uses TLS, which sorctl solve does not support yet: "
-            "use a cluster made without --tls, or --local"
-        )
     client = _docker()
     if client is None:
         raise UserError("no Docker engine answers; cannot reach the cluster")
@@ -126,6 +119,8 @@ def run(
         "--job-timeout", str(job_timeout),
         "--backend", f"cluster:{info.name}",
     ]  # fmt: skip
+    if info.tls:  # dispy's TLS model: the shared certificate is also the CA
+        args += ["--certfile", f"{RUN_DIR}/cert.pem", "--keyfile", f"{RUN_DIR}/key.pem"]
     if omega is not None:
         args += ["--omega", repr(float(omega))]
     if blocks:
@@ -241,8 +236,10 @@ def _work_tar(system_file: Path) -> bytes:
 
 
 def _material_tar(info) -> bytes:
-    """The cluster's secret, readable by the client's user only."""
+    """The cluster's secret (and TLS certificate and key), readable by the client's user only."""
     files = {"secret": info.secret_file}
+    if info.tls:
+        files |= {"cert.pem": info.cert_file, "key.pem": info.key_file}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         top = tarfile.TarInfo(Path(RUN_DIR).name)

@@ -17,6 +17,9 @@ network). Facts this code leans on (../shared/notes/dispy.md, dispy 4.15.2):
   waits without a deadline.
 - SharedJobCluster needs its own address (ip_addr=) and client_port=0, and a unique
   recover_file per client.
+- A TLS dispyscheduler does the handshake inside its accept loop, and a failed one (a plain
+  connect and close) ends that loop: its client port stays open, answers nothing, and every
+  job submission then times out. So the health probe completes a TLS handshake.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -33,6 +37,13 @@ from solver.distributed.executor import ClusterFailed
 from solver.distributed.workers import WorkerPool
 
 HEALTH_EVERY_S = 10.0  # each probe is a line in the scheduler's log
+
+
+def _client_tls(certfile: str) -> ssl.SSLContext:
+    """dispy's TLS model: the cluster's one certificate is the CA, no host name check."""
+    ctx = ssl.create_default_context(cafile=certfile)
+    ctx.check_hostname = False
+    return ctx
 
 
 def sorctl_setup():  # runs on each node once per computation; its globals reach every job
@@ -73,6 +84,7 @@ class DispyExecutor:
         self._client_port = client_port
         self._log = log
         self._last_health = 0.0
+        self._tls = _client_tls(certfile) if certfile else None
         self.pool: WorkerPool | None = None
         recover = os.path.join(tempfile.mkdtemp(prefix="sorctl-dispy-"), "recover")
         made: dict[str, Any] = {}
@@ -181,7 +193,12 @@ class DispyExecutor:
         self._last_health = time.monotonic()
         for attempt in range(2):
             try:
-                with socket.create_connection((self._scheduler, self._client_port), timeout=3):
+                with socket.create_connection((self._scheduler, self._client_port), timeout=3) as s:
+                    if self._tls is not None:
+                        # A TLS scheduler must see a whole handshake: dispyscheduler does it
+                        # inside its accept loop, and one that fails (a bare connect and close)
+                        # ends that loop for good -- every later job submission then times out.
+                        self._tls.wrap_socket(s).close()
                     return
             except OSError as exc:
                 if attempt:

@@ -78,6 +78,11 @@ def relay(images):
     yield from _cluster(f"dt-{secrets.token_hex(3)}", "--nodes", "2", "--relay")
 
 
+@pytest.fixture(scope="module")
+def tls(images):
+    yield from _cluster(f"dt-{secrets.token_hex(3)}", "--nodes", "2", "--tls")
+
+
 @pytest.fixture
 def three(images):
     yield from _cluster(f"dt-{secrets.token_hex(3)}", "--nodes", "3")
@@ -107,6 +112,20 @@ def test_single_network_cluster_solves(single, name):
     assert res.extra["nodes"] == 2 and res.extra["blocks"] >= 4 and res.extra["colours"] >= 2
     assert res.extra["bytes_per_iteration"] > 0 and res.extra["comm_s"] > 0
     assert not [ev for ev in res.extra["events"] if ev["event"] == "node_lost"]
+
+
+def test_tls_cluster_solves_and_stays_usable(tls, docker_client):
+    """Twice: the client's probes of a TLS scheduler must not break its accept loop (dispy ends
+    it on a failed TLS handshake, and every later submission times out)."""
+    assert tls.tls
+    for seed, name in enumerate(["poisson2d", "random-irregular"]):
+        A = SYSTEMS[name]()
+        b = np.random.default_rng(seed).standard_normal(A.shape[0])
+        res = solve_on(tls, A, b, rtol=1e-8)
+        check_answer(A, b, res, 1e-8)
+        assert res.extra["nodes"] == 2
+    scheduler = docker_client.containers.get(f"{tls.name}-scheduler")
+    assert b"uncaught exception" not in scheduler.logs()
 
 
 @pytest.mark.parametrize("name,method", [("poisson3d", "ssor"), ("random-irregular", "sor")])

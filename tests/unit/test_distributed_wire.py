@@ -3,9 +3,11 @@ and the entry's bad-input path (which never reaches dispy)."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import tarfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -69,10 +71,22 @@ def test_entry_reports_a_bad_system_file_with_exit_2_and_no_result(tmp_path):
     assert not out.exists()
 
 
-def test_a_tls_cluster_is_refused_before_anything_starts():
-    info = SimpleNamespace(name="t", tls=True)
-    with pytest.raises(UserError, match="TLS"):
-        solve_cluster.run(info, None, omega=None, rtol=1e-8, atol=0.0, maxiter=10, method="sor")
+@pytest.mark.parametrize("tls", [False, True])
+def test_the_client_gets_the_certificate_only_from_a_tls_cluster(tmp_path, tls):
+    for fname in ("secret", "cert.pem", "key.pem"):
+        (tmp_path / fname).write_text(fname)
+    info = SimpleNamespace(
+        name="t",
+        tls=tls,
+        secret_file=tmp_path / "secret",
+        cert_file=tmp_path / "cert.pem" if tls else None,
+        key_file=tmp_path / "key.pem" if tls else None,
+    )
+    with tarfile.open(fileobj=io.BytesIO(solve_cluster._material_tar(info))) as tar:
+        files = {m.name: m.mode for m in tar.getmembers() if m.isfile()}
+        assert tar.extractfile("sorctl/secret").read() == b"secret"
+    want = {"sorctl/secret"} | ({"sorctl/cert.pem", "sorctl/key.pem"} if tls else set())
+    assert files == dict.fromkeys(want, 0o400)
 
 
 def test_multicolor_is_refused_on_a_cluster_before_anything_starts():
