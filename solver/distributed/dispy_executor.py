@@ -31,6 +31,7 @@ import ssl
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from solver.distributed.executor import ClusterFailed
@@ -53,8 +54,8 @@ def sorctl_setup():  # runs on each node once per computation; its globals reach
     return 0
 
 
-def sorctl_worker(address, authkey, slot, idle_s):  # the computation: one worker per CPU
-    return sorctl_node.serve(address, authkey, slot, idle_s)  # noqa: F821
+def sorctl_worker(address, authkey, slot, idle_s, cadata):  # the computation: one per CPU
+    return sorctl_node.serve(address, authkey, slot, idle_s, cadata)  # noqa: F821
 
 
 class DispyExecutor:
@@ -116,7 +117,8 @@ class DispyExecutor:
         self.cluster = made["cluster"]
         try:
             node_cpus = self._wait_nodes(want_nodes, ready_timeout)
-            self._start_workers(host, node_cpus, idle_s, ready_timeout)
+            tls = (certfile, keyfile or certfile) if certfile else None
+            self._start_workers(host, node_cpus, idle_s, ready_timeout, tls)
         except BaseException:
             self.close()
             raise
@@ -142,12 +144,24 @@ class DispyExecutor:
         self._log(f"only {len(seen)} of {want} nodes ready after {timeout:.0f} s; going on")
         return seen
 
-    def _start_workers(self, host: str, node_cpus: dict[str, int], idle_s: float, timeout: float):
-        self.pool = pool = WorkerPool(host)
+    def _start_workers(
+        self,
+        host: str,
+        node_cpus: dict[str, int],
+        idle_s: float,
+        timeout: float,
+        tls: tuple[str, str] | None,
+    ):
+        """One worker job per node CPU; on a TLS cluster the workers connect back over TLS
+        (they get the certificate's text, public; the key stays in this client)."""
+        self.pool = pool = WorkerPool(host, tls)
+        cadata = Path(tls[0]).read_text() if tls else ""
         for node, cpus in sorted(node_cpus.items()):
             for k in range(cpus):
                 slot = f"{node}#{k}" if k else node
-                job = self.cluster.submit_node(node, pool.address, pool.authkey, slot, idle_s)
+                job = self.cluster.submit_node(
+                    node, pool.address, pool.authkey, slot, idle_s, cadata
+                )
                 if job is None:
                     self._log(f"node {node} refused a worker; leaving it out")
                     continue

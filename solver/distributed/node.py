@@ -97,19 +97,28 @@ def residual(blk: Block, halo: np.ndarray) -> tuple[float, float]:
     return float(r2), time.perf_counter() - t0
 
 
-def serve(address: tuple[str, int], authkey: bytes, worker: str, idle_s: float) -> int:
+def serve(
+    address: tuple[str, int], authkey: bytes, worker: str, idle_s: float, cadata: str = ""
+) -> int:
     """A worker: connect back to the driver and answer its requests until it hangs up.
 
     One dispy job per CPU for the whole solve, so a request costs a message each way on an open
     connection instead of a dispy job (a fork on the node and two hops through the scheduler).
     Returns the number of requests served. Ends on hang-up, on `idle_s` without a request, or
     when TCP keepalive finds the driver gone, so a vanished client never holds the CPU long.
+    `cadata` (a TLS cluster's certificate, PEM text): connect over TLS checked against it.
     """
     from multiprocessing.connection import Client
 
     warm()
     store = BlockStore()
-    conn = Client((str(address[0]), int(address[1])), authkey=authkey)
+    where = (str(address[0]), int(address[1]))
+    if cadata:
+        from solver.distributed import tls_link
+
+        conn: Any = tls_link.connect(where, authkey, cadata)
+    else:
+        conn = Client(where, authkey=authkey)
     tune_socket(conn.fileno())
     conn.send(("hello", worker))
     served = 0

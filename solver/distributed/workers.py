@@ -4,8 +4,9 @@ Whoever starts the workers (dispy jobs on a cluster; plain processes in the test
 each one with `expect(slot, gone)`, where `gone()` says why the worker is known dead ("" while
 it may be alive: for dispy, the worker's job ended, e.g. Abandoned when its node died). Workers
 connect back to `address` with `authkey` (multiprocessing.connection: length-prefixed pickled
-messages behind an HMAC challenge) and then answer requests in order. The pool implements the
-driver's Executor protocol with one slot per worker.
+messages behind an HMAC challenge; on a TLS cluster the same over TLS, solver.distributed.tls_link)
+and then answer requests in order. The pool implements the driver's Executor protocol with one
+slot per worker.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, Listener
 from typing import Any
 
+from solver.distributed import tls_link
 from solver.distributed.executor import ClusterFailed, NodeLost
 from solver.distributed.node import tune_socket
 
@@ -30,7 +32,7 @@ class _Worker:
     def __init__(self, slot: str, gone: Callable[[], str]) -> None:
         self.slot = slot
         self.gone = gone
-        self.conn: Connection | None = None
+        self.conn: Connection | tls_link.TlsConnection | None = None
         self.dead = ""  # why it is gone, once it is
         self.seq = 0
         self.replies: dict[int, tuple[bool, Any]] = {}
@@ -100,12 +102,19 @@ class _Lost:
 
 
 class WorkerPool:
-    def __init__(self, host: str) -> None:
+    """`tls=(certfile, keyfile)`: workers connect over TLS (tls_link.connect with the
+    certificate's text); otherwise with multiprocessing.connection.Client."""
+
+    def __init__(self, host: str, tls: tuple[str, str] | None = None) -> None:
         self.authkey = secrets.token_bytes(32)
-        self._listener = Listener((host, 0), backlog=64, authkey=self.authkey)
+        self._listener: Listener | tls_link.Listener = (
+            tls_link.Listener(host, self.authkey, *tls)
+            if tls
+            else Listener((host, 0), backlog=64, authkey=self.authkey)
+        )
         self.address: tuple[str, int] = self._listener.address
         self._workers: dict[str, _Worker] = {}
-        self._conns: dict[str, Connection] = {}
+        self._conns: dict[str, Connection | tls_link.TlsConnection] = {}
         self._stop = threading.Event()
         self._accepter = threading.Thread(target=self._accept, daemon=True)
         self._accepter.start()

@@ -6,12 +6,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from cli.cluster.material import self_signed
 from solver.distributed import node
 from solver.distributed.driver import solve
 from solver.distributed.executor import ClusterFailed
@@ -26,14 +28,27 @@ def poisson2d(m: int) -> sp.csr_matrix:
     return sp.csr_matrix(sp.kron(sp.identity(m), t) + sp.kron(t, sp.identity(m)))
 
 
-@pytest.fixture
-def pool():
-    """Three worker processes, as dispy would start them: each serves until hung up on."""
-    pool = WorkerPool("127.0.0.1")
+@pytest.fixture(scope="module")
+def cluster_cert(tmp_path_factory):
+    """A --tls cluster's certificate and key files (the same maker as `sorctl up --tls`)."""
+    cert, key = self_signed("sorctl-test")
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert)
+    (folder / "key.pem").write_bytes(key)
+    return str(folder / "cert.pem"), str(folder / "key.pem")
+
+
+@pytest.fixture(params=["hmac", "tls"])
+def pool(request, cluster_cert):
+    """Three worker processes, as dispy would start them: each serves until hung up on; over
+    multiprocessing.connection, or over TLS as on a --tls cluster."""
+    tls = cluster_cert if request.param == "tls" else None
+    cadata = Path(cluster_cert[0]).read_text() if tls else ""
+    pool = WorkerPool("127.0.0.1", tls)
     procs = {}
     for k in range(3):
         slot = f"w{k}"
-        p = CTX.Process(target=node.serve, args=(pool.address, pool.authkey, slot, 60))
+        p = CTX.Process(target=node.serve, args=(pool.address, pool.authkey, slot, 60, cadata))
         p.start()
         procs[slot] = p
         pool.expect(slot, lambda p=p: "" if p.is_alive() else f"exit code {p.exitcode}")
@@ -90,4 +105,19 @@ def test_a_worker_that_never_connects_is_reported_not_waited_on():
     pool.expect("ghost", lambda: "its job ended")
     pool.wait_connected(30)
     assert pool.nodes() == {} and pool.failures() == {"ghost": "its job ended"}
+    pool.close()
+
+
+@pytest.mark.parametrize("wrong", ["certificate", "authkey"])
+def test_a_tls_worker_without_the_certificate_or_the_key_is_not_let_in(cluster_cert, wrong):
+    pool = WorkerPool("127.0.0.1", cluster_cert)
+    cert = self_signed("other")[0].decode() if wrong == "certificate" else None
+    cadata = cert or Path(cluster_cert[0]).read_text()
+    authkey = b"x" * 32 if wrong == "authkey" else pool.authkey
+    p = CTX.Process(target=node.serve, args=(pool.address, authkey, "w0", 60, cadata))
+    p.start()
+    pool.expect("w0", lambda: "" if p.is_alive() else f"exit code {p.exitcode}")
+    pool.wait_connected(30)
+    p.join(30)
+    assert pool.nodes() == {} and p.exitcode != 0
     pool.close()
