@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
-from cli.main import main
 from solver.io import load_system
-
-
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["sorctl", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
+from tests.cli_runner import run_cli
 
 
 @pytest.mark.parametrize(

@@ -16,19 +16,10 @@ import pytest
 import scipy.io
 
 from cli import solve_cluster
-from cli.main import main
 from solver import gallery
+from tests.cli_runner import run_cli
 
 SORCTL = Path(sys.executable).with_name("sorctl")
-
-
-def run_cli(args, capsys, monkeypatch):
-    """cli.main.main() in-process (its error mapping included): (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["sorctl", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
 
 
 def csr_arrays(A):

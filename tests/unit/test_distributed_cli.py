@@ -4,24 +4,15 @@ the command and cli.solve_cluster is replaced here (tests/integration runs the r
 
 from __future__ import annotations
 
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from cli import solve_cluster
-from cli.main import main
 from solver import gallery, io
 from solver.result import SolveResult
-
-
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["sorctl", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
+from tests.cli_runner import run_cli
 
 
 @pytest.fixture
