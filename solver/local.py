@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from solver.kernels import METHODS, make_sweeper, residual_norm
 from solver.omega import choose_omega
 from solver.result import SolveResult
-from solver.stopping import diverged, next_gap
+from solver.stopping import exhausted, next_gap
 
 
 def solve(
@@ -87,11 +87,9 @@ def solve(
             if math.isfinite(r) and r <= target:
                 reason = "rtol" if r <= rtol * norm_b else "atol"
                 break
-            if diverged(r, r0):
-                reason = "diverged"
-                break
-            if iterations >= maxiter:
-                reason = "maxiter"
+            stop = exhausted(r, r0, iterations, maxiter)
+            if stop:
+                reason = stop
                 break
             gap = next_gap(check_every, iterations, residuals, check_iterations, target / scale)
             gap = min(gap, maxiter - iterations)

@@ -33,3 +33,12 @@ def next_gap(check_every, iterations, residuals, at, target) -> int:
 def diverged(r: float, r0: float) -> bool:
     """NaN/Inf, or grown DIVERGENCE_FACTOR-fold over the first residual."""
     return not math.isfinite(r) or r > DIVERGENCE_FACTOR * max(r0, 1e-300)
+
+
+def exhausted(r: float, r0: float, iterations: int, maxiter: int) -> str | None:
+    """Why a solve that has not met its tolerance must stop now ('diverged', 'maxiter'), or None."""
+    if diverged(r, r0):
+        return "diverged"
+    if iterations >= maxiter:
+        return "maxiter"
+    return None

@@ -32,7 +32,7 @@ from solver.distributed.partition import (
 from solver.errors import InputError
 from solver.omega import choose_omega
 from solver.result import SolveResult
-from solver.stopping import diverged, next_gap
+from solver.stopping import exhausted, next_gap
 
 METHODS = ("sor", "ssor")
 
@@ -313,11 +313,9 @@ def solve(
                     break
                 run.event("recheck", residual=true)  # go on from the x as it really is
                 rel = true
-            if diverged(rel, rel0):
-                reason = "diverged"
-                break
-            if iterations >= maxiter:
-                reason = "maxiter"
+            stop = exhausted(rel, rel0, iterations, maxiter)
+            if stop:
+                reason = stop
                 break
             # the local solver's rule: checks spread out as the solve goes on (one round each)
             gap = next_gap(check_every, iterations, residuals, checked_at, target / scale)
