@@ -1,4 +1,4 @@
-"""Per-block data: a block's rows of A in local numbering, its halo, and the rows others need.
+"""Per-block data: a block's rows of A in local numbering, its halo, and the links between blocks.
 
 A block's unknowns live in one "extended" vector on its node:
     xext = [ x_b (nb values) | one unused slot | halo values (nh values) ]
@@ -15,14 +15,13 @@ import numpy as np
 import scipy.sparse as sp
 
 #: Arrays a node stores per block (all plain numeric arrays, saved and loaded without pickle).
-NODE_ARRAYS = ("indptr", "indices", "data", "diag", "b", "iface")
+NODE_ARRAYS = ("indptr", "indices", "data", "diag", "b")
 
 
 @dataclass
 class Block:
     rows: np.ndarray  # global row numbers, in sweep order (driver side only)
     halo: np.ndarray  # global numbers of the unknowns outside the block its rows couple to
-    iface: np.ndarray  # local positions of the block's rows that other blocks' halos contain
     indptr: np.ndarray
     indices: np.ndarray  # into xext
     data: np.ndarray
@@ -71,7 +70,6 @@ def build_blocks(A: sp.csr_matrix, b: np.ndarray, parts: list[np.ndarray]) -> li
             Block(
                 rows=rows,
                 halo=halo,
-                iface=np.empty(0, dtype=itype),
                 indptr=sub.indptr.astype(itype),
                 indices=ext.astype(itype),
                 data=np.ascontiguousarray(sub.data, dtype=np.float64),
@@ -79,11 +77,6 @@ def build_blocks(A: sp.csr_matrix, b: np.ndarray, parts: list[np.ndarray]) -> li
                 b=np.ascontiguousarray(b[rows], dtype=np.float64),
             )
         )
-    needed = np.zeros(n, dtype=bool)
-    for blk in blocks:
-        needed[blk.halo] = True
-    for blk in blocks:
-        blk.iface = np.flatnonzero(needed[blk.rows]).astype(blk.indices.dtype)
     return blocks
 
 
@@ -97,6 +90,27 @@ def _block_diag(sub: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
     return diag
 
 
-def payload_bytes(blocks: list[Block]) -> int:
-    """Values moved per sweep of every block: halo values in, interface values out (float64)."""
-    return 8 * sum(int(blk.halo.size + blk.iface.size) for blk in blocks)
+@dataclass
+class Link:
+    """Values block `src` hands to block `dst` after each of its sweeps."""
+
+    src: int
+    dst: int
+    rows: np.ndarray  # local rows of src
+    slots: np.ndarray  # halo slots of dst they fill, in the same order
+
+
+def links(blocks: list[Block], n: int) -> list[Link]:
+    """Every (src, dst) pair where dst's rows read some of src's unknowns."""
+    owner = np.full(n, -1, dtype=np.int64)
+    pos = np.zeros(n, dtype=np.int64)
+    for j, blk in enumerate(blocks):
+        owner[blk.rows] = j
+        pos[blk.rows] = np.arange(blk.size)
+    out = []
+    for k, blk in enumerate(blocks):
+        src = owner[blk.halo]
+        for j in np.unique(src).tolist():
+            slots = np.flatnonzero(src == j)
+            out.append(Link(j, k, pos[blk.halo[slots]], slots))
+    return out

@@ -188,6 +188,10 @@ class DispyExecutor:
         return f"worker job {status}" + (f": {detail[-1]}" if detail else "")
 
     # -- the Executor protocol ------------------------------------------------------------------
+    @property
+    def tls_pem(self) -> tuple[str, str] | None:
+        return self.pool.tls_pem if self.pool else None
+
     def nodes(self) -> dict[str, int]:
         return self.pool.nodes() if self.pool else {}
 

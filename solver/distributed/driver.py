@@ -2,9 +2,11 @@
 
 One outer iteration sweeps every colour once (SSOR: colours forward with forward sweeps, then
 backward with backward sweeps). With one inner sweep this is exactly global SOR in the order
-(colour, block, row) because blocks of one colour share no nonzero. The driver keeps a copy of x
-whose interface values are always current (they come back from every sweep) and whose other
-values are refreshed when the whole x is gathered (at the end and at checkpoints).
+(colour, block, row) because blocks of one colour share no nonzero. The driver places the blocks,
+wires the workers to each other, and then asks for rounds of iterations: inside a round the
+workers pass values among themselves (solver.distributed.node) and the driver only hears the
+residual at its end. Its copy of x is current after a gather (at the end, at checkpoints, and
+after a node loss, before the survivors are wired again).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from solver.distributed.blocks import Block, build_blocks, payload_bytes
+from solver.distributed.blocks import Block, build_blocks, links
 from solver.distributed.executor import ClusterFailed, Executor, Job, NodeLost, machine
 from solver.distributed.partition import (
     block_graph,
@@ -32,7 +34,7 @@ from solver.distributed.partition import (
 from solver.errors import InputError
 from solver.omega import choose_omega
 from solver.result import SolveResult
-from solver.stopping import exhausted, next_gap
+from solver.stopping import MAX_GAP, exhausted, next_gap
 
 METHODS = ("sor", "ssor")
 
@@ -53,8 +55,6 @@ class Plan:
     def ncolours(self) -> int:
         return int(self.colour.max()) + 1 if self.colour.size else 0
 
-    def colour_order(self) -> list[list[int]]:
-        return [np.flatnonzero(self.colour == c).tolist() for c in range(self.ncolours)]
 
 
 def plan(
@@ -81,22 +81,24 @@ def plan(
 
 @dataclass
 class _Stats:
-    # Per kind of round (sweep, residual, gather): wall time, its critical path in the kernels
-    # (the slowest job of each round), and the count. compute vs communication in the report is
-    # over sweep rounds: the rest of a round's wall time is messages, pickling, waiting.
+    # Per kind of round (iterate, gather, ...): wall time and count. For iterate rounds also the
+    # critical path in the kernels (the busiest worker's sweeps and residual) and the bytes the
+    # workers sent each other; the rest of an iterate round's wall time is messages and waiting.
     wall: dict[str, float] = field(default_factory=dict)
-    compute: dict[str, float] = field(default_factory=dict)
     rounds: dict[str, int] = field(default_factory=dict)
+    compute: float = 0.0
+    sent_bytes: float = 0.0
+    iterations: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, op: str, wall: float, compute: float) -> None:
+    def add(self, op: str, wall: float) -> None:
         self.wall[op] = self.wall.get(op, 0.0) + wall
-        self.compute[op] = self.compute.get(op, 0.0) + compute
         self.rounds[op] = self.rounds.get(op, 0) + 1
 
 
 class _Runner:
-    """Runs rounds of jobs on the executor and moves blocks off nodes that are lost."""
+    """Places blocks, wires the workers to each other, runs iterate rounds, and moves blocks off
+    nodes that are lost (then rewires: a new epoch of links between the survivors)."""
 
     def __init__(
         self,
@@ -111,6 +113,7 @@ class _Runner:
         self.ex = executor
         self.plan = plan_
         self.x = x
+        self.links = links(plan_.blocks, x.size)
         self.job_timeout = job_timeout
         self.poll_s = poll_s
         self.on_event = on_event
@@ -118,6 +121,9 @@ class _Runner:
         self.stats = _Stats()
         self.solve_id = uuid.uuid4().hex[:16]
         self.lost: set[str] = set()
+        self.listening: dict[str, tuple[str, int]] = {}
+        self.epoch = 0
+        self.wired = False
 
     def event(self, kind: str, **fields: Any) -> None:
         ev = {"event": kind, "t": round(time.monotonic() - self.t0, 3), **fields}
@@ -126,8 +132,9 @@ class _Runner:
             self.on_event(ev)
 
     # -- placing data -----------------------------------------------------------------------
-    def load_all(self) -> None:
+    def start(self) -> None:
         self._load(list(range(len(self.plan.blocks))))
+        self._ensure_wired()
 
     def _load(self, ids: list[int]) -> None:
         """Send blocks to their nodes (a block's values are the driver's current copy)."""
@@ -150,8 +157,9 @@ class _Runner:
 
     def _lose(self, lost: NodeLost) -> list[int]:
         """Forget the node and re-place its blocks on the least-loaded survivors; returns the
-        blocks moved (their data is not sent yet)."""
+        blocks moved (their data is not sent yet). The links must be wired again."""
         dead = lost.node
+        self.wired = False
         moved = [k for k, n in enumerate(self.plan.node_of) if n == dead]
         if dead not in self.lost:
             self.lost.add(dead)
@@ -171,7 +179,7 @@ class _Runner:
             self.event("block_moved", block=k, source=dead, target=to)
         return moved
 
-    def _wait(self, job: Job, k: int, op: str) -> Any:
+    def _wait(self, job: Job, k: int | str, op: str) -> Any:
         """Wait for one job, never forever: poll, ask the executor whether the cluster still
         answers, and give up on the job after job_timeout (its node counts as lost)."""
         deadline = time.monotonic() + self.job_timeout
@@ -179,13 +187,97 @@ class _Runner:
             self.ex.health()
             if time.monotonic() > deadline:
                 raise NodeLost(
-                    job.node, f"{op} job on block {k} gave no answer in {self.job_timeout:.0f} s"
+                    job.node, f"{op} job on {k} gave no answer in {self.job_timeout:.0f} s"
                 )
         return job.outcome()
 
+    def _wait_all(self, jobs: dict[str, Job], answers: dict[str, Any]) -> None:
+        """Wait for jobs that wait for each other: a worker blocked on a dead peer never answers,
+        so while waiting on one, look at the others too (a lost one raises NodeLost)."""
+        deadline = time.monotonic() + self.job_timeout
+        next_health = time.monotonic() + self.poll_s
+        while len(answers) < len(jobs):
+            slot, job = next((s, j) for s, j in jobs.items() if s not in answers)
+            if job.wait(LOOK_AROUND_S):
+                answers[slot] = job.outcome()
+                continue
+            for other, j in jobs.items():
+                if other not in answers and j.wait(0):
+                    answers[other] = j.outcome()
+            if time.monotonic() > next_health:
+                self.ex.health()
+                next_health = time.monotonic() + self.poll_s
+            if time.monotonic() > deadline:
+                raise NodeLost(job.node, f"gave no answer in {self.job_timeout:.0f} s")
+
+    # -- links between the workers ----------------------------------------------------------
+    def _workers(self) -> list[str]:
+        return sorted(set(self.plan.node_of))
+
+    def _ensure_wired(self) -> None:
+        """Wire the workers that hold blocks (after the start, or a loss) until it holds."""
+        while not self.wired:
+            try:
+                self._wire()
+            except NodeLost as lost:
+                self._load(self._lose(lost))
+
+    def _wire(self) -> None:
+        t = time.perf_counter()
+        slots = self._workers()
+        tls = getattr(self.ex, "tls_pem", None)
+        for slot in slots:  # each worker's listening port, once
+            if slot not in self.listening:
+                job = self.ex.submit(slot, "listen", self.solve_id, 0, tls[1] if tls else "")
+                self.listening[slot] = self._wait(job, slot, "listen")
+        self.epoch += 1
+        jobs = {s: self.ex.submit(s, "wire", self.solve_id, 0, self._wiring(s)) for s in slots}
+        failed: ClusterFailed | None = None
+        for slot, job in jobs.items():
+            try:
+                self._wait(job, slot, "wire")
+            except NodeLost:
+                raise
+            except ClusterFailed as exc:  # a worker could not link to another one
+                failed = failed or exc
+        if failed is not None:
+            raise ClusterFailed(f"the workers cannot reach each other: {failed}")
+        self.wired = True
+        self.stats.add("wire", time.perf_counter() - t)
+
+    def _wiring(self, slot: str) -> dict[str, Any]:
+        node_of = self.plan.node_of
+        mine = [k for k, n in enumerate(node_of) if n == slot]
+        sends: dict[int, list[tuple[int, np.ndarray, str]]] = {}
+        recvs: dict[tuple[int, int], np.ndarray] = {}
+        remote, peers, heard = [], {}, set(mine)
+        for lk in self.links:
+            src, dst = node_of[lk.src], node_of[lk.dst]
+            if src == slot:
+                sends.setdefault(lk.src, []).append((lk.dst, lk.rows, "" if dst == slot else dst))
+            if dst == slot:
+                recvs[(lk.src, lk.dst)] = lk.slots
+                heard.add(lk.src)
+                if src != slot:
+                    remote.append((lk.src, lk.dst))
+            for other in (src, dst):
+                if slot in (src, dst) and other != slot:
+                    peers[other] = self.listening[other]
+        colour = self.plan.colour
+        return {
+            "epoch": self.epoch,
+            "ncolours": self.plan.ncolours,
+            "colour": {k: int(colour[k]) for k in sorted(heard)},
+            "sends": sends,
+            "recvs": recvs,
+            "remote": remote,
+            "peers": peers,
+            "halos": {k: self.x[self.plan.blocks[k].halo] for k in mine},
+        }
+
     # -- rounds -------------------------------------------------------------------------------
     def round(self, op: str, ids: list[int], payload: Callable[[int], Any]) -> dict[int, Any]:
-        """Run `op` on blocks `ids` at once; blocks on a lost node move and run again."""
+        """Run per-block `op` on blocks `ids` at once; blocks on a lost node move and run again."""
         start = time.perf_counter()
         jobs = {
             k: self.ex.submit(self.plan.node_of[k], op, self.solve_id, k, payload(k)) for k in ids
@@ -203,27 +295,37 @@ class _Runner:
                         jobs[kk] = self.ex.submit(
                             self.plan.node_of[kk], op, self.solve_id, kk, payload(kk)
                         )
-        wall = time.perf_counter() - start
-        slowest = max((r[1] for r in results.values() if isinstance(r, tuple)), default=0.0)
-        self.stats.add(op, wall, slowest)
+        self.stats.add(op, time.perf_counter() - start)
         return results
 
-    def sweep_colour(self, ids: list[int], omega: float, sweeps: int, backward: bool) -> None:
-        blocks = self.plan.blocks
-        res = self.round("sweep", ids, lambda k: (self.x[blocks[k].halo], omega, sweeps, backward))
-        for k, (vals, _) in res.items():
-            blk = blocks[k]
-            self.x[blk.rows[blk.iface]] = vals
+    def iterate(self, iterations: int, omega: float, sweeps: int, ssor: bool) -> float | None:
+        """`iterations` outer iterations on every worker at once, exchanging values directly;
+        returns ||b - A x|| afterwards, or None when a node was lost on the way (its blocks
+        moved; the caller measures again with iterate(0))."""
+        self._ensure_wired()
+        start = time.perf_counter()
+        args = (iterations, omega, sweeps, ssor)
+        jobs = {s: self.ex.submit(s, "iterate", self.solve_id, 0, args) for s in self._workers()}
+        answers: dict[str, Any] = {}
+        try:
+            self._wait_all(jobs, answers)
+        except NodeLost as lost:
+            for slot in jobs:  # the others may be waiting for the lost node's values
+                if slot != lost.node and slot not in answers:
+                    self.ex.submit(slot, "abort", self.solve_id, 0, None)
+            moved = self._lose(lost)
+            self.gather([k for k in range(len(self.plan.blocks)) if k not in moved])
+            self._load(moved)  # with the values of the last gather: the rest is current
+            return None
+        self.stats.add("iterate", time.perf_counter() - start)
+        self.stats.iterations += iterations
+        self.stats.compute += max(a["sweep_s"] + a["residual_s"] for a in answers.values())
+        self.stats.sent_bytes += sum(a["sent_bytes"] for a in answers.values())
+        return math.sqrt(sum(a["r2"] for a in answers.values()))
 
-    def residual_norm(self) -> float:
+    def gather(self, ids: list[int] | None = None) -> np.ndarray:
         blocks = self.plan.blocks
-        ids = list(range(len(blocks)))
-        res = self.round("residual", ids, lambda k: self.x[blocks[k].halo])
-        return math.sqrt(sum(r2 for r2, _ in res.values()))
-
-    def gather(self) -> np.ndarray:
-        blocks = self.plan.blocks
-        res = self.round("gather", list(range(len(blocks))), lambda k: None)
+        res = self.round("gather", list(range(len(blocks))) if ids is None else ids, lambda k: None)
         for k, xb in res.items():
             self.x[blocks[k].rows] = xb
         return self.x.copy()
@@ -285,18 +387,18 @@ def solve(
 
     run = _Runner(executor, p, x, job_timeout, poll_s, on_event, t0)
     t = time.monotonic()
-    run.load_all()
+    run.start()
     timings["load_s"] = time.monotonic() - t
     run.event("placed", blocks=len(p.blocks), colours=p.ncolours, nodes=sorted(node_cpus))
 
     bnorm = float(np.linalg.norm(b))
     scale = bnorm if bnorm > 0 else 1.0
     target = max(rtol * bnorm, atol)
-    colours = p.colour_order()
+    ssor = method == "ssor"
     iterations = 0
     residuals: list[float] = []
     checked_at: list[int] = []  # the iteration of each residual
-    rel0 = run.residual_norm() / scale
+    rel0 = _measure(run, omega, inner_sweeps, ssor) / scale
     rel = rel0
     reason = ""
     last_ckpt = time.monotonic()
@@ -317,18 +419,14 @@ def solve(
             if stop:
                 reason = stop
                 break
-            # the local solver's rule: checks spread out as the solve goes on (one round each)
+            # the local solver's rule for when to look at the residual; a round of iterations
+            # ends with one (the workers compute it with their last halos, no extra messages)
             gap = next_gap(check_every, iterations, residuals, checked_at, target / scale)
-            steps = min(gap, maxiter - iterations)
-            for _ in range(steps):
-                for ids in colours:
-                    run.sweep_colour(ids, omega, inner_sweeps, backward=False)
-                if method == "ssor":
-                    for ids in reversed(colours):
-                        run.sweep_colour(ids, omega, inner_sweeps, backward=True)
+            steps = min(gap, maxiter - iterations, _round_cap(run.stats))
+            r = run.iterate(steps, omega, inner_sweeps, ssor)
             iterations += steps
             executor.health()  # workers answer without the scheduler, but the cluster is broken
-            rel = run.residual_norm() / scale
+            rel = (r if r is not None else _measure(run, omega, inner_sweeps, ssor)) / scale
             residuals.append(rel)
             checked_at.append(iterations)
             if callback:
@@ -350,8 +448,8 @@ def solve(
         checked_at.append(iterations)
     else:
         residuals[-1] = rel
-    sweeps_per_iter = 2 if method == "ssor" else 1
     st = run.stats
+    iterate_wall = st.wall.get("iterate", 0.0)
     extra = {
         **omega_extra,
         "nodes": len({machine(slot) for slot in node_cpus}),
@@ -360,11 +458,11 @@ def solve(
         "colours": p.ncolours,
         "inner_sweeps": inner_sweeps,
         "check_iterations": checked_at,
-        "bytes_per_iteration": payload_bytes(p.blocks) * sweeps_per_iter,
+        "bytes_per_iteration": round(st.sent_bytes / max(st.iterations, 1)),
         "block_data_bytes": sum(blk.nbytes() for blk in p.blocks),
-        "compute_s": st.compute.get("sweep", 0.0),
-        "comm_s": st.wall.get("sweep", 0.0) - st.compute.get("sweep", 0.0),
-        "check_s": st.wall.get("residual", 0.0),
+        "compute_s": st.compute,
+        "comm_s": max(iterate_wall - st.compute, 0.0),
+        "wire_s": st.wall.get("wire", 0.0),
         "gather_s": st.wall.get("gather", 0.0),
         "rounds": dict(st.rounds),
         "events": run.stats.events,
@@ -385,6 +483,25 @@ def solve(
         method=method,
         extra=extra,
     )
+
+
+LOOK_AROUND_S = 0.2  # while waiting on one worker, how often to check on the others
+ROUND_S = 10.0  # a round of iterations should end about this soon (progress, Ctrl-C, timeouts)
+
+
+def _round_cap(st: _Stats) -> int:
+    """Iterations that fit in ROUND_S at the pace of the rounds so far."""
+    if st.iterations == 0:
+        return MAX_GAP
+    per_iter = st.wall.get("iterate", 0.0) / st.iterations
+    return max(1, int(ROUND_S / per_iter)) if per_iter > 0 else MAX_GAP
+
+
+def _measure(run: _Runner, omega: float, sweeps: int, ssor: bool) -> float:
+    """||b - A x|| now (an iterate round of no iterations), through any node losses."""
+    while (r := run.iterate(0, omega, sweeps, ssor)) is None:
+        pass
+    return r
 
 
 def _residual(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray) -> float:

@@ -1,23 +1,36 @@
 """Node side of the distributed solve: a worker that holds blocks in memory and sweeps them.
 
 One worker process per node CPU lives for the whole solve (a long-running dispy job). A block's
-rows of A arrive once (`load`) and stay in the worker's memory with the block's current values;
-afterwards a sweep request carries only the halo values in and the block's interface values out.
+rows of A arrive once (`load`) and stay in the worker's memory with the block's current values.
+The driver then wires the workers to each other (solver.distributed.mesh) and asks each for
+whole runs of outer iterations (`iterate`): a worker sweeps its blocks in the order of
+solver.distributed.schedule, waits only for the values its next block reads, sends each block's
+new values straight to the workers that read them, and answers with its share of the residual.
 Plain anonymous memory, not files: a file-backed mapping of x written every sweep made the
 kernel about twice as slow in a node container (dirty-page write-back and write faults).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from solver.distributed import schedule
 from solver.distributed.blocks import NODE_ARRAYS
+from solver.distributed.mesh import DRIVER, Mesh, tune_socket
 from solver.kernels.csr import residual_norm2, sor_backward, sor_forward
 
 Block = dict[str, np.ndarray]
+LINK_TIMEOUT_S = 60.0  # for the other workers of a wiring to link up
+
+
+class Interrupted(Exception):
+    """The driver spoke during a run (it lost a node and will rewire): stop where we are."""
 
 
 def warm() -> None:
@@ -32,33 +45,162 @@ def warm() -> None:
     residual_norm2(indptr, indices, one, one, x)
 
 
+@dataclass
+class Wiring:
+    """Where this worker's blocks send their values and what they wait for, in one epoch."""
+
+    epoch: int
+    colour: dict[int, int]  # every block this worker holds or hears from
+    ncolours: int
+    sends: dict[int, list[tuple[int, np.ndarray, str]]]  # block -> (to block, rows, slot or "")
+    recvs: dict[tuple[int, int], np.ndarray]  # (from, to) -> halo slots of `to`
+    remote: list[tuple[int, int]]  # the (from, to) links that arrive by message
+    step: int = 0
+    into: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # remote links per block
+    got: dict[tuple[int, int], int] = field(default_factory=dict)  # messages applied per link
+
+
 class BlockStore:
     """The blocks one worker holds: (solve id, block number) -> arrays, plus xext, the block's
-    values followed by one unused slot and its halo values (see solver.distributed.blocks)."""
+    values followed by one unused slot and its halo values (see solver.distributed.blocks).
 
-    def __init__(self) -> None:
+    `make_mesh(keypem)` opens this worker's listening port for links to the other workers;
+    `driver` is the driver's connection, watched during a run for an interruption."""
+
+    def __init__(self, make_mesh: Callable[[str], Mesh], driver: Any = None) -> None:
         self.blocks: dict[tuple[str, int], Block] = {}
+        self.wiring: dict[str, Wiring] = {}
+        self.mesh: Mesh | None = None
+        self._make_mesh = make_mesh
+        self.driver = driver
 
     def run(self, op: str, solve_id: str, block_id: int, payload: Any) -> Any:
-        """One request: load | sweep | residual | gather | drop."""
-        key = (str(solve_id), int(block_id))
+        """One request: load | listen | wire | iterate | gather | abort | drop."""
+        sid = str(solve_id)
+        key = (sid, int(block_id))
         if op == "drop":
-            for k in [k for k in self.blocks if k[0] == key[0]]:
+            for k in [k for k in self.blocks if k[0] == sid]:
                 del self.blocks[k]
+            self.wiring.pop(sid, None)
+            return None
+        if op == "abort":  # arrives after the run it interrupted; nothing left to stop
             return None
         if op == "load":
             self.blocks[key] = load(*payload)
             return sum(a.nbytes for a in self.blocks[key].values())
+        if op == "listen":
+            if self.mesh is None:
+                self.mesh = self._make_mesh(payload or "")
+            return self.mesh.address
+        if op == "wire":
+            return self._wire(sid, payload)
+        if op == "iterate":
+            return self._iterate(sid, *payload)
+        if op == "gather":
+            return self._block(key)["xext"][: self._block(key)["diag"].size].copy()
+        raise ValueError(f"unknown request {op!r}")
+
+    def _block(self, key: tuple[str, int]) -> Block:
         blk = self.blocks.get(key)
         if blk is None:
-            raise LookupError(f"block {block_id} of solve {solve_id} is not on this node")
-        if op == "sweep":
-            return sweep(blk, *payload)
-        if op == "residual":
-            return residual(blk, payload)
-        if op == "gather":
-            return blk["xext"][: blk["diag"].size].copy()
-        raise ValueError(f"unknown request {op!r}")
+            raise LookupError(f"block {key[1]} of solve {key[0]} is not on this node")
+        return blk
+
+    def _wire(self, sid: str, w: dict[str, Any]) -> None:
+        for k, halo in w["halos"].items():
+            _set_halo(self._block((sid, k)), halo)
+        self.wiring[sid] = Wiring(
+            epoch=w["epoch"],
+            colour=w["colour"],
+            ncolours=w["ncolours"],
+            sends=w["sends"],
+            recvs=w["recvs"],
+            remote=w["remote"],
+            got={link: 0 for link in w["remote"]},
+            into={k: [lk for lk in w["remote"] if lk[1] == k] for k in w["halos"]},
+        )
+        if w["peers"]:
+            if self.mesh is None:
+                raise LookupError("wire before listen")
+            self.mesh.connect(w["epoch"], w["peers"], LINK_TIMEOUT_S)
+
+    def _iterate(
+        self, sid: str, iterations: int, omega: float, sweeps: int, ssor: bool
+    ) -> dict[str, float]:
+        """`iterations` outer iterations of this worker's blocks, then ||b - A x||^2 over its
+        rows (with every neighbour's latest values). Returns that and where the time went."""
+        w = self.wiring[sid]
+        plan = schedule.phases(w.ncolours, ssor)
+        mine = sorted(k for (s, k) in self.blocks if s == sid)
+        by_colour = {c: [k for k in mine if w.colour[k] == c] for c in range(w.ncolours)}
+        stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0}
+        end = w.step + iterations * len(plan)
+        for step in range(w.step, end):
+            colour, backward = plan[step % len(plan)]
+            kernel = sor_backward if backward else sor_forward
+            for k in by_colour[colour]:
+                self._await(sid, w, w.into.get(k, []), plan, step, stats)
+                blk = self.blocks[(sid, k)]
+                t0 = time.perf_counter()
+                kernel(
+                    blk["indptr"], blk["indices"], blk["data"], blk["diag"], blk["b"],
+                    blk["xext"], omega, sweeps,
+                )  # fmt: skip
+                stats["sweep_s"] += time.perf_counter() - t0
+                self._pass_on(sid, w, k, blk, stats)
+            w.step = step + 1
+        self._await(sid, w, w.remote, plan, end, stats)
+        r2 = 0.0
+        t0 = time.perf_counter()
+        for k in mine:
+            blk = self.blocks[(sid, k)]
+            r2 += residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], blk["xext"])
+        stats["residual_s"] = time.perf_counter() - t0
+        return {"r2": float(r2), **stats}
+
+    def _pass_on(self, sid: str, w: Wiring, k: int, blk: Block, stats: dict[str, float]) -> None:
+        """Block k's new values to every block that reads them: copied here, or sent."""
+        for to, rows, slot in w.sends.get(k, []):
+            values = blk["xext"][rows]
+            if slot:
+                assert self.mesh is not None
+                self.mesh.send(slot, (w.epoch, k, to, values))
+                stats["sent_bytes"] += values.nbytes
+            else:
+                self._apply(sid, w, k, to, values)
+
+    def _apply(self, sid: str, w: Wiring, frm: int, to: int, values: np.ndarray) -> None:
+        blk = self.blocks[(sid, to)]
+        blk["xext"][blk["diag"].size + 1 + w.recvs[(frm, to)]] = values
+
+    def _await(
+        self,
+        sid: str,
+        w: Wiring,
+        links: list[tuple[int, int]],
+        plan: list[tuple[int, bool]],
+        step: int,
+        stats: dict[str, float],
+    ) -> None:
+        """Take messages until every link in `links` has brought its sender's sweeps before
+        `step`. No message can be early: a sender's next sweep waits for ours."""
+        for link in links:
+            need = schedule.sweeps_before(w.colour[link[0]], plan, step)
+            if w.got[link] >= need:
+                continue
+            t0 = time.perf_counter()
+            while w.got[link] < need:
+                assert self.mesh is not None
+                msg = self.mesh.recv(self.driver, 1.0)
+                if msg is DRIVER:
+                    raise Interrupted("the driver stopped this run")
+                if msg is None:
+                    continue
+                epoch, frm, to, values = msg
+                if epoch == w.epoch:
+                    self._apply(sid, w, frm, to, values)
+                    w.got[(frm, to)] += 1
+            stats["wait_s"] += time.perf_counter() - t0
 
 
 def load(arrays: dict[str, np.ndarray], x_b: np.ndarray, nhalo: int) -> Block:
@@ -69,32 +211,8 @@ def load(arrays: dict[str, np.ndarray], x_b: np.ndarray, nhalo: int) -> Block:
     return blk
 
 
-def _set_halo(blk: Block, halo: np.ndarray) -> np.ndarray:
-    xext = blk["xext"]
-    xext[blk["diag"].size + 1 :] = halo
-    return xext
-
-
-def sweep(
-    blk: Block, halo: np.ndarray, omega: float, sweeps: int, backward: bool
-) -> tuple[np.ndarray, float]:
-    """`sweeps` SOR sweeps on the block's rows with the given halo.
-
-    Returns (interface values, seconds in the kernel)."""
-    xext = _set_halo(blk, halo)
-    kernel = sor_backward if backward else sor_forward
-    t0 = time.perf_counter()
-    kernel(blk["indptr"], blk["indices"], blk["data"], blk["diag"], blk["b"], xext, omega, sweeps)
-    seconds = time.perf_counter() - t0
-    return xext[blk["iface"]], seconds
-
-
-def residual(blk: Block, halo: np.ndarray) -> tuple[float, float]:
-    """||b_b - A_b x||^2 over the block's rows with the given halo; returns (value, seconds)."""
-    xext = _set_halo(blk, halo)
-    t0 = time.perf_counter()
-    r2 = residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], xext)
-    return float(r2), time.perf_counter() - t0
+def _set_halo(blk: Block, halo: np.ndarray) -> None:
+    blk["xext"][blk["diag"].size + 1 :] = halo
 
 
 def serve(
@@ -106,12 +224,13 @@ def serve(
     connection instead of a dispy job (a fork on the node and two hops through the scheduler).
     Returns the number of requests served. Ends on hang-up, on `idle_s` without a request, or
     when TCP keepalive finds the driver gone, so a vanished client never holds the CPU long.
-    `cadata` (a TLS cluster's certificate, PEM text): connect over TLS checked against it.
+    `cadata` (a TLS cluster's certificate, PEM text): connect over TLS checked against it, and
+    link to the other workers over TLS too.
     """
+    import socket
     from multiprocessing.connection import Client
 
     warm()
-    store = BlockStore()
     where = (str(address[0]), int(address[1]))
     if cadata:
         from solver.distributed import tls_link
@@ -120,6 +239,13 @@ def serve(
     else:
         conn = Client(where, authkey=authkey)
     tune_socket(conn.fileno())
+    with socket.socket(fileno=os.dup(conn.fileno())) as s:
+        host = s.getsockname()[0]  # the address the driver reaches: the other workers use it
+
+    def make_mesh(keypem: str) -> Mesh:
+        return Mesh(worker, host, authkey, cadata, keypem)
+
+    store = BlockStore(make_mesh, conn)
     conn.send(("hello", worker))
     served = 0
     try:
@@ -137,24 +263,7 @@ def serve(
     except (EOFError, OSError):
         pass
     finally:
+        if store.mesh is not None:
+            store.mesh.close()
         conn.close()
     return served
-
-
-def tune_socket(fd: int, idle: int = 10, interval: int = 5, count: int = 3) -> None:
-    """TCP_NODELAY (requests and replies are small and pipelined: Nagle plus delayed ACKs would
-    hold every second one ~40 ms) and keepalive (a vanished peer shows in ~idle + interval *
-    count s) on a connected socket."""
-    import os
-    import socket
-
-    with socket.socket(fileno=os.dup(fd)) as s:  # the dup shares the socket; closing it does not
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for opt, val in (
-            ("TCP_KEEPIDLE", idle),
-            ("TCP_KEEPINTVL", interval),
-            ("TCP_KEEPCNT", count),
-        ):
-            if hasattr(socket, opt):
-                s.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)

@@ -53,8 +53,12 @@ class TlsConnection:
     def recv(self) -> Any:  # pickles only from a peer that passed the HMAC challenge
         return pickle.loads(self.recv_bytes())
 
+    def pending(self) -> bool:
+        """Decrypted bytes are waiting that select() cannot see."""
+        return bool(self._s.pending())
+
     def poll(self, timeout: float = 0.0) -> bool:
-        if self._s.pending():  # decrypted bytes select() cannot see
+        if self.pending():
             return True
         return bool(select.select([self._s], [], [], timeout)[0])
 

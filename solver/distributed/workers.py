@@ -17,13 +17,14 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 from collections.abc import Callable
 from multiprocessing.connection import Connection, Listener
 from typing import Any
 
 from solver.distributed import tls_link
 from solver.distributed.executor import ClusterFailed, NodeLost
-from solver.distributed.node import tune_socket
+from solver.distributed.mesh import tune_socket
 
 SEND_TIMEOUT_S = 120  # a send to a peer that vanished without a reset must not block forever
 
@@ -107,6 +108,9 @@ class WorkerPool:
 
     def __init__(self, host: str, tls: tuple[str, str] | None = None) -> None:
         self.authkey = secrets.token_bytes(32)
+        self.tls_pem = (
+            (Path(tls[0]).read_text(), Path(tls[1]).read_text()) if tls else None
+        )
         self._listener: Listener | tls_link.Listener = (
             tls_link.Listener(host, self.authkey, *tls)
             if tls

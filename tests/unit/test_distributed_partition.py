@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from solver.distributed.blocks import build_blocks, payload_bytes
+from solver.distributed.blocks import build_blocks, links
+from solver.distributed.schedule import phases, sweeps_before
 from solver.distributed.partition import (
     block_graph,
     block_labels,
@@ -92,9 +93,7 @@ def test_block_arrays_reproduce_a_times_x():
     blocks = build_blocks(A, b, parts)
     x = np.random.default_rng(8).standard_normal(200)
     Ax = A @ x
-    needed = set()
     for blk in blocks:
-        needed.update(blk.halo.tolist())
         xext = np.concatenate([x[blk.rows], [np.nan], x[blk.halo]])  # the spare slot is never read
         local = sp.csr_matrix((blk.data, blk.indices, blk.indptr), shape=(blk.size, blk.ext_size))
         np.testing.assert_allclose(local @ np.nan_to_num(xext, nan=0.0), Ax[blk.rows], rtol=1e-12)
@@ -102,6 +101,22 @@ def test_block_arrays_reproduce_a_times_x():
         np.testing.assert_array_equal(blk.diag, A.diagonal()[blk.rows])
         np.testing.assert_array_equal(blk.b, b[blk.rows])
         assert not np.isin(blk.halo, blk.rows).any()
-    iface_rows = set(np.concatenate([blk.rows[blk.iface] for blk in blocks]).tolist())
-    assert iface_rows == needed
-    assert payload_bytes(blocks) == 8 * sum(blk.halo.size + blk.iface.size for blk in blocks)
+    # the links fill every halo slot exactly once, each with the value its sender holds
+    filled = [np.zeros(blk.halo.size, dtype=int) for blk in blocks]
+    for lk in links(blocks, 200):
+        assert lk.src != lk.dst
+        np.testing.assert_array_equal(blocks[lk.src].rows[lk.rows], blocks[lk.dst].halo[lk.slots])
+        filled[lk.dst][lk.slots] += 1
+    assert all(np.all(f == 1) for f in filled)
+
+
+def test_a_block_waits_for_each_neighbours_latest_sweep_before_its_own():
+    sor, ssor = phases(3, False), phases(3, True)
+    assert sor == [(0, False), (1, False), (2, False)]
+    assert ssor == sor + [(2, True), (1, True), (0, True)]
+    # SOR, step 4 is colour 1 of iteration 1: colour 0 swept twice (steps 0, 3), colour 2 once
+    assert [sweeps_before(c, sor, 4) for c in range(3)] == [2, 1, 1]
+    # SSOR, step 8 is colour 2 forward in iteration 1: before it colour 0 swept at steps 0, 5, 6,
+    # colour 1 at 1, 4, 7 and colour 2 at 2, 3
+    assert [sweeps_before(c, ssor, 8) for c in range(3)] == [3, 3, 2]
+    assert sweeps_before(0, ssor, 0) == 0 and sweeps_before(0, ssor, 6) == 2

@@ -19,7 +19,7 @@ from cli.errors import UserError
 from solver import io as sio
 from solver.distributed import wire
 from solver.distributed.driver import solve
-from solver.distributed.executor import LocalExecutor
+from tests.workers import workers
 
 
 def test_lines_round_trip_and_foreign_lines_are_ignored(capsys):
@@ -34,9 +34,8 @@ def test_lines_round_trip_and_foreign_lines_are_ignored(capsys):
 
 def test_result_file_round_trips_through_save_solution(tmp_path):
     t = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(50, 50), format="csr")
-    res = solve(
-        t, np.ones(50), LocalExecutor({"a": 1, "b": 1}), omega=1.5, rtol=1e-8, backend="cluster:x"
-    )
+    with workers({"a": 1, "b": 1}) as ex:
+        res = solve(t, np.ones(50), ex, omega=1.5, rtol=1e-8, backend="cluster:x")
     path = tmp_path / "r.npz"
     sio.save_solution(path, res.x, res.residuals, res.to_report())
     back = wire.read_result(path)

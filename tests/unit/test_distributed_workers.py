@@ -91,7 +91,7 @@ def test_a_killed_worker_is_noticed_and_its_blocks_move(pool):
 
 
 def test_an_error_on_the_worker_is_a_cluster_failure_with_its_message(pool):
-    job = pool.submit("w0", "sweep", "nosuchsolve", 3, (np.zeros(1), 1.0, 1, False))
+    job = pool.submit("w0", "gather", "nosuchsolve", 3, None)
     assert job.wait(30)
     with pytest.raises(ClusterFailed, match="not on this node"):
         job.outcome()
