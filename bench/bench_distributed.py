@@ -106,6 +106,7 @@ def main() -> None:
                     "bytes_per_iter": res.extra["bytes_per_iteration"],
                 })  # fmt: skip
                 print(f"  {rows[-1]}", file=sys.stderr)
+                print(f"  workers: {res.extra['workers']}", file=sys.stderr)
         local = {}
         for label, m, dim in sizes:
             A = (gallery.poisson2d if dim == 2 else gallery.poisson3d)(m)[0]

@@ -36,8 +36,10 @@ def workers(
     running: dict[str, threading.Thread | multiprocessing.process.BaseProcess] = {}
     for slot in slots(node_cpus or {"local": 1}):
         args = (pool.address, pool.authkey, slot, 120, cadata)
-        w = CTX.Process(target=node.serve, args=args) if processes else threading.Thread(
-            target=node.serve, args=args, daemon=True
+        w = (
+            CTX.Process(target=node.serve, args=args)
+            if processes
+            else threading.Thread(target=node.serve, args=args, daemon=True)
         )
         w.start()
         running[slot] = w

@@ -56,7 +56,6 @@ class Plan:
         return int(self.colour.max()) + 1 if self.colour.size else 0
 
 
-
 def plan(
     A: sp.csr_matrix,
     b: np.ndarray,
@@ -88,6 +87,7 @@ class _Stats:
     rounds: dict[str, int] = field(default_factory=dict)
     compute: float = 0.0
     sent_bytes: float = 0.0
+    per_worker: dict[str, dict[str, float]] = field(default_factory=dict)  # summed answers
     iterations: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -225,7 +225,7 @@ class _Runner:
     def _wire(self) -> None:
         t = time.perf_counter()
         slots = self._workers()
-        tls = getattr(self.ex, "tls_pem", None)
+        tls = self.ex.tls_pem
         for slot in slots:  # each worker's listening port, once
             if slot not in self.listening:
                 job = self.ex.submit(slot, "listen", self.solve_id, 0, tls[1] if tls else "")
@@ -317,10 +317,17 @@ class _Runner:
             self.gather([k for k in range(len(self.plan.blocks)) if k not in moved])
             self._load(moved)  # with the values of the last gather: the rest is current
             return None
+        if iterations == 0:  # a residual check alone: not part of the per-iteration figures
+            self.stats.add("residual", time.perf_counter() - start)
+            return math.sqrt(sum(a["r2"] for a in answers.values()))
         self.stats.add("iterate", time.perf_counter() - start)
         self.stats.iterations += iterations
         self.stats.compute += max(a["sweep_s"] + a["residual_s"] for a in answers.values())
         self.stats.sent_bytes += sum(a["sent_bytes"] for a in answers.values())
+        for slot, a in answers.items():
+            mine = self.stats.per_worker.setdefault(slot, dict.fromkeys(a, 0.0))
+            for key, value in a.items():
+                mine[key] = mine.get(key, 0.0) + value
         return math.sqrt(sum(a["r2"] for a in answers.values()))
 
     def gather(self, ids: list[int] | None = None) -> np.ndarray:
@@ -463,6 +470,11 @@ def solve(
         "compute_s": st.compute,
         "comm_s": max(iterate_wall - st.compute, 0.0),
         "wire_s": st.wall.get("wire", 0.0),
+        "check_s": st.wall.get("residual", 0.0),
+        "workers": {
+            slot: {k: round(v, 6) for k, v in w.items() if k != "r2"}
+            for slot, w in sorted(st.per_worker.items())
+        },
         "gather_s": st.wall.get("gather", 0.0),
         "rounds": dict(st.rounds),
         "events": run.stats.events,

@@ -39,8 +39,9 @@ class Job(Protocol):
 
 
 class Executor(Protocol):
-    #: (certificate, key) PEM text on a TLS cluster: the workers' links to each other use them
-    tls_pem: tuple[str, str] | None
+    @property
+    def tls_pem(self) -> tuple[str, str] | None:
+        """(certificate, key) PEM text on a TLS cluster: the workers' links to each other."""
 
     def nodes(self) -> dict[str, int]:
         """Live nodes and their CPUs."""

@@ -17,7 +17,13 @@ import socket
 import tempfile
 import threading
 import time
-from multiprocessing.connection import Client, Listener, wait
+from multiprocessing.connection import (
+    Connection,
+    Listener,
+    answer_challenge,
+    deliver_challenge,
+    wait,
+)
 from typing import Any
 
 from solver.distributed import tls_link
@@ -63,7 +69,7 @@ class Mesh:
             self._listener: Any = _tls_listener(host, authkey, cadata, keypem)
         else:
             self._listener = Listener((host, 0), backlog=64, authkey=authkey)
-        self.address: tuple[str, int] = tuple(self._listener.address)  # type: ignore[assignment]
+        self.address: tuple[str, int] = tuple(self._listener.address)
         self._accepted: dict[tuple[int, str], Any] = {}
         self._lock = threading.Lock()
         self._peers: dict[str, _Peer] = {}
@@ -92,7 +98,7 @@ class Mesh:
                 conn: Any = (
                     tls_link.connect(where, self._authkey, self._cadata)
                     if self._cadata
-                    else Client(where, authkey=self._authkey)
+                    else _connect(where, self._authkey, timeout)
                 )
                 conn.send(("peer", self.slot, epoch))
                 self._peers[slot] = _Peer(conn)
@@ -118,9 +124,9 @@ class Mesh:
         """The next message from any live peer; DRIVER when `driver` (the driver's connection)
         has a message first; None after `timeout` seconds without either."""
         live = {p.conn: p for p in self._peers.values() if not p.dead}
-        ready = [c for c in live if getattr(c, "pending", lambda: False)()]
+        ready: list[Any] = [c for c in live if getattr(c, "pending", lambda: False)()]
         if not ready:
-            ready = wait([*live, driver], timeout)
+            ready = list(wait([*live, driver], timeout))
         if driver in ready:
             return DRIVER
         for conn in ready:
@@ -136,6 +142,17 @@ class Mesh:
             peer.close()
         with contextlib.suppress(OSError):
             self._listener.close()
+
+
+def _connect(where: tuple[str, int], authkey: bytes, timeout: float) -> Connection:
+    """multiprocessing.connection.Client, but a peer that cannot be reached fails in `timeout`
+    instead of after the kernel's SYN retries (about two minutes)."""
+    sock = socket.create_connection(where, timeout=timeout)
+    sock.settimeout(None)
+    conn = Connection(sock.detach())
+    answer_challenge(conn, authkey)
+    deliver_challenge(conn, authkey)
+    return conn
 
 
 def _tls_listener(host: str, authkey: bytes, certpem: str, keypem: str) -> tls_link.Listener:

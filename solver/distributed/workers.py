@@ -17,9 +17,9 @@ import socket
 import struct
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
 from multiprocessing.connection import Connection, Listener
+from pathlib import Path
 from typing import Any
 
 from solver.distributed import tls_link
@@ -108,9 +108,7 @@ class WorkerPool:
 
     def __init__(self, host: str, tls: tuple[str, str] | None = None) -> None:
         self.authkey = secrets.token_bytes(32)
-        self.tls_pem = (
-            (Path(tls[0]).read_text(), Path(tls[1]).read_text()) if tls else None
-        )
+        self.tls_pem = (Path(tls[0]).read_text(), Path(tls[1]).read_text()) if tls else None
         self._listener: Listener | tls_link.Listener = (
             tls_link.Listener(host, self.authkey, *tls)
             if tls

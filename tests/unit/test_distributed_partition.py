@@ -7,7 +7,6 @@ import pytest
 import scipy.sparse as sp
 
 from solver.distributed.blocks import build_blocks, links
-from solver.distributed.schedule import phases, sweeps_before
 from solver.distributed.partition import (
     block_graph,
     block_labels,
@@ -16,6 +15,7 @@ from solver.distributed.partition import (
     place_blocks,
     slots_of,
 )
+from solver.distributed.schedule import phases, sweeps_before
 
 
 def poisson2d(m: int) -> sp.csr_matrix:

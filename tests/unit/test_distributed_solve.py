@@ -117,7 +117,9 @@ def test_a_killed_node_moves_its_blocks_and_the_answer_is_still_right():
             if iteration >= 20 and "n2" in ex.nodes():
                 ex.kill("n2")  # between rounds; the next round finds it gone
 
-        res = solve(A, b, ex, omega=1.7, rtol=1e-10, maxiter=5000, check_every=10, callback=progress)
+        res = solve(
+            A, b, ex, omega=1.7, rtol=1e-10, maxiter=5000, check_every=10, callback=progress
+        )
     assert res.converged
     np.testing.assert_allclose(res.x, spla.spsolve(sp.csc_matrix(A), b), rtol=1e-6)
     kinds = [ev["event"] for ev in res.extra["events"]]

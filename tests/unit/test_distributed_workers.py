@@ -4,8 +4,7 @@ same node.serve and WorkerPool code the cluster runs, including a worker killed 
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from solver.distributed import node
 from solver.distributed.driver import solve
 from solver.distributed.executor import ClusterFailed
 from solver.distributed.workers import WorkerPool
+from tests.workers import workers
 
 pytestmark = pytest.mark.timeout(300)
 CTX = multiprocessing.get_context("fork")
@@ -41,45 +41,30 @@ def cluster_cert(tmp_path_factory):
 @pytest.fixture(params=["hmac", "tls"])
 def pool(request, cluster_cert):
     """Three worker processes, as dispy would start them: each serves until hung up on; over
-    multiprocessing.connection, or over TLS as on a --tls cluster."""
+    multiprocessing.connection, or over TLS as on a --tls cluster (links between them too)."""
     tls = cluster_cert if request.param == "tls" else None
-    cadata = Path(cluster_cert[0]).read_text() if tls else ""
-    pool = WorkerPool("127.0.0.1", tls)
-    procs = {}
-    for k in range(3):
-        slot = f"w{k}"
-        p = CTX.Process(target=node.serve, args=(pool.address, pool.authkey, slot, 60, cadata))
-        p.start()
-        procs[slot] = p
-        pool.expect(slot, lambda p=p: "" if p.is_alive() else f"exit code {p.exitcode}")
-    pool.wait_connected(60)
-    pool.procs = procs
-    yield pool
-    pool.close()
-    for p in procs.values():
-        p.join(10)
-        if p.is_alive():
-            p.kill()
+    with workers({"w0": 1, "w1": 1, "w2": 1}, processes=True, tls=tls) as pool:
+        yield pool
 
 
-def test_workers_solve_like_the_in_process_executor(pool):
+def test_workers_solve_over_their_own_links(pool):
     A = poisson2d(30)
     b = np.ones(A.shape[0])
     assert sorted(pool.nodes()) == ["w0", "w1", "w2"]
     res = solve(A, b, pool, omega=1.8, rtol=1e-10, check_every=5)
     assert res.converged and res.extra["nodes"] == 3 and res.extra["blocks"] == 6
     np.testing.assert_allclose(res.x, spla.spsolve(sp.csc_matrix(A), b), rtol=1e-7)
+    sent = {slot: w["sent_bytes"] for slot, w in res.extra["workers"].items()}
+    assert sorted(sent) == ["w0", "w1", "w2"] and all(v > 0 for v in sent.values())
 
 
 def test_a_killed_worker_is_noticed_and_its_blocks_move(pool):
     A = poisson2d(40)
     b = np.ones(A.shape[0])
-    victim = pool.procs["w1"]
 
     def progress(iteration, residual):
         if iteration == 20:
-            os.kill(victim.pid, signal.SIGKILL)
-            victim.join(10)
+            pool.kill("w1")
 
     res = solve(A, b, pool, omega=1.8, rtol=1e-10, check_every=5, callback=progress)
     assert res.converged
@@ -121,3 +106,21 @@ def test_a_tls_worker_without_the_certificate_or_the_key_is_not_let_in(cluster_c
     p.join(30)
     assert pool.nodes() == {} and p.exitcode != 0
     pool.close()
+
+
+def test_a_worker_killed_during_a_round_stops_the_round_not_the_solve(pool):
+    """The others wait for its values when it dies: they are told to stop, the survivors'
+    values are gathered, its blocks move, and the solve goes on."""
+    A = poisson2d(120)
+    b = np.ones(A.shape[0])
+    first_round = threading.Event()
+    killer = threading.Thread(target=lambda: first_round.wait(60) and pool.kill("w2"))
+    killer.start()
+    res = solve(
+        A, b, pool, omega=1.9, rtol=1e-8, check_every=400, callback=lambda *_: first_round.set()
+    )
+    killer.join()
+    assert res.converged
+    np.testing.assert_allclose(res.x, spla.spsolve(sp.csc_matrix(A), b), rtol=1e-5)
+    lost = [ev for ev in res.extra["events"] if ev["event"] == "node_lost"]
+    assert [ev["node"] for ev in lost] == ["w2"] and res.extra["rounds"]["gather"] >= 2
