@@ -61,7 +61,7 @@ def _interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     from solver import io
-    from solver.distributed.driver import solve
+    from solver.distributed.driver import estimate_omega_in_background, solve
     from solver.distributed.executor import ClusterFailed
     from solver.errors import InputError
 
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         system = io.load_system(a.system, allow_nonsymmetric=True)
         secret_path = Path(a.secret_file)
         secret = secret_path.read_text().strip() if secret_path.is_file() else ""
+        # estimate omega while dispy connects and the workers start (it needs only A)
+        estimate = estimate_omega_in_background(system.A) if a.omega is None else None
         host = a.host or _own_address(a.scheduler, a.port)
         wire.log(f"connecting to the scheduler at {a.scheduler}:{a.port} from {host}")
         from solver.distributed.dispy_executor import DispyExecutor
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             executor,
             x0=system.x0,
             omega=a.omega,
+            omega_estimate=estimate,
             rtol=a.rtol,
             atol=a.atol,
             maxiter=a.maxiter,

@@ -12,9 +12,11 @@ after a node loss, before the survivors are wired again).
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -354,6 +356,7 @@ def solve(
     *,
     x0: np.ndarray | None = None,
     omega: float | None = None,
+    omega_estimate: Future | None = None,
     rtol: float = 1e-8,
     atol: float = 0.0,
     maxiter: int = 10000,
@@ -373,6 +376,7 @@ def solve(
     """Distributed block-coloured SOR. Same stopping rules and result as solver.local.solve, plus
     the distributed fields in `extra` (nodes, blocks, colours, bytes_per_iteration, compute_s,
     comm_s, events). KeyboardInterrupt propagates; the caller closes the executor.
+    `omega_estimate`: an estimate_omega_in_background(A) started earlier (used when omega is None).
     """
     t0 = time.monotonic()
     if method not in METHODS:
@@ -384,7 +388,13 @@ def solve(
     A = sp.csr_matrix(A) if not sp.issparse(A) or A.format != "csr" else A
     b = np.asarray(b, dtype=np.float64)
     n = A.shape[0]
-    omega, omega_source, omega_extra = choose_omega(A, omega)
+    # The omega estimate (Lanczos in nogil kernels) runs beside the cut, the loading and the
+    # wiring, which leave this process's second core idle; a given omega is checked at once.
+    if omega is not None:
+        omega_estimate = None
+        chosen = choose_omega(A, omega)
+    elif omega_estimate is None:
+        omega_estimate = estimate_omega_in_background(A)
     node_cpus = executor.nodes()
     if not node_cpus:
         raise ClusterFailed("the cluster has no nodes")
@@ -397,6 +407,11 @@ def solve(
     run.start()
     timings["load_s"] = time.monotonic() - t
     run.event("placed", blocks=len(p.blocks), colours=p.ncolours, nodes=sorted(node_cpus))
+    if omega_estimate is not None:
+        t = time.monotonic()
+        chosen = omega_estimate.result()
+        timings["omega_wait_s"] = time.monotonic() - t
+    relax, omega_source, omega_extra = chosen
 
     bnorm = float(np.linalg.norm(b))
     scale = bnorm if bnorm > 0 else 1.0
@@ -405,7 +420,7 @@ def solve(
     iterations = 0
     residuals: list[float] = []
     checked_at: list[int] = []  # the iteration of each residual
-    rel0 = _measure(run, omega, inner_sweeps, ssor) / scale
+    rel0 = _measure(run, relax, inner_sweeps, ssor) / scale
     rel = rel0
     reason = ""
     last_ckpt = time.monotonic()
@@ -430,10 +445,10 @@ def solve(
             # ends with one (the workers compute it with their last halos, no extra messages)
             gap = next_gap(check_every, iterations, residuals, checked_at, target / scale)
             steps = min(gap, maxiter - iterations, _round_cap(run.stats))
-            r = run.iterate(steps, omega, inner_sweeps, ssor)
+            r = run.iterate(steps, relax, inner_sweeps, ssor)
             iterations += steps
             executor.health()  # workers answer without the scheduler, but the cluster is broken
-            rel = (r if r is not None else _measure(run, omega, inner_sweeps, ssor)) / scale
+            rel = (r if r is not None else _measure(run, relax, inner_sweeps, ssor)) / scale
             residuals.append(rel)
             checked_at.append(iterations)
             if callback:
@@ -485,7 +500,7 @@ def solve(
         reason=reason,
         iterations=iterations,
         residuals=residuals,
-        omega=omega,
+        omega=relax,
         omega_source=omega_source,
         n=n,
         nnz=int(A.nnz),
@@ -514,6 +529,20 @@ def _measure(run: _Runner, omega: float, sweeps: int, ssor: bool) -> float:
     while (r := run.iterate(0, omega, sweeps, ssor)) is None:
         pass
     return r
+
+
+def estimate_omega_in_background(A) -> Future:
+    """choose_omega(A, None) in a daemon thread (a solve that fails meanwhile does not wait)."""
+    done: Future = Future()
+
+    def work() -> None:
+        try:
+            done.set_result(choose_omega(A, None))
+        except BaseException as exc:  # noqa: BLE001 -- handed to whoever asks for the result
+            done.set_exception(exc)
+
+    threading.Thread(target=work, daemon=True, name="omega-estimate").start()
+    return done
 
 
 def _residual(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray) -> float:
