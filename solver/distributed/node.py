@@ -23,9 +23,16 @@ import numpy as np
 from solver.distributed import schedule
 from solver.distributed.blocks import NODE_ARRAYS
 from solver.distributed.mesh import DRIVER, Mesh, tune_socket
-from solver.kernels.csr import residual_norm2, sor_backward, sor_forward
+from solver.kernels.csr import (
+    residual_norm2,
+    sor_backward,
+    sor_backward_rows,
+    sor_forward,
+    sor_forward_rows,
+)
 
 Block = dict[str, np.ndarray]
+Send = tuple[int, np.ndarray, str]  # (to block, local rows, slot of its worker or "" if here)
 LINK_TIMEOUT_S = 60.0  # for the other workers of a wiring to link up
 
 
@@ -42,6 +49,8 @@ def warm() -> None:
     x = np.zeros(2)
     sor_forward(indptr, indices, one, one, one, x, 1.0, 1)
     sor_backward(indptr, indices, one, one, one, x, 1.0, 1)
+    sor_forward_rows(indptr, indices, one, one, one, x, 1.0, 0, 1)
+    sor_backward_rows(indptr, indices, one, one, one, x, 1.0, 0, 1)
     residual_norm2(indptr, indices, one, one, x)
 
 
@@ -52,11 +61,15 @@ class Wiring:
     epoch: int
     colour: dict[int, int]  # every block this worker holds or hears from
     ncolours: int
-    sends: dict[int, list[tuple[int, np.ndarray, str]]]  # block -> (to block, rows, slot or "")
+    sends: dict[int, list[Send]]
     recvs: dict[tuple[int, int], np.ndarray]  # (from, to) -> halo slots of `to`
     remote: list[tuple[int, int]]  # the (from, to) links that arrive by message
     step: int = 0
     into: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # remote links per block
+    # per (block, backward): the remote sends due part-way through a sweep, as (row where the
+    # sweep has passed every row they carry, sends) in sweep order, and the sends due at its end
+    early: dict[tuple[int, bool], list[tuple[int, list[Send]]]] = field(default_factory=dict)
+    late: dict[tuple[int, bool], list[Send]] = field(default_factory=dict)
     got: dict[tuple[int, int], int] = field(default_factory=dict)  # messages applied per link
 
 
@@ -119,6 +132,13 @@ class BlockStore:
             got={link: 0 for link in w["remote"]},
             into={k: [lk for lk in w["remote"] if lk[1] == k] for k in w["halos"]},
         )
+        wiring = self.wiring[sid]
+        for k in w["halos"]:
+            size = self._block((sid, k))["diag"].size
+            for backward in (False, True):
+                wiring.early[(k, backward)], wiring.late[(k, backward)] = _split_sends(
+                    w["sends"].get(k, []), size, backward
+                )
         if w["peers"]:
             if self.mesh is None:
                 raise LookupError("wire before listen")
@@ -137,17 +157,9 @@ class BlockStore:
         end = w.step + iterations * len(plan)
         for step in range(w.step, end):
             colour, backward = plan[step % len(plan)]
-            kernel = sor_backward if backward else sor_forward
             for k in by_colour[colour]:
                 self._await(sid, w, w.into.get(k, []), plan, step, stats)
-                blk = self.blocks[(sid, k)]
-                t0 = time.perf_counter()
-                kernel(
-                    blk["indptr"], blk["indices"], blk["data"], blk["diag"], blk["b"],
-                    blk["xext"], omega, sweeps,
-                )  # fmt: skip
-                stats["sweep_s"] += time.perf_counter() - t0
-                self._pass_on(sid, w, k, blk, stats)
+                self._sweep(sid, w, k, omega, sweeps, backward, stats)
             w.step = step + 1
         self._await(sid, w, w.remote, plan, end, stats)
         r2 = 0.0
@@ -158,9 +170,41 @@ class BlockStore:
         stats["residual_s"] = time.perf_counter() - t0
         return {"r2": float(r2), **stats}
 
-    def _pass_on(self, sid: str, w: Wiring, k: int, blk: Block, stats: dict[str, float]) -> None:
-        """Block k's new values to every block that reads them: copied here, or sent."""
-        for to, rows, slot in w.sends.get(k, []):
+    def _sweep(
+        self, sid: str, w: Wiring, k: int, omega: float, sweeps: int, backward: bool,
+        stats: dict[str, float],
+    ) -> None:  # fmt: skip
+        """Sweep block k and pass its new values on. With one sweep, the rows a remote block
+        reads go out as soon as the sweep has passed them (the rows next to a block that comes
+        later in the order are swept first there), so that worker need not wait for all of k."""
+        blk = self.blocks[(sid, k)]
+        arrays = (blk["indptr"], blk["indices"], blk["data"], blk["diag"], blk["b"], blk["xext"])
+        n = blk["diag"].size
+        t0 = time.perf_counter()
+        if sweeps == 1:
+            rows_kernel = sor_backward_rows if backward else sor_forward_rows
+            at = n if backward else 0
+            for cut, sends in w.early[(k, backward)]:
+                lo, hi = (cut, at) if backward else (at, cut)
+                rows_kernel(*arrays, omega, lo, hi)
+                stats["sweep_s"] += time.perf_counter() - t0
+                self._pass_on(sid, w, k, blk, sends, stats)
+                t0 = time.perf_counter()
+                at = cut
+            rows_kernel(*arrays, omega, *((0, at) if backward else (at, n)))
+        else:
+            (sor_backward if backward else sor_forward)(*arrays, omega, sweeps)
+        stats["sweep_s"] += time.perf_counter() - t0
+        late = w.late[(k, backward)]
+        if sweeps > 1:  # rows are visited again: nothing was final before the last sweep ended
+            late = [send for _, group in w.early[(k, backward)] for send in group] + late
+        self._pass_on(sid, w, k, blk, late, stats)
+
+    def _pass_on(
+        self, sid: str, w: Wiring, k: int, blk: Block, sends: list[Send], stats: dict[str, float]
+    ) -> None:
+        """Block k's new values to the blocks in `sends`: copied here, or sent."""
+        for to, rows, slot in sends:
             values = blk["xext"][rows]
             if slot:
                 assert self.mesh is not None
@@ -201,6 +245,22 @@ class BlockStore:
                     self._apply(sid, w, frm, to, values)
                     w.got[(frm, to)] += 1
             stats["wait_s"] += time.perf_counter() - t0
+
+
+def _split_sends(
+    sends: list[Send], size: int, backward: bool
+) -> tuple[list[tuple[int, list[Send]]], list[Send]]:
+    """(early, late) for a block of `size` rows swept one way (see Wiring.early)."""
+    early: dict[int, list[Send]] = {}
+    late: list[Send] = []
+    for send in sends:
+        rows = send[1]
+        cut = int(rows.min()) if backward else int(rows.max()) + 1
+        if send[2] and rows.size and 0 < cut < size:
+            early.setdefault(cut, []).append(send)
+        else:
+            late.append(send)
+    return sorted(early.items(), reverse=backward), late
 
 
 def load(arrays: dict[str, np.ndarray], x_b: np.ndarray, nhalo: int) -> Block:

@@ -16,57 +16,69 @@ import numpy as np
 
 # 'contract' lets LLVM fuse a*b+c into one FMA (fewer roundings, a shorter chain); no reassociation.
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
-def sor_forward(indptr, indices, data, diag, b, x, omega, sweeps):
-    """`sweeps` lexicographic SOR sweeps, rows 0..n-1.
+def sor_forward_rows(indptr, indices, data, diag, b, x, omega, lo, hi):
+    """One lexicographic SOR sweep over rows lo..hi-1 (a whole sweep when lo = 0, hi = n).
 
     The "split row": the entry in column i-1 is kept aside and x[i-1] (just written, held in a
     register) is folded in last, so the row's other loads and products do not wait for the
-    previous row. That dependency chain, not memory, bounds a literal loop.
+    previous row. That dependency chain, not memory, bounds a literal loop. A range that starts
+    past row 0 continues a sweep: x[lo-1] was written by the range before it.
     """
-    n = diag.shape[0]
-    for _ in range(sweeps):
-        xprev = 0.0
-        start = np.uintp(indptr[0])
-        for i in range(n):
-            end = np.uintp(indptr[i + 1])
-            acc = b[i]
-            cprev = 0.0
-            im1 = np.uintp(i - 1)  # wraps at i = 0, so it matches no column
-            for k in range(start, end):
-                j = np.uintp(indices[k])
-                if j == im1:
-                    cprev += data[k]
-                else:
-                    acc -= data[k] * x[j]
-            start = end
-            w = omega / diag[i]
-            base = x[i] + w * acc  # off the chain: ready before xprev is
-            xi = base - (w * cprev) * xprev
-            x[i] = xi
-            xprev = xi
+    xprev = x[lo - 1] if lo > 0 else 0.0
+    start = np.uintp(indptr[lo])
+    for i in range(lo, hi):
+        end = np.uintp(indptr[i + 1])
+        acc = b[i]
+        cprev = 0.0
+        im1 = np.uintp(i - 1)  # wraps at i = 0, so it matches no column
+        for k in range(start, end):
+            j = np.uintp(indices[k])
+            if j == im1:
+                cprev += data[k]
+            else:
+                acc -= data[k] * x[j]
+        start = end
+        w = omega / diag[i]
+        base = x[i] + w * acc  # off the chain: ready before xprev is
+        xi = base - (w * cprev) * xprev
+        x[i] = xi
+        xprev = xi
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
-def sor_backward(indptr, indices, data, diag, b, x, omega, sweeps):
-    """`sweeps` SOR sweeps in reverse order, rows n-1..0 (the second half of an SSOR sweep)."""
-    n = diag.shape[0]
+def sor_backward_rows(indptr, indices, data, diag, b, x, omega, lo, hi):
+    """One SOR sweep in reverse order over rows hi-1..lo (the second half of an SSOR sweep). A
+    range that ends before row n continues a sweep: x[hi] was written by the range before it."""
+    xnext = x[hi] if hi < diag.shape[0] else 0.0
+    for i in range(hi - 1, lo - 1, -1):
+        acc = b[i]
+        cnext = 0.0
+        ip1 = np.uintp(i + 1)
+        for k in range(np.uintp(indptr[i]), np.uintp(indptr[i + 1])):
+            j = np.uintp(indices[k])
+            if j == ip1:
+                cnext += data[k]
+            else:
+                acc -= data[k] * x[j]
+        w = omega / diag[i]
+        base = x[i] + w * acc  # off the chain: ready before xnext is
+        xi = base - (w * cnext) * xnext
+        x[i] = xi
+        xnext = xi
+
+
+@numba.njit(cache=True, nogil=True)
+def sor_forward(indptr, indices, data, diag, b, x, omega, sweeps):
+    """`sweeps` lexicographic SOR sweeps, rows 0..n-1."""
     for _ in range(sweeps):
-        xnext = 0.0
-        for i in range(n - 1, -1, -1):
-            acc = b[i]
-            cnext = 0.0
-            ip1 = np.uintp(i + 1)
-            for k in range(np.uintp(indptr[i]), np.uintp(indptr[i + 1])):
-                j = np.uintp(indices[k])
-                if j == ip1:
-                    cnext += data[k]
-                else:
-                    acc -= data[k] * x[j]
-            w = omega / diag[i]
-            base = x[i] + w * acc  # off the chain: ready before xnext is
-            xi = base - (w * cnext) * xnext
-            x[i] = xi
-            xnext = xi
+        sor_forward_rows(indptr, indices, data, diag, b, x, omega, 0, diag.shape[0])
+
+
+@numba.njit(cache=True, nogil=True)
+def sor_backward(indptr, indices, data, diag, b, x, omega, sweeps):
+    """`sweeps` SOR sweeps in reverse order, rows n-1..0."""
+    for _ in range(sweeps):
+        sor_backward_rows(indptr, indices, data, diag, b, x, omega, 0, diag.shape[0])
 
 
 @numba.njit(cache=True, nogil=True)
