@@ -56,21 +56,23 @@ def warm() -> None:
 
 @dataclass
 class Wiring:
-    """Where this worker's blocks send their values and what they wait for, in one epoch."""
+    """What this worker's blocks wait for and where their values go, in one epoch."""
 
     epoch: int
     colour: dict[int, int]  # every block this worker holds or hears from
     ncolours: int
-    sends: dict[int, list[Send]]
     recvs: dict[tuple[int, int], np.ndarray]  # (from, to) -> halo slots of `to`
     remote: list[tuple[int, int]]  # the (from, to) links that arrive by message
-    step: int = 0
-    into: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # remote links per block
+    into: dict[int, list[tuple[int, int]]]  # the remote links into each block
     # per (block, backward): the remote sends due part-way through a sweep, as (row where the
     # sweep has passed every row they carry, sends) in sweep order, and the sends due at its end
-    early: dict[tuple[int, bool], list[tuple[int, list[Send]]]] = field(default_factory=dict)
-    late: dict[tuple[int, bool], list[Send]] = field(default_factory=dict)
+    early: dict[tuple[int, bool], list[tuple[int, list[Send]]]]
+    late: dict[tuple[int, bool], list[Send]]
+    step: int = 0
     got: dict[tuple[int, int], int] = field(default_factory=dict)  # messages applied per link
+
+    def __post_init__(self) -> None:
+        self.got = dict.fromkeys(self.remote, 0)
 
 
 class BlockStore:
@@ -120,25 +122,24 @@ class BlockStore:
         return blk
 
     def _wire(self, sid: str, w: dict[str, Any]) -> None:
+        early, late = {}, {}
         for k, halo in w["halos"].items():
-            _set_halo(self._block((sid, k)), halo)
+            blk = self._block((sid, k))
+            _set_halo(blk, halo)
+            for backward in (False, True):
+                early[(k, backward)], late[(k, backward)] = _split_sends(
+                    w["sends"].get(k, []), blk["diag"].size, backward
+                )
         self.wiring[sid] = Wiring(
             epoch=w["epoch"],
             colour=w["colour"],
             ncolours=w["ncolours"],
-            sends=w["sends"],
             recvs=w["recvs"],
             remote=w["remote"],
-            got={link: 0 for link in w["remote"]},
             into={k: [lk for lk in w["remote"] if lk[1] == k] for k in w["halos"]},
+            early=early,
+            late=late,
         )
-        wiring = self.wiring[sid]
-        for k in w["halos"]:
-            size = self._block((sid, k))["diag"].size
-            for backward in (False, True):
-                wiring.early[(k, backward)], wiring.late[(k, backward)] = _split_sends(
-                    w["sends"].get(k, []), size, backward
-                )
         if w["peers"]:
             if self.mesh is None:
                 raise LookupError("wire before listen")
