@@ -7,6 +7,7 @@ failure handling, not speed (bench/bench_distributed.py measures that).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -75,7 +76,8 @@ def single(images):
 
 @pytest.fixture(scope="module")
 def relay(images):
-    yield from _cluster(f"dt-{secrets.token_hex(3)}", "--nodes", "2", "--relay")
+    """Two remote subnets, one node on each: the workers' links to each other cross the router."""
+    yield from _cluster(f"dt-{secrets.token_hex(3)}", "--nodes", "2", "--relay", "--subnets", "2")
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +137,9 @@ def test_relay_cluster_solves_through_the_router(relay, name, method):
     res = solve_on(relay, A, b, rtol=1e-8, method=method)
     check_answer(A, b, res, 1e-8)
     assert res.extra["nodes"] == 2 and res.method == method
+    subnets = {ipaddress.ip_interface(f"{slot}/24").network for slot in res.extra["node_cpus"]}
+    assert len(subnets) == 2  # each node on its own /24
+    assert all(w["sent_bytes"] > 0 for w in res.extra["workers"].values())
 
 
 def test_node_killed_mid_solve_still_reaches_the_answer(three, docker_client):
