@@ -124,7 +124,8 @@ class Mesh:
         """The next message from any live peer; DRIVER when `driver` (the driver's connection)
         has a message first; None after `timeout` seconds without either."""
         live = {p.conn: p for p in self._peers.values() if not p.dead}
-        ready: list[Any] = [c for c in live if getattr(c, "pending", lambda: False)()]
+        # TLS connections may hold decrypted bytes that select() cannot see
+        ready: list[Any] = [c for c in (*live, driver) if getattr(c, "pending", lambda: False)()]
         if not ready:
             ready = list(wait([*live, driver], timeout))
         if driver in ready:

@@ -176,8 +176,8 @@ class BlockStore:
         stats: dict[str, float],
     ) -> None:  # fmt: skip
         """Sweep block k and pass its new values on. With one sweep, the rows a remote block
-        reads go out as soon as the sweep has passed them (the rows next to a block that comes
-        later in the order are swept first there), so that worker need not wait for all of k."""
+        reads go out as soon as the sweep has passed the last of them, not when it ends: the
+        rows next to a neighbour are often at the start, and its worker can go on meanwhile."""
         blk = self.blocks[(sid, k)]
         arrays = (blk["indptr"], blk["indices"], blk["data"], blk["diag"], blk["b"], blk["xext"])
         n = blk["diag"].size
@@ -256,8 +256,8 @@ def _split_sends(
     late: list[Send] = []
     for send in sends:
         rows = send[1]
-        cut = int(rows.min()) if backward else int(rows.max()) + 1
-        if send[2] and rows.size and 0 < cut < size:
+        cut = (int(rows.min()) if backward else int(rows.max()) + 1) if rows.size else size
+        if send[2] and 0 < cut < size:
             early.setdefault(cut, []).append(send)
         else:
             late.append(send)
