@@ -1,5 +1,5 @@
 """Workers for the driver without a cluster: the same node.serve and WorkerPool code the nodes
-run, on loopback (no dispy), as threads (fast) or as forked processes (which a test can kill)."""
+run, on loopback (no dispy), as threads (fast) or as processes (which a test can kill)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from solver.distributed import node
 from solver.distributed.workers import WorkerPool
 
-CTX = multiprocessing.get_context("fork")
+CTX = multiprocessing.get_context("spawn")  # not fork: the pool has threads running
 
 
 def slots(node_cpus: dict[str, int]) -> list[str]:

@@ -3,7 +3,6 @@ same node.serve and WorkerPool code the cluster runs, including a worker killed 
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from pathlib import Path
 
@@ -17,10 +16,9 @@ from solver.distributed import node
 from solver.distributed.driver import solve
 from solver.distributed.executor import ClusterFailed
 from solver.distributed.workers import WorkerPool
-from tests.workers import workers
+from tests.workers import CTX, workers
 
 pytestmark = pytest.mark.timeout(300)
-CTX = multiprocessing.get_context("fork")
 
 
 def poisson2d(m: int) -> sp.csr_matrix:
