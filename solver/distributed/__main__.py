@@ -72,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         system = io.load_system(a.system, allow_nonsymmetric=True)
         secret_path = Path(a.secret_file)
         secret = secret_path.read_text().strip() if secret_path.is_file() else ""
-        # estimate omega while dispy connects and the workers start (it needs only A)
-        estimate = estimate_omega_in_background(system.A) if a.omega is None else None
+        # estimate omega while dispy connects and the workers start (it needs only A); in a
+        # process of its own, forked now, before dispy starts its threads
+        estimate = (
+            estimate_omega_in_background(system.A, own_process=True) if a.omega is None else None
+        )
         host = a.host or _own_address(a.scheduler, a.port)
         wire.log(f"connecting to the scheduler at {a.scheduler}:{a.port} from {host}")
         from solver.distributed.dispy_executor import DispyExecutor

@@ -12,6 +12,7 @@ after a node loss, before the survivors are wired again).
 from __future__ import annotations
 
 import math
+import multiprocessing
 import threading
 import time
 import uuid
@@ -529,9 +530,29 @@ def _measure(run: _Runner, omega: float, sweeps: int, ssor: bool) -> float:
     return r
 
 
-def estimate_omega_in_background(A) -> Future:
-    """choose_omega(A, None) in a daemon thread (a solve that fails meanwhile does not wait)."""
+def estimate_omega_in_background(A, *, own_process: bool = False) -> Future:
+    """choose_omega(A, None) beside the caller's work: in a daemon thread (the Lanczos kernels
+    release the GIL; a solve that fails meanwhile does not wait), or with own_process in a
+    forked child, which then takes nothing from the caller's own steps. Fork only before the
+    caller starts threads (dispy does)."""
     done: Future = Future()
+    if own_process:
+        ctx = multiprocessing.get_context("fork")
+        answers, send_end = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_estimate_into, args=(A, send_end), daemon=True)
+        child.start()
+        send_end.close()
+
+        def collect() -> None:
+            try:
+                ok, value = answers.recv()
+            except (EOFError, OSError):
+                ok, value = False, RuntimeError("the omega estimate ended without an answer")
+            (done.set_result if ok else done.set_exception)(value)
+            child.join()
+
+        threading.Thread(target=collect, daemon=True, name="omega-estimate").start()
+        return done
 
     def work() -> None:
         try:
@@ -541,6 +562,13 @@ def estimate_omega_in_background(A) -> Future:
 
     threading.Thread(target=work, daemon=True, name="omega-estimate").start()
     return done
+
+
+def _estimate_into(A, conn) -> None:
+    try:
+        conn.send((True, choose_omega(A, None)))
+    except BaseException as exc:  # noqa: BLE001 -- handed to the parent
+        conn.send((False, exc))
 
 
 def _residual(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray) -> float:

@@ -8,10 +8,11 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from solver.distributed.driver import plan, solve
+from solver.distributed.driver import estimate_omega_in_background, plan, solve
 from solver.distributed.executor import ClusterFailed
 from solver.distributed.partition import contiguous_blocks
 from solver.errors import InputError
+from solver.omega import choose_omega
 from tests.systems import anisotropic2d, dense_spd, poisson2d, poisson3d, random_spd
 from tests.workers import workers
 
@@ -223,3 +224,13 @@ def test_a_node_lost_at_the_final_gather_is_rechecked_not_trusted():
     assert "node_lost" in kinds and "recheck" in kinds
     assert res.converged and res.iterations > first.iterations
     assert np.linalg.norm(b - A @ res.x) <= 1e-8 * np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("own_process", [False, True])
+def test_omega_estimated_in_the_background_is_the_same_estimate(own_process):
+    A = poisson2d(40)
+    got = estimate_omega_in_background(A, own_process=own_process).result(60)
+    assert got == choose_omega(A, None)
+    with workers({"n": 1}) as ex:
+        res = solve(A, np.ones(A.shape[0]), ex, rtol=1e-6, omega_estimate=None)
+    assert res.omega == got[0] and res.omega_source == "estimated"
