@@ -42,3 +42,8 @@ def dense_spd(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     M = rng.standard_normal((n, n))
     return M @ M.T / n + np.eye(n)
+
+
+def npz_arrays(M: sp.spmatrix) -> dict[str, np.ndarray]:
+    """The compressed-sparse keys of scipy.sparse.save_npz for M (csr or csc), without `format`."""
+    return dict(data=M.data, indices=M.indices, indptr=M.indptr, shape=np.array(M.shape))

@@ -18,6 +18,7 @@ import scipy.io
 from cli import solve_cluster
 from solver import gallery
 from tests.cli_runner import run_cli
+from tests.systems import npz_arrays
 
 SORCTL = Path(sys.executable).with_name("sorctl")
 
@@ -25,8 +26,7 @@ SORCTL = Path(sys.executable).with_name("sorctl")
 def csr_arrays(A):
     import scipy.sparse as sp
 
-    M = sp.csr_matrix(A)
-    return dict(data=M.data, indices=M.indices, indptr=M.indptr, shape=np.array(M.shape))
+    return npz_arrays(sp.csr_matrix(A))
 
 
 def make_bad(kind, d: Path) -> tuple[Path, list[str]]:

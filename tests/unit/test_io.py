@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from solver import gallery
 from solver.errors import InputError
 from solver.io import atomic_write, load_system, load_vector, save_solution, save_system
+from tests.systems import npz_arrays
 
 
 @pytest.fixture
@@ -42,10 +43,7 @@ def test_scipy_save_npz_with_b_added(tmp_path, small, fmt):
     # scipy.sparse.save_npz's keys, plus b in the same archive
     np.savez(
         tmp_path / "s.npz",
-        data=M.data,
-        indices=M.indices,
-        indptr=M.indptr,
-        shape=np.array(M.shape),
+        **npz_arrays(M),
         format=np.array(fmt),
         b=b,
     )
@@ -147,15 +145,7 @@ def _current_umask():
 @pytest.mark.parametrize("fmt", [np.array(b"csr"), np.array(["csr", "csc"]), np.array(3)])
 def test_format_key_variants(tmp_path, fmt):
     M = sp.csr_matrix(np.eye(3) * 2)
-    np.savez(
-        tmp_path / "f.npz",
-        data=M.data,
-        indices=M.indices,
-        indptr=M.indptr,
-        shape=np.array(M.shape),
-        format=fmt,
-        b=np.ones(3),
-    )
+    np.savez(tmp_path / "f.npz", **npz_arrays(M), format=fmt, b=np.ones(3))
     if fmt.dtype.kind == "S":
         assert load_system(tmp_path / "f.npz").n == 3
     else:
