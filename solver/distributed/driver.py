@@ -277,28 +277,6 @@ class _Runner:
         }
 
     # -- rounds -------------------------------------------------------------------------------
-    def round(self, op: str, ids: list[int], payload: Callable[[int], Any]) -> dict[int, Any]:
-        """Run per-block `op` on blocks `ids` at once; blocks on a lost node move and run again."""
-        start = time.perf_counter()
-        jobs = {
-            k: self.ex.submit(self.plan.node_of[k], op, self.solve_id, k, payload(k)) for k in ids
-        }
-        results: dict[int, Any] = {}
-        while jobs:
-            k, job = next(iter(jobs.items()))
-            try:
-                results[k] = self._wait(job, k, op)
-                del jobs[k]
-            except NodeLost as lost:
-                self._load(self._lose(lost))
-                for kk, jj in list(jobs.items()):
-                    if jj.node == lost.node:
-                        jobs[kk] = self.ex.submit(
-                            self.plan.node_of[kk], op, self.solve_id, kk, payload(kk)
-                        )
-        self.stats.add(op, time.perf_counter() - start)
-        return results
-
     def iterate(self, iterations: int, omega: float, sweeps: int, ssor: bool) -> float | None:
         """`iterations` outer iterations on every worker at once, exchanging values directly;
         returns ||b - A x|| afterwards, or None when a node was lost on the way (its blocks
@@ -332,10 +310,26 @@ class _Runner:
         return math.sqrt(sum(a["r2"] for a in answers.values()))
 
     def gather(self, ids: list[int] | None = None) -> np.ndarray:
+        """Blocks `ids` (default all) back into the driver's x; a block on a node lost meanwhile
+        moves, and its values are the driver's copy it was sent with."""
+        start = time.perf_counter()
         blocks = self.plan.blocks
-        res = self.round("gather", list(range(len(blocks))) if ids is None else ids, lambda k: None)
-        for k, xb in res.items():
-            self.x[blocks[k].rows] = xb
+
+        def submit(k: int) -> Job:
+            return self.ex.submit(self.plan.node_of[k], "gather", self.solve_id, k, None)
+
+        jobs = {k: submit(k) for k in (range(len(blocks)) if ids is None else ids)}
+        while jobs:
+            k, job = next(iter(jobs.items()))
+            try:
+                self.x[blocks[k].rows] = self._wait(job, k, "gather")
+                del jobs[k]
+            except NodeLost as lost:
+                self._load(self._lose(lost))
+                for kk, jj in list(jobs.items()):
+                    if jj.node == lost.node:
+                        jobs[kk] = submit(kk)
+        self.stats.add("gather", time.perf_counter() - start)
         return self.x.copy()
 
     def drop(self) -> None:
