@@ -25,8 +25,8 @@ test-fast: venv
 	$(BIN)/pytest -m 'not docker' -q
 
 lint: venv
-	$(BIN)/ruff check cli solver tests bench
-	$(BIN)/ruff format --check cli solver tests bench
+	$(BIN)/ruff check sorctl tests bench
+	$(BIN)/ruff format --check sorctl tests bench
 
 bench: venv
 	$(BIN)/python bench/bench_kernels.py

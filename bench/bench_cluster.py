@@ -21,7 +21,9 @@ DOWN_TARGET_S = 5.0
 
 def sorctl(*args: str) -> float:
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "sorctl.cli.main", *args], capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - t0
     if res.returncode != 0:
         sys.exit(f"sorctl {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")

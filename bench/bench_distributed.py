@@ -4,7 +4,7 @@ For 2-D Poisson 2048^2 (n = 4.2M) and 3-D Poisson 128^3 (--quick: 256^2 and 32^3
 - seconds per outer iteration on a cluster of 1, 2 and 4 nodes (1 CPU each), from a fixed number
   of iterations, split into compute (the slowest block job of each round) and dispy overhead
   (the rest of each round: submit, fork, pickling, network, result);
-- the local lexicographic sweep (solver.kernels) on the same matrix in the same process;
+- the local lexicographic sweep (sorctl.solver.kernels) on the same matrix in the same process;
 - with --to-solution, time to rtol 1e-6 on the cluster (fastest node count) and locally.
 
 Needs a Docker engine and the images (`sorctl images build`); brings up its own cluster
@@ -28,10 +28,11 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cli import solve_cluster  # noqa: E402
-from solver import gallery  # noqa: E402
-from solver.io import System  # noqa: E402
-from solver.kernels import make_sweeper  # noqa: E402
+import sorctl.api as sorctl_api  # noqa: E402
+from sorctl.options import SolveOptions  # noqa: E402
+from sorctl.solver import gallery  # noqa: E402
+from sorctl.solver.io import System  # noqa: E402
+from sorctl.solver.kernels import make_sweeper  # noqa: E402
 
 SORCTL = str(Path(sys.executable).with_name("sorctl"))
 
@@ -57,14 +58,12 @@ def omega_opt(h: float) -> float:
 
 
 def cluster_run(name: str, A, b, omega: float, iters: int, rtol: float = 0.0):
-    info = solve_cluster.find_running(name)
-    if info is None:
-        raise SystemExit(f"cluster {name} is not running")
+    cluster = sorctl_api.Cluster(name)
+    options = SolveOptions(
+        omega=omega, rtol=rtol, maxiter=iters, check_every=iters if rtol == 0.0 else None
+    )
     t0 = time.perf_counter()
-    res = solve_cluster.run(
-        info, System(A, b, None, "bench"), omega=omega, rtol=rtol, atol=0.0, maxiter=iters,
-        method="sor", check_every=iters if rtol == 0.0 else None,
-    )  # fmt: skip
+    res = cluster.solve_system(System(A, b, None, "bench"), options)
     return res, time.perf_counter() - t0
 
 
@@ -137,7 +136,7 @@ def main() -> None:
         print("'vs 1 node': speed-up per outer iteration over the 1-node cluster; 'vs local':")
         print("local sweep time / distributed iteration time (> 1: the cluster is faster).")
         if a.to_solution:
-            from solver.local import solve as local_solve
+            from sorctl import solve as local_solve
 
             best = min(rows, key=lambda r: r["s_per_iter"])["nodes"]
             sorctl("scale", "--nodes", str(best), "--name", name)

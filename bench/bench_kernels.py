@@ -23,10 +23,10 @@ import scipy.sparse.linalg as spla
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solver import gallery  # noqa: E402
-from solver.kernels import make_sweeper  # noqa: E402
-from solver.kernels.multicolor import MulticolourSOR  # noqa: E402
-from solver.local import solve  # noqa: E402
+from sorctl import solve  # noqa: E402
+from sorctl.solver import gallery  # noqa: E402
+from sorctl.solver.kernels import make_sweeper  # noqa: E402
+from sorctl.solver.kernels.multicolor import MulticolourSOR  # noqa: E402
 
 
 @numba.njit(parallel=True, cache=True)

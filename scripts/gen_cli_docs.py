@@ -18,7 +18,7 @@ TARGET = ROOT / "docs" / "cli.md"
 
 
 def render() -> str:
-    from cli.main import app
+    from sorctl.cli.main import app
 
     command = typer.main.get_command(app)
     ctx = typer.Context(command, info_name="sorctl")

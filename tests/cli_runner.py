@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cli.main import main
+from sorctl.cli.main import main
 
 
 def run_cli(args, capsys, monkeypatch):

@@ -1,5 +1,5 @@
-"""Test systems built here, independently of solver.gallery, so that the solvers are checked on
-matrices the code under test did not make (answers are compared with scipy's direct solve)."""
+"""Test systems built here, independently of sorctl.solver.gallery, so that the solvers are checked
+on matrices the code under test did not make (answers are compared with scipy's direct solve)."""
 
 from __future__ import annotations
 

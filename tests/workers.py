@@ -11,8 +11,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from solver.distributed import node
-from solver.distributed.workers import WorkerPool
+from sorctl.distributed import node
+from sorctl.distributed.workers import WorkerPool
 
 CTX = multiprocessing.get_context("spawn")  # not fork: the pool has threads running
 

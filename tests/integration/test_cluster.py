@@ -20,9 +20,11 @@ from dataclasses import replace
 
 import pytest
 
-from cli.cluster import apply, lifecycle, material, observe
-from cli.cluster.plan import LABEL_CLUSTER, Shape
-from cli.errors import UserError
+from sorctl.cluster import material
+from sorctl.cluster.plan import Shape
+from sorctl.engine import apply, lifecycle, observe
+from sorctl.errors import ClusterError, ImageError
+from sorctl.names import LABEL_CLUSTER
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -89,11 +91,11 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(docker_client, home):
-    from cli import images
+    from sorctl.engine import images
 
     try:
         images.require_images(docker_client, ["scheduler", "node", "relay", "router", "client"])
-    except UserError as exc:
+    except ImageError as exc:
         pytest.skip(f"images missing: {exc} (run `sorctl images build`)")
     return docker_client
 
@@ -127,7 +129,7 @@ def names(engine):
 
 def sorctl(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "sorctl.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -137,7 +139,7 @@ def sorctl(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 def run_user_program(client, info: observe.ClusterInfo, want: int) -> dict:
     """Run USER_PROGRAM in a client container on the cluster's client network."""
-    from cli import images
+    from sorctl.engine import images
 
     name = f"{info.name}-client-{secrets.token_hex(2)}"
     env = {**info.client_env(), "SORCTL_SECRET_FILE": "/run/sorctl/secret"}
@@ -241,7 +243,18 @@ def test_tls_cluster_runs_jobs(engine, names):
 
 def test_logs_follow_streams_until_stopped(engine, single):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "logs", "node", "--name", single, "-f", "--tail", "1"],
+        [
+            sys.executable,
+            "-m",
+            "sorctl.cli.main",
+            "logs",
+            "node",
+            "--name",
+            single,
+            "-f",
+            "--tail",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),
@@ -349,7 +362,7 @@ def test_killing_the_relays_keeps_the_nodes_already_found(engine, relayed):
 
 def test_without_relays_nothing_is_discovered_and_up_rolls_back(engine, names):
     name = names()
-    with pytest.raises(UserError) as err:
+    with pytest.raises(ClusterError) as err:
         lifecycle.up(engine, name, RELAY_SHAPE, timeout=10, relay_daemons=False)
     message = str(err.value)
     assert "counts 0 of 4 node(s)" in message
@@ -382,7 +395,7 @@ def test_a_container_that_exits_fails_up_at_once_with_its_last_lines(engine, nam
         ),
     )
     t0 = time.monotonic()
-    with pytest.raises(UserError, match=f"(?s){broken} exited.*bad SORCTL_ROUTES"):
+    with pytest.raises(ClusterError, match=f"(?s){broken} exited.*bad SORCTL_ROUTES"):
         apply.bring_up(
             engine,
             plan,
@@ -397,7 +410,7 @@ def test_a_container_that_exits_fails_up_at_once_with_its_last_lines(engine, nam
 def test_interrupted_up_removes_what_it_created(engine, names):
     name = names()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "up", "--name", name, "--nodes", "2"],
+        [sys.executable, "-m", "sorctl.cli.main", "up", "--name", name, "--nodes", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

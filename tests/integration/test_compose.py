@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cli import images
-from cli.cluster import apply, observe
-from cli.cluster.plan import pick_subnets
+from sorctl.cluster.plan import pick_subnets
+from sorctl.engine import apply, images, observe
 
 pytestmark = pytest.mark.timeout(300)
 

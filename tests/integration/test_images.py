@@ -21,8 +21,8 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cli import images
-from cli.errors import UserError
+from sorctl.engine import images
+from sorctl.errors import ImageError
 
 PREFIX = "sorctl-imgtest-"
 TEST_LABEL = {"org.sorctl.test": "images"}
@@ -253,14 +253,14 @@ def test_entrypoint_adds_the_routes_then_drops_its_capabilities(net):
 
 JOB_PROGRAM = r"""
 import json, sys
-from solver import dispy_compat
+from sorctl.distributed import dispy_compat
 dispy_compat.apply()
 import dispy
 
 def setup():
     # Imported once per node; jobs are forked from here and see it.
     global kernels
-    from solver import kernels
+    from sorctl.solver import kernels
     return 0
 
 def compute(n, omega, sweeps):
@@ -269,7 +269,7 @@ def compute(n, omega, sweeps):
     import numpy as np
     import scipy.sparse as sp
     import solver
-    from solver.kernels import csr
+    from sorctl.solver.kernels import csr
     A = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csr")
     b = np.arange(1.0, n + 1.0)
     x = np.zeros(n)
@@ -325,7 +325,7 @@ def test_jobcluster_in_a_client_runs_solver_jobs_on_a_node(net, tls_material, se
     node_hostname = node.attrs["Config"]["Hostname"]
     for n, result in zip((8, 16, 24), results, strict=True):
         assert result["host"] == node_hostname
-        assert result["solver"].startswith("/opt/sorctl/solver/")
+        assert result["solver"].startswith("/opt/venv/lib/python3.11/site-packages/sorctl/solver/")
         assert result["uid"] == 990
         # The kernels came from the cache warmed at build time: hits, no compilation.
         used = {k: v for k, v in result["numba_cache"].items() if v != [0, 0]}
@@ -339,7 +339,7 @@ def test_jobcluster_in_a_client_runs_solver_jobs_on_a_node(net, tls_material, se
 def test_require_images_refuses_missing_and_other_version_images(built):
     client = built
     version = "0.0.0-imgtest"
-    with pytest.raises(UserError, match=rf"sorctl-router:{version} is missing"):
+    with pytest.raises(ImageError, match=rf"sorctl-router:{version} is missing"):
         images.require_images(client, ["router"], version=version)
     # An image under this version's tag but built by another sorctl (its label says 9.9.9).
     dockerfile = f"FROM {images.image_ref('router')}\nLABEL org.sorctl.version=9.9.9\n"
@@ -347,7 +347,7 @@ def test_require_images_refuses_missing_and_other_version_images(built):
     client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, rm=True)
     try:
         with pytest.raises(
-            UserError, match=r"sorctl-router:0.0.0-imgtest was built for sorctl 9.9.9"
+            ImageError, match=r"sorctl-router:0.0.0-imgtest was built for sorctl 9.9.9"
         ):
             images.require_images(client, ["router"], version=version)
     finally:

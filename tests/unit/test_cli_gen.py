@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solver.io import load_system
+from sorctl.solver.io import load_system
 from tests.cli_runner import run_cli
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from cli import solve_cluster
-from solver import gallery
+from sorctl import api
+from sorctl.solver import gallery
 from tests.cli_runner import run_cli
 from tests.systems import npz_arrays
 
@@ -181,7 +181,7 @@ def test_unreadable_file(tmp_path, capsys, monkeypatch):
 
 def test_json_answer_only_on_stdout_and_solution_file(tmp_path, capsys, monkeypatch):
     # The seam to the cluster backend says "none running" (unit tests never touch Docker).
-    monkeypatch.setattr(solve_cluster, "find_running", lambda name: None)
+    monkeypatch.setattr(api, "cluster_for_solve", lambda name: None)
     A, b = gallery.poisson2d(12)
     np.savez(tmp_path / "p.npz", A=A.toarray(), b=b)
     sol = tmp_path / "sol.npz"
@@ -283,7 +283,7 @@ def test_x0_option_and_plot(tmp_path, capsys, monkeypatch):
 def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     """The real console script, interrupted while it sweeps."""
     A, b = gallery.poisson2d(200)
-    from solver.io import save_system
+    from sorctl.solver.io import save_system
 
     save_system(tmp_path / "p.npz", A, b)
     out = tmp_path / "out.npz"

@@ -20,7 +20,7 @@ import pytest
 )
 def test_bad_flags_exit_2_with_one_line(args, message, tmp_path):
     res = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "sorctl.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=60,

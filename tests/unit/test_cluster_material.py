@@ -8,8 +8,8 @@ import stat
 import pytest
 from cryptography import x509
 
-from cli.cluster import material
-from cli.errors import UserError
+from sorctl.cluster import material
+from sorctl.errors import ClusterError
 
 
 @pytest.fixture(autouse=True)
@@ -52,5 +52,5 @@ def test_load_and_remove():
     assert material.load("c3").secret_file.is_file()
     assert material.remove("c3") is True
     assert material.remove("c3") is False
-    with pytest.raises(UserError, match="secret"):
+    with pytest.raises(ClusterError, match="secret"):
         material.load("c3")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cli.cluster.observe import host_route_subnets
-from cli.cluster.plan import pick_subnets
+from sorctl.cluster.plan import pick_subnets
+from sorctl.engine.observe import host_route_subnets
 
 # /proc/net/route: destination and mask are little-endian hex.
 ROUTES = """\

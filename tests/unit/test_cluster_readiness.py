@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.cluster.readiness import missing_nodes, parse_scheduler_log
+from sorctl.cluster.readiness import missing_nodes, parse_scheduler_log
 
 LOG = """\
 2026-11-25 17:00:01 dispyscheduler - version: 4.15.2 (Python 3.11.2), PID: 7

@@ -1,6 +1,7 @@
-"""solver.dispy_compat: each shim behaves like the original it replaces, and apply() touches
-nothing the running Python still has. Runs on 3.11, 3.12 and 3.13 (where each shim is needed in
-turn); no dispy process is involved. The TLS shim is checked with real TLS over loopback."""
+"""sorctl.distributed.dispy_compat: each shim behaves like the original it replaces, and apply()
+touches nothing the running Python still has. Runs on 3.11, 3.12 and 3.13 (where each shim is
+needed in turn); no dispy process is involved. The TLS shim is checked with real TLS over
+loopback."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import threading
 
 import pytest
 
-from solver import dispy_compat
+from sorctl.distributed import dispy_compat
 
 # ------------------------------------------------------------------ apply()
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from solver.distributed.blocks import build_blocks, links
-from solver.distributed.partition import (
+from sorctl.distributed.blocks import build_blocks, links
+from sorctl.distributed.partition import (
     block_graph,
     block_labels,
     colour_blocks,
@@ -15,7 +15,7 @@ from solver.distributed.partition import (
     place_blocks,
     slots_of,
 )
-from solver.distributed.schedule import phases, sweeps_before
+from sorctl.distributed.schedule import phases, sweeps_before
 
 
 def poisson2d(m: int) -> sp.csr_matrix:

@@ -12,11 +12,11 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from solver.distributed.driver import estimate_omega_in_background, plan, solve
-from solver.distributed.executor import ClusterFailed
-from solver.distributed.partition import contiguous_blocks
-from solver.errors import InputError
-from solver.omega import choose_omega
+from sorctl.distributed.driver import estimate_omega_in_background, plan
+from sorctl.distributed.partition import contiguous_blocks
+from sorctl.errors import ClusterError, InputError
+from sorctl.solver.omega import choose_omega
+from tests.drivers import cluster_solve as solve
 from tests.systems import anisotropic2d, dense_spd, poisson2d, poisson3d, random_spd
 from tests.workers import workers
 
@@ -141,7 +141,7 @@ def test_every_node_killed_is_a_clear_failure():
             for slot in list(ex.nodes()):
                 ex.kill(slot)
 
-        with pytest.raises(ClusterFailed, match="every node is gone"):
+        with pytest.raises(ClusterError, match="every node is gone"):
             solve(A, np.ones(100), ex, omega=1.5, rtol=1e-12, maxiter=1000, callback=progress)
 
 
@@ -242,7 +242,7 @@ def test_omega_estimated_in_the_background_is_the_same_estimate():
 def test_omega_estimated_in_a_process_of_its_own_is_the_same_estimate():
     """As the client container does it: forked before any thread runs (a fresh interpreter)."""
     code = (
-        "from solver.distributed.driver import estimate_omega_in_background\n"
+        "from sorctl.distributed.driver import estimate_omega_in_background\n"
         "from tests.systems import poisson2d\n"
         "print(repr(estimate_omega_in_background(poisson2d(40), own_process=True).result(60)[0]))"
     )

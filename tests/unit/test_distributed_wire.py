@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cli import solve_cluster
-from cli.errors import UserError
-from solver import io as sio
-from solver.distributed import wire
-from solver.distributed.driver import solve
+from sorctl.distributed import wire
+from sorctl.distributed.job import SolveJob
+from sorctl.engine import solve_container as solve_cluster
+from sorctl.errors import InputError
+from sorctl.options import SolveOptions
+from sorctl.solver import io as sio
+from tests.drivers import cluster_solve as solve
 from tests.workers import workers
 
 
@@ -54,18 +56,19 @@ def test_result_file_round_trips_through_save_solution(tmp_path):
 
 
 def test_entry_reports_a_bad_system_file_with_exit_2_and_no_result(tmp_path):
-    bad = tmp_path / "bad.npz"
+    bad = tmp_path / "system.npz"
     bad.write_bytes(b"not a zip")
     out = tmp_path / "result.npz"
+    job = tmp_path / "job.json"
+    job.write_text(SolveJob(scheduler="127.0.0.1", solve_dir=str(tmp_path)).to_json())
     proc = subprocess.run(
-        [sys.executable, "-m", "solver.distributed", "--system", str(bad), "--out", str(out),
-         "--scheduler", "127.0.0.1"],
+        [sys.executable, "-m", "sorctl.distributed", str(job)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
     msgs = [wire.parse(line) for line in proc.stdout.splitlines()]
     errors = [m for m in msgs if m and m["type"] == "error"]
-    assert len(errors) == 1 and "bad.npz" in errors[0]["message"] and errors[0]["code"] == 2
+    assert len(errors) == 1 and "system.npz" in errors[0]["message"] and errors[0]["code"] == 2
     assert "Traceback" not in proc.stderr
     assert not out.exists()
 
@@ -90,8 +93,12 @@ def test_the_client_gets_the_certificate_only_from_a_tls_cluster(tmp_path, tls):
 
 def test_multicolor_is_refused_on_a_cluster_before_anything_starts():
     info = SimpleNamespace(name="t", tls=False)
-    with pytest.raises(UserError, match="locally only") as exc:
-        solve_cluster.run(
-            info, None, omega=None, rtol=1e-8, atol=0.0, maxiter=10, method="multicolor"
-        )
-    assert exc.value.exit_code == 2
+    with pytest.raises(InputError, match="locally only"):
+        solve_cluster.run(info, None, SolveOptions(method="multicolor"))
+
+
+def test_the_job_document_round_trips_and_refuses_unknown_options():
+    job = SolveJob(scheduler="10.0.0.2", options=SolveOptions(rtol=1e-6, blocks=4), nodes=3)
+    assert SolveJob.from_json(job.to_json()) == job
+    with pytest.raises(InputError, match="unknown solve option"):
+        SolveJob.from_json(job.to_json().replace('"blocks"', '"blokcs"'))

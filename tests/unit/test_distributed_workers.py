@@ -11,11 +11,11 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cli.cluster.material import self_signed
-from solver.distributed import node
-from solver.distributed.driver import solve
-from solver.distributed.executor import ClusterFailed
-from solver.distributed.workers import WorkerPool
+from sorctl.cluster.material import self_signed
+from sorctl.distributed import node
+from sorctl.distributed.workers import WorkerPool
+from sorctl.errors import ClusterError
+from tests.drivers import cluster_solve as solve
 from tests.workers import CTX, workers
 
 pytestmark = pytest.mark.timeout(300)
@@ -76,7 +76,7 @@ def test_a_killed_worker_is_noticed_and_its_blocks_move(pool):
 def test_an_error_on_the_worker_is_a_cluster_failure_with_its_message(pool):
     job = pool.submit("w0", "gather", "nosuchsolve", 3, None)
     assert job.wait(30)
-    with pytest.raises(ClusterFailed, match="not on this node"):
+    with pytest.raises(ClusterError, match="not on this node"):
         job.outcome()
     # the worker goes on serving after an error
     job = pool.submit("w0", "drop", "nosuchsolve", 0, None)

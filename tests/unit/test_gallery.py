@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from solver import gallery
+from sorctl.solver import gallery
 
 
 def test_poisson2d_is_the_kronecker_sum():

@@ -1,5 +1,5 @@
-"""cli.images without Docker: tags, the apt mirror the offline base uses, the pip settings that
-must not reach the wheel downloads, and stripping a library inside a wheel."""
+"""sorctl.engine.images without Docker: tags, the apt mirror the offline base uses, the pip
+settings that must not reach the wheel downloads, and stripping a library inside a wheel."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import images
+from sorctl.engine import images
 
 
 def test_image_ref_is_role_and_version():

@@ -9,9 +9,9 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from solver import gallery
-from solver.errors import InputError
-from solver.io import atomic_write, load_system, load_vector, save_solution, save_system
+from sorctl.errors import InputError
+from sorctl.solver import gallery
+from sorctl.solver.io import atomic_write, load_system, load_vector, save_solution, save_system
 from tests.systems import npz_arrays
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from solver import gallery, kernels
-from solver.kernels import csr, multicolor
+from sorctl.solver import gallery, kernels
+from sorctl.solver.kernels import csr, multicolor
 
 SWEEPS = 5
 

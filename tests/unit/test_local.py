@@ -7,8 +7,8 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from solver import gallery, kernels
-from solver.local import solve
+from sorctl.solver import gallery, kernels
+from tests.drivers import local_solve as solve
 
 
 def rel(x, y):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from solver import gallery
-from solver.kernels import make_sweeper, residual_norm
-from solver.local import solve
-from solver.omega import FALLBACK_OMEGA, estimate_omega, jacobi_spectral_radius, young_omega
+from sorctl.solver import gallery
+from sorctl.solver.kernels import make_sweeper, residual_norm
+from sorctl.solver.omega import FALLBACK_OMEGA, estimate_omega, jacobi_spectral_radius, young_omega
+from tests.drivers import local_solve as solve
 
 
 def sweeps_to(A, b, omega, rtol=1e-8):

@@ -6,16 +6,14 @@ import ipaddress
 
 import pytest
 
-from cli.cluster.plan import (
-    LABEL_CLUSTER,
-    LABEL_ROLE,
-    LABEL_SHAPE,
+from sorctl.cluster.plan import (
     PlanError,
     Shape,
     make_plan,
     node_slot,
     pick_subnets,
 )
+from sorctl.names import LABEL_CLUSTER, LABEL_ROLE, LABEL_SHAPE
 
 IMAGES = {r: f"sorctl-{r}:test" for r in ("scheduler", "node", "relay", "router")}
 

@@ -1,0 +1,363 @@
+"""sorctl from Python: `solve(A, b, ...)` in the shape of scipy.sparse.linalg.cg, and `Cluster`
+for a dispy cluster on the Docker engine (up, status, scale, logs, solve, down).
+
+    import sorctl
+    res = sorctl.solve(A, b, rtol=1e-8)                       # local
+    with sorctl.Cluster.up("lab", nodes=4, relay=True) as c:  # or sorctl.Cluster("lab")
+        res = c.solve(A, b, rtol=1e-8, method="sor")
+        print(c.status().nodes)
+
+Errors are sorctl.InputError (bad arrays or options), sorctl.ClusterError (no engine, no such
+cluster, a cluster that fails) and sorctl.ImageError; each message is one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sorctl.cluster.plan import PlanError, Shape, check_nodes, validate
+from sorctl.engine import images, lifecycle, observe, solve_container
+from sorctl.engine.apply import Reporter
+from sorctl.engine.connect import connect, try_connect
+from sorctl.engine.images import Built, ImageRow
+from sorctl.engine.lifecycle import READY_TIMEOUT_S
+from sorctl.errors import ClusterError, InputError
+from sorctl.names import DEFAULT_CLUSTER
+from sorctl.options import DEFAULTS, SolveOptions
+from sorctl.solver import io, local
+from sorctl.solver.io import System
+from sorctl.solver.result import SolveResult
+
+Callback = Callable[[int, float], None]  # callback(iteration, relative residual) per check
+EventSink = Callable[[dict[str, Any]], None]
+
+
+def solve(
+    A,
+    b,
+    *,
+    x0=None,
+    omega: float | None = DEFAULTS.omega,
+    rtol: float = DEFAULTS.rtol,
+    atol: float = DEFAULTS.atol,
+    maxiter: int = DEFAULTS.maxiter,
+    method: str = DEFAULTS.method,
+    callback: Callback | None = None,
+    cluster: Cluster | str | None = None,
+    allow_nonsymmetric: bool = False,
+    **options: Any,
+) -> SolveResult:
+    """Solve A x = b (A symmetric positive definite: scipy.sparse or a 2-D array).
+
+    Locally by default; on a running cluster with `cluster=` (a Cluster or its name). Stops when
+    ||b - A x|| <= max(rtol ||b||, atol), after maxiter sweeps, on divergence, or on Ctrl-C
+    (reason 'interrupted'). omega=None estimates it. callback(iteration, relative_residual)
+    after every residual check. Further keyword options are SolveOptions fields
+    (check_every; on a cluster inner_sweeps, blocks, ...). The arrays are not changed.
+    """
+    opts = DEFAULTS.with_(
+        omega=omega, rtol=rtol, atol=atol, maxiter=maxiter, method=method, **options
+    )
+    system = io.system_from_arrays(A, b, x0, allow_nonsymmetric=allow_nonsymmetric)
+    if cluster is not None:
+        target = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
+        return target.solve_system(system, opts, callback=callback)
+    return local.solve(system.A, system.b, opts, x0=system.x0, callback=callback)
+
+
+__all__ = [
+    "READY_TIMEOUT_S",
+    "Built",
+    "Cluster",
+    "ClusterStatus",
+    "ImageRow",
+    "Reporter",
+    "build_images",
+    "check_scale",
+    "cluster_for_solve",
+    "clusters",
+    "list_images",
+    "remove_images",
+    "solve",
+]
+
+
+def build_images(
+    roles: list[str] | None = None, *, force: bool = False, log: Callable[[str], None] = print
+) -> list[Built]:
+    """Build the role images whose inputs changed (`roles`: all by default)."""
+    for role in roles or []:
+        if role not in images.ROLES:
+            raise InputError(f"unknown role {role!r} (roles: {', '.join(images.ROLES)})")
+    client = connect()
+    try:
+        return images.build(roles or None, force=force, log=log, client=client)
+    finally:
+        client.close()
+
+
+def list_images() -> list[ImageRow]:
+    """Every sorctl image the engine has (any version), and this version's missing ones."""
+    client = connect()
+    try:
+        return images.list_images(client)
+    finally:
+        client.close()
+
+
+def remove_images(
+    *, all_versions: bool = False, base: bool = False, log: Callable[[str], None] = print
+) -> list[str]:
+    """Remove this version's role images (every version's, and the offline base, if asked)."""
+    client = connect()
+    try:
+        return images.remove_images(client, all_versions=all_versions, base=base, log=log)
+    finally:
+        client.close()
+
+
+def clusters() -> list[str]:
+    """The names of every sorctl cluster the engine has anything of."""
+    client = connect()
+    try:
+        return observe.cluster_names(client)
+    finally:
+        client.close()
+
+
+def cluster_for_solve(name: str | None) -> Cluster | None:
+    """The cluster a solve should use: `name` if given (ClusterError unless it runs); else the
+    one running cluster, None when none runs (or no engine answers), and a ClusterError naming
+    them when several run."""
+    client = try_connect()
+    if client is None:
+        if name is not None:
+            raise ClusterError(f"no cluster named {name!r} is running (no Docker engine answers)")
+        return None
+    try:
+        names = [name] if name is not None else observe.cluster_names(client)
+        running = [n for n in names if _running(observe.find_cluster(client, n))]
+    finally:
+        client.close()
+    if name is not None and not running:
+        raise ClusterError(
+            f"no cluster named {name!r} is running (sorctl up --name {name}, or --local)"
+        )
+    if len(running) > 1:
+        raise ClusterError(
+            f"{len(running)} clusters are running ({', '.join(running)}): "
+            "choose one with --cluster NAME, or --local"
+        )
+    return Cluster(running[0]) if running else None
+
+
+def _running(info: observe.ClusterInfo | None) -> bool:
+    """A scheduler container and at least one node container run."""
+    if info is None or not info.scheduler_address or not info.network:
+        return False
+    return any(c.state == "running" for c in info.role("scheduler")) and any(
+        c.state == "running" for c in info.nodes
+    )
+
+
+def _check(rule: Callable[..., None], *args: Any) -> None:
+    """A planning rule's PlanError as the library's InputError."""
+    try:
+        rule(*args)
+    except PlanError as exc:
+        raise InputError(str(exc)) from None
+
+
+def check_scale(nodes: int) -> None:
+    """InputError unless `nodes` can be a cluster's node count."""
+    _check(check_nodes, nodes)
+
+
+@dataclass
+class ClusterStatus:
+    """What `sorctl status --json` prints for one cluster."""
+
+    name: str
+    shape: dict[str, Any] | None
+    connect: dict[str, Any]
+    containers: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)  # with the CPUs the scheduler counts
+    scheduler_cpus: int = 0
+    networks: list[dict[str, Any]] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Cluster:
+    """A sorctl cluster on the Docker engine (the engine's labels are its state).
+
+    `Cluster(name)` attaches to one that exists; `Cluster.up(name, ...)` brings one up and, used
+    as a context manager, takes it down again at the end of the block.
+    """
+
+    def __init__(self, name: str = DEFAULT_CLUSTER, *, must_exist: bool = True) -> None:
+        self.name = name
+        self.created = False  # True when Cluster.up made it (then `with` takes it down)
+        self.ready_s = 0.0
+        if must_exist and self._info() is None:
+            raise ClusterError(f"no cluster named {name!r} (sorctl up --name {name})")
+
+    def __repr__(self) -> str:
+        return f"Cluster({self.name!r})"
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.created:
+            self.down()
+
+    @classmethod
+    def up(
+        cls,
+        name: str = DEFAULT_CLUSTER,
+        *,
+        nodes: int = Shape.nodes,
+        relay: bool = Shape.relay,
+        subnets: int = Shape.subnets,
+        cpus_per_node: int = Shape.cpus_per_node,
+        tls: bool = Shape.tls,
+        timeout: float = READY_TIMEOUT_S,
+        keep_on_failure: bool = False,
+        reporter: Reporter | None = None,
+    ) -> Cluster:
+        """Bring cluster `name` up and wait until the scheduler counts every node's CPUs. The
+        same shape already up: attached as it is. Another shape: ClusterError. On failure or
+        Ctrl-C everything this call created is removed (unless keep_on_failure)."""
+        shape = Shape(nodes, relay, subnets, cpus_per_node, tls)
+        _check(validate, name, shape)  # bad options fail before anything talks to the engine
+        client = connect()
+        try:
+            result = lifecycle.up(
+                client,
+                name,
+                shape,
+                timeout=timeout,
+                keep_on_failure=keep_on_failure,
+                reporter=reporter,
+            )
+        finally:
+            client.close()
+        cluster = cls(name)
+        cluster.created, cluster.ready_s = result.created, result.seconds
+        return cluster
+
+    def _info(self) -> observe.ClusterInfo | None:
+        client = connect()
+        try:
+            return observe.find_cluster(client, self.name)
+        finally:
+            client.close()
+
+    def info(self) -> observe.ClusterInfo:
+        """The cluster as the engine has it now (ClusterError when it is gone)."""
+        info = self._info()
+        if info is None:
+            raise ClusterError(f"no cluster named {self.name!r}")
+        return info
+
+    def status(self) -> ClusterStatus:
+        """Containers, networks, the nodes and CPUs the scheduler counts, how to connect."""
+        client = connect()
+        try:
+            info = observe.find_cluster(client, self.name)
+            if info is None:
+                raise ClusterError(f"no cluster named {self.name!r}")
+            return ClusterStatus(**observe.status_dict(client, info))
+        finally:
+            client.close()
+
+    def scale(
+        self,
+        nodes: int,
+        *,
+        timeout: float = READY_TIMEOUT_S,
+        reporter: Reporter | None = None,
+    ) -> tuple[int, int]:
+        """Grow (waiting until the scheduler counts the new nodes) or shrink to `nodes` nodes;
+        returns (before, after)."""
+        check_scale(nodes)
+        client = connect()
+        try:
+            return lifecycle.scale(client, self.name, nodes, timeout=timeout, reporter=reporter)
+        finally:
+            client.close()
+
+    def logs(
+        self, target: str | None = None, *, follow: bool = False, tail: int | None = None
+    ) -> Iterator[tuple[str, str]]:
+        """(container name, line) of every container, or of one role (scheduler, node, relay,
+        router) or container (`node-2` or its full name); with follow, until they stop."""
+        info = self.info()
+        picked = observe.pick_containers(info, target)
+        client = connect()
+        try:
+            yield from observe.stream_logs(client, [c.name for c in picked], follow, tail)
+        finally:
+            client.close()
+
+    def solve(
+        self,
+        A,
+        b,
+        *,
+        x0=None,
+        callback: Callback | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        on_event: EventSink | None = None,
+        allow_nonsymmetric: bool = False,
+        **options: Any,
+    ) -> SolveResult:
+        """sorctl.solve on this cluster: same options and result, plus the distributed fields
+        (nodes, blocks, events, ...). `checkpoint`: a file that keeps the last gathered x."""
+        system = io.system_from_arrays(A, b, x0, allow_nonsymmetric=allow_nonsymmetric)
+        return self.solve_system(
+            system,
+            DEFAULTS.with_(**options),
+            callback=callback,
+            checkpoint=checkpoint,
+            on_event=on_event,
+        )
+
+    def solve_system(
+        self,
+        system: System,
+        options: SolveOptions,
+        *,
+        callback: Callback | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        on_event: EventSink | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> SolveResult:
+        """Solve an already validated System (sorctl.solver.io) on this cluster."""
+        info = self.info()
+        if not _running(info):
+            raise ClusterError(f"cluster {self.name!r} is not running (see `sorctl status`)")
+        return solve_container.run(
+            info,
+            system,
+            options.for_cluster(),
+            checkpoint=checkpoint,
+            progress=callback,
+            on_event=on_event,
+            log=log,
+        )
+
+    def down(self) -> dict[str, int]:
+        """Remove every container, network and volume with the cluster's labels, and its secret
+        on this host; returns how many of each were removed."""
+        client = connect()
+        try:
+            return lifecycle.down(client, self.name)
+        finally:
+            client.close()

@@ -1,0 +1,226 @@
+"""`sorctl up / status / logs / down / scale`: flags in, sorctl.Cluster calls, answers on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sorctl import api
+from sorctl.api import READY_TIMEOUT_S, Cluster, ClusterStatus, Reporter, clusters
+from sorctl.cluster.plan import Shape
+from sorctl.errors import ClusterError, EngineError
+from sorctl.names import DEFAULT_CLUSTER
+
+err = Console(stderr=True)
+# Piped or captured output keeps whole rows instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+NameOpt = Annotated[
+    str, typer.Option("--name", "-n", help="Cluster name (several can run side by side).")
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the scheduler to count every node.")
+]
+
+
+class RichReporter(Reporter):
+    """Spinner, phase text and the scheduler's node count, on stderr."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting", total=None)
+        self.phase = "starting"
+
+    def step(self, text: str) -> None:
+        self.phase = text
+        self.progress.update(self.task, description=text)
+
+    def nodes(self, found: int, total: int) -> None:
+        self.progress.update(self.task, description=f"{self.phase}: {found}/{total}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _connect_line(status: ClusterStatus) -> str:
+    conn = status.connect
+    return (
+        f"scheduler {conn['scheduler_address']}:{conn['scheduler_port']} "
+        f"(SharedJobCluster) on network {conn['network']}"
+    )
+
+
+def up(
+    nodes: Annotated[
+        int, typer.Option("--nodes", help="Number of dispynode containers.")
+    ] = Shape.nodes,
+    relay: Annotated[
+        bool, typer.Option("--relay", help="Nodes on remote subnet(s) found through dispynetrelay.")
+    ] = False,
+    subnets: Annotated[
+        int, typer.Option("--subnets", help="Remote subnets (with --relay).")
+    ] = Shape.subnets,
+    cpus_per_node: Annotated[
+        int, typer.Option("--cpus-per-node", help="CPUs each node offers.")
+    ] = Shape.cpus_per_node,
+    tls: Annotated[
+        bool, typer.Option("--tls", help="Encrypt dispy traffic with a generated certificate.")
+    ] = False,
+    name: NameOpt = DEFAULT_CLUSTER,
+    timeout: TimeoutOpt = READY_TIMEOUT_S,
+    keep_on_failure: Annotated[
+        bool, typer.Option("--keep-on-failure", help="Leave a failed cluster for inspection.")
+    ] = False,
+) -> None:
+    """Bring up a dispy cluster and wait until the scheduler counts every node."""
+    with _progress() as progress:
+        cluster = Cluster.up(
+            name,
+            nodes=nodes,
+            relay=relay,
+            subnets=subnets,
+            cpus_per_node=cpus_per_node,
+            tls=tls,
+            timeout=timeout,
+            keep_on_failure=keep_on_failure,
+            reporter=RichReporter(progress),
+        )
+    if not cluster.created:
+        err.print(f"cluster {name!r} is already up with this shape; nothing to do")
+    else:
+        err.print(f"ready in {cluster.ready_s:.1f} s")
+    shape = Shape(nodes, relay, subnets, cpus_per_node, tls)
+    print(f"cluster {name}: {shape.describe()}; {_connect_line(cluster.status())}")
+
+
+def scale(
+    nodes: Annotated[int, typer.Option("--nodes", help="The new number of nodes.")],
+    name: NameOpt = DEFAULT_CLUSTER,
+    timeout: TimeoutOpt = READY_TIMEOUT_S,
+) -> None:
+    """Grow or shrink a running cluster to --nodes nodes."""
+    api.check_scale(nodes)  # bad flags fail before anything talks to the engine
+    with _progress() as progress:
+        before, after = Cluster(name).scale(nodes, timeout=timeout, reporter=RichReporter(progress))
+    print(f"cluster {name}: {before} -> {after} node(s)")
+
+
+def _status_table(data: dict) -> None:
+    shape = data["shape"]
+    title = f"cluster {data['name']}"
+    if shape:
+        title += f": {Shape(**shape).describe()}"
+    t = Table(title=title, title_justify="left")
+    for col in ("container", "role", "state", "health", "address", "networks", "cpus seen"):
+        t.add_column(col)
+    cpus = {n["name"]: str(n["scheduler_cpus"]) for n in data["nodes"]}
+    for c in data["containers"]:
+        t.add_row(
+            c["name"],
+            c["role"],
+            c["state"],
+            c["health"] or "-",
+            c["address"],
+            ", ".join(c["networks"]),
+            cpus.get(c["name"], ""),
+        )
+    out.print(t)
+    nets = ", ".join(f"{n['name']} {n['subnet']}" for n in data["networks"]) or "-"
+    out.print(f"networks: {nets}")
+    conn = data["connect"]
+    seen = sum(1 for n in data["nodes"] if n["discovered"])
+    out.print(
+        f"scheduler counts {seen}/{len(data['nodes'])} node(s), {data['scheduler_cpus']} cpu(s); "
+        f"connect: {conn['scheduler_address']}:{conn['scheduler_port']} on {conn['network']}"
+        + (f", routes {conn['routes']}" if conn["routes"] else ""),
+        highlight=False,
+    )
+    tls = f"; TLS certificate {conn['cert_file']}" if conn["tls"] else ""
+    out.print(f"secret: {conn['secret_file'] or '(missing on this host)'}{tls}", highlight=False)
+
+
+def status(
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="One cluster (default: all).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Containers, networks, the nodes the scheduler counts, and how a client connects."""
+    names = [name] if name else clusters()
+    data = []
+    for n in names:
+        try:
+            data.append(Cluster(n).status().to_dict())
+        except EngineError:
+            raise
+        except ClusterError:  # not there (any more): said below, as for no clusters at all
+            continue
+    if as_json:
+        print(json.dumps({"clusters": data}, indent=2))
+        return
+    if not data:
+        err.print(f"no cluster named {name!r}" if name else "no sorctl clusters")
+        return
+    for d in data:
+        _status_table(d)
+
+
+def logs(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="A role (scheduler, node, relay, router) or a container name."),
+    ] = None,
+    name: NameOpt = DEFAULT_CLUSTER,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    tail: Annotated[
+        int | None, typer.Option("--tail", help="Only the last N lines of each.")
+    ] = None,
+) -> None:
+    """Print the logs of a cluster's containers, each line prefixed with its container."""
+    for container, line in Cluster(name).logs(target, follow=follow, tail=tail):
+        sys.stdout.write(f"{container} | {line}\n")
+        sys.stdout.flush()
+
+
+def down(
+    name: NameOpt = DEFAULT_CLUSTER,
+    all_clusters: Annotated[bool, typer.Option("--all", help="Every sorctl cluster.")] = False,
+) -> None:
+    """Remove everything that carries the cluster's labels, and its host secret."""
+    names = clusters() if all_clusters else [name]
+    removed_any = False
+    for n in names:
+        counts = Cluster(n, must_exist=False).down()
+        if any(counts.values()):
+            removed_any = True
+            print(
+                f"cluster {n}: removed {counts['containers']} container(s), "
+                f"{counts['networks']} network(s), {counts['volumes']} volume(s)"
+            )
+    if not removed_any:
+        err.print(
+            "no sorctl clusters; nothing to remove"
+            if all_clusters
+            else f"no cluster named {name!r}; nothing to remove"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add up, status, logs, down and scale to the sorctl app."""
+    for fn in (up, status, logs, down, scale):
+        app.command(fn.__name__)(fn)

@@ -1,0 +1,70 @@
+"""`sorctl images build | list | rm`: progress on stderr, answers on stdout."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from importlib.metadata import version as dist_version
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sorctl import api
+
+images_app = typer.Typer(help="Build, list and remove the sorctl images.", no_args_is_help=True)
+err = Console(stderr=True, highlight=False)
+
+
+def _log(line: str) -> None:
+    err.print(line, markup=False)
+
+
+@images_app.command("build")
+def build_cmd(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when unchanged.")] = False,
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="Only this role (repeatable).")
+    ] = None,
+) -> None:
+    """Build the role images; skips those whose inputs are unchanged."""
+    for done in api.build_images(role or None, force=force, log=_log):
+        print(f"{done.ref}\t{done.action}\t{done.seconds:.1f}s")
+
+
+@images_app.command("list")
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Show the sorctl images: role, version, the pinned packages they carry, size, created."""
+    rows = api.list_images()
+    if as_json:
+        print(json.dumps({"version": dist_version("sorctl"), "images": [asdict(r) for r in rows]}))
+        return
+    table = Table("role", "version", "packages", "size MB", "created", "image")
+    for r in rows:
+        if r.present:
+            created = (r.created or "").replace("T", " ")[:16]
+            packages = " ".join(f"{k}={v}" for k, v in r.packages.items()) or "-"
+            table.add_row(r.role, r.version or "?", packages, f"{r.size_mb:.0f}", created, r.ref)
+        else:
+            table.add_row(r.role, "[red]missing[/red]", "", "", "", r.ref)
+    Console().print(table)
+
+
+@images_app.command("rm")
+def rm_cmd(
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="Every sorctl version's images.")
+    ] = False,
+    base: Annotated[bool, typer.Option("--base", help="Also the offline base image.")] = False,
+) -> None:
+    """Remove this version's role images (stop clusters that use them first)."""
+    if not api.remove_images(all_versions=all_versions, base=base, log=_log):
+        err.print("no sorctl images to remove")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sorctl images ...` to the sorctl app."""
+    app.add_typer(images_app, name="images")

@@ -1,0 +1,129 @@
+"""`python -m sorctl.distributed [JOB_FILE]`: one distributed solve, run inside the client
+container.
+
+The host validates the user's system, writes it with sorctl.solver.io.save_system next to a
+JSON job document (sorctl.distributed.job.SolveJob: the solve's options and the scheduler's
+address), puts both into a client container on the cluster's network and runs this. Progress,
+events and checkpoints go to stdout as JSON lines (sorctl.distributed.wire), human-readable
+logs to stderr; the result is a solution file (sorctl.solver.io.save_solution). Exit codes as
+the CLI's: 0 converged, 3 not converged, 2 bad input, 1 cluster failure, 130 interrupted (no
+result file then).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from sorctl.distributed import wire
+from sorctl.distributed.job import JOB_FILE
+
+
+def _own_address(scheduler: str, port: int) -> str:
+    """The local address the kernel uses to reach the scheduler (right even behind routes)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((scheduler, port))  # UDP connect: picks a route, sends nothing
+        return s.getsockname()[0]
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sorctl.distributed.driver import estimate_omega_in_background, solve
+    from sorctl.distributed.job import SolveJob
+    from sorctl.errors import ClusterError, InputError
+    from sorctl.solver import io
+
+    argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _interrupt)
+    executor = None
+    try:
+        job_file = Path(argv[0] if argv else JOB_FILE)
+        try:
+            job = SolveJob.from_json(job_file.read_text())
+        except OSError as exc:
+            raise InputError(f"{job_file}: cannot read the solve job: {exc.strerror}") from None
+        opts = job.options.for_cluster()
+        system = io.load_system(job.system_path, allow_nonsymmetric=True)
+        secret_path = Path(job.secret_file)
+        secret = secret_path.read_text().strip() if secret_path.is_file() else ""
+        # estimate omega while dispy connects and the workers start (it needs only A); in a
+        # process of its own, forked now, before dispy starts its threads
+        estimate = (
+            estimate_omega_in_background(system.A, own_process=True) if opts.omega is None else None
+        )
+        host = job.host or _own_address(job.scheduler, job.port)
+        wire.log(f"connecting to the scheduler at {job.scheduler}:{job.port} from {host}")
+        from sorctl.distributed.dispy_executor import DispyExecutor
+
+        executor = DispyExecutor(
+            job.scheduler,
+            host=host,
+            secret=secret,
+            certfile=job.cert_file if job.tls else None,
+            keyfile=job.key_file if job.tls else None,
+            client_port=job.port,
+            want_nodes=job.nodes,
+            ready_timeout=opts.ready_timeout_s,
+            log=wire.log,
+        )
+        wire.emit("ready", nodes=executor.nodes())
+
+        written: list[Path] = []
+
+        def checkpoint(x, iteration, residual):
+            # A new name each time, and the one before kept: the host may still be copying it.
+            base = job.checkpoint_path
+            path = base.with_name(f"{base.stem}-{iteration}.npz")
+            report = {"checkpoint": True, "iterations": iteration, "relative_residual": residual}
+            io.save_solution(path, x, [residual], report)
+            wire.emit("checkpoint", path=str(path), iteration=iteration, residual=residual)
+            written.append(path)
+            while len(written) > 2:
+                written.pop(0).unlink(missing_ok=True)
+
+        result = solve(
+            system.A,
+            system.b,
+            executor,
+            opts,
+            x0=system.x0,
+            omega_estimate=estimate,
+            callback=lambda it, r: wire.emit("progress", iteration=it, residual=r),
+            checkpoint=checkpoint if job.checkpoint else None,
+            on_event=lambda ev: wire.emit("event", **ev),
+            backend=job.backend,
+        )
+        if result.reason == "interrupted":
+            raise KeyboardInterrupt
+        io.save_solution(job.result_path, result.x, result.residuals, result.to_report())
+        wire.emit(
+            "done", path=str(job.result_path), converged=result.converged, reason=result.reason
+        )
+        code = 0 if result.converged else 3
+    except KeyboardInterrupt:
+        wire.emit("error", message="interrupted", code=130)
+        code = 130
+    except InputError as exc:
+        wire.emit("error", message=str(exc), code=2)
+        code = 2
+    except ClusterError as exc:
+        wire.emit("error", message=str(exc), code=1)
+        code = 1
+    except Exception as exc:  # noqa: BLE001 -- one line for the host, never a traceback there
+        wire.emit("error", message=f"{type(exc).__name__}: {exc}", code=1)
+        code = 1
+    if executor is not None:
+        executor.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # dispy's threads are not daemons: do not wait for them
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,533 @@
+"""The outer loop of the distributed solve: colours in turn, the blocks of a colour in parallel.
+
+One outer iteration sweeps every colour once (SSOR: colours forward with forward sweeps, then
+backward with backward sweeps). With one inner sweep this is exactly global SOR in the order
+(colour, block, row) because blocks of one colour share no nonzero. The driver places the blocks,
+wires the workers to each other, and then asks for rounds of iterations: inside a round the
+workers pass values among themselves (sorctl.distributed.node) and the driver only hears the
+residual at its end. Its copy of x is current after a gather (at the end, at checkpoints, and
+after a node loss, before the survivors are wired again).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from sorctl.distributed.blocks import Block, build_blocks, links
+from sorctl.distributed.executor import Executor, Job, NodeLost, machine
+from sorctl.distributed.partition import (
+    block_graph,
+    block_labels,
+    colour_blocks,
+    contiguous_blocks,
+    place_blocks,
+    slots_of,
+)
+from sorctl.errors import ClusterError
+from sorctl.options import DEFAULTS, SolveOptions
+from sorctl.solver.monitor import MAX_GAP, Monitor
+from sorctl.solver.omega import choose_omega
+from sorctl.solver.result import SolveResult
+
+Progress = Callable[[int, float], None]
+Checkpoint = Callable[[np.ndarray, int, float], None]
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Plan:
+    """How the rows are cut, coloured and placed."""
+
+    blocks: list[Block]
+    colour: np.ndarray
+    node_of: list[str]
+
+    @property
+    def ncolours(self) -> int:
+        return int(self.colour.max()) + 1 if self.colour.size else 0
+
+
+def plan(
+    A: sp.csr_matrix,
+    b: np.ndarray,
+    node_cpus: dict[str, int],
+    nblocks: int | None = None,
+    parts: list[np.ndarray] | None = None,
+) -> Plan:
+    """Cut A into blocks (default: two per CPU, so each of two colours keeps every CPU busy),
+    colour them and place them on the nodes. `parts` overrides the cut (tests use a row colouring).
+    """
+    if parts is None:
+        cpus = sum(node_cpus.values())
+        parts = contiguous_blocks(A, nblocks or 2 * max(cpus, 1))
+    label = block_labels(A.shape[0], parts)
+    colour = colour_blocks(block_graph(A, label, len(parts)))
+    blocks = build_blocks(A, b, parts)
+    node_of = place_blocks(
+        [blk.nnz + blk.size for blk in blocks], colour.tolist(), slots_of(node_cpus)
+    )
+    return Plan(blocks, colour, node_of)
+
+
+@dataclass
+class _Stats:
+    # Per kind of round (iterate, gather, ...): wall time and count. For iterate rounds also the
+    # critical path in the kernels (the busiest worker's sweeps and residual) and the bytes the
+    # workers sent each other; the rest of an iterate round's wall time is messages and waiting.
+    wall: dict[str, float] = field(default_factory=dict)
+    rounds: dict[str, int] = field(default_factory=dict)
+    compute: float = 0.0
+    sent_bytes: float = 0.0
+    per_worker: dict[str, dict[str, float]] = field(default_factory=dict)  # summed answers
+    iterations: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, op: str, wall: float) -> None:
+        self.wall[op] = self.wall.get(op, 0.0) + wall
+        self.rounds[op] = self.rounds.get(op, 0) + 1
+
+
+class _Runner:
+    """Places blocks, wires the workers to each other, runs iterate rounds, and moves blocks off
+    nodes that are lost (then rewires: a new epoch of links between the survivors)."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        plan_: Plan,
+        x: np.ndarray,
+        job_timeout: float,
+        poll_s: float,
+        on_event: EventSink | None,
+        t0: float,
+    ) -> None:
+        self.ex = executor
+        self.plan = plan_
+        self.x = x
+        self.links = links(plan_.blocks, x.size)
+        self.job_timeout = job_timeout
+        self.poll_s = poll_s
+        self.on_event = on_event
+        self.t0 = t0
+        self.stats = _Stats()
+        self.solve_id = uuid.uuid4().hex[:16]
+        self.lost: set[str] = set()
+        self.listening: dict[str, tuple[str, int]] = {}
+        self.epoch = 0
+        self.wired = False
+
+    def event(self, kind: str, **fields: Any) -> None:
+        ev = {"event": kind, "t": round(time.monotonic() - self.t0, 3), **fields}
+        self.stats.events.append(ev)
+        if self.on_event:
+            self.on_event(ev)
+
+    # -- placing data -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._load(list(range(len(self.plan.blocks))))
+        self._ensure_wired()
+
+    def _load(self, ids: list[int]) -> None:
+        """Send blocks to their nodes (a block's values are the driver's current copy)."""
+        ids = list(dict.fromkeys(ids))
+        while ids:
+            jobs = {k: self._submit_load(k) for k in ids}
+            ids = []
+            for k, job in jobs.items():
+                try:
+                    self._wait(job, k, "load")
+                except NodeLost as lost:
+                    ids.extend(self._lose(lost))  # re-placed: send them again
+                    ids.append(k)
+            ids = list(dict.fromkeys(ids))
+
+    def _submit_load(self, k: int) -> Job:
+        blk = self.plan.blocks[k]
+        payload = (blk.node_arrays(), self.x[blk.rows], blk.halo.size)
+        return self.ex.submit(self.plan.node_of[k], "load", self.solve_id, k, payload)
+
+    def _lose(self, lost: NodeLost) -> list[int]:
+        """Forget the node and re-place its blocks on the least-loaded survivors; returns the
+        blocks moved (their data is not sent yet). The links must be wired again."""
+        dead = lost.node
+        self.wired = False
+        moved = [k for k, n in enumerate(self.plan.node_of) if n == dead]
+        if dead not in self.lost:
+            self.lost.add(dead)
+            self.ex.forget(dead)
+            self.event("node_lost", node=dead, reason=lost.why, blocks=moved)
+        alive = self.ex.nodes()
+        if not alive:
+            raise ClusterError(f"every node is gone (last lost: {dead}: {lost.why})")
+        load = {n: 0.0 for n in alive}
+        for k, n in enumerate(self.plan.node_of):
+            if n in load:
+                load[n] += self.plan.blocks[k].nnz / alive[n]
+        for k in moved:
+            to = min(load, key=lambda n: (load[n], n))
+            load[to] += self.plan.blocks[k].nnz / alive[to]
+            self.plan.node_of[k] = to
+            self.event("block_moved", block=k, source=dead, target=to)
+        return moved
+
+    def _wait(self, job: Job, k: int | str, op: str) -> Any:
+        """Wait for one job, never forever: poll, ask the executor whether the cluster still
+        answers, and give up on the job after job_timeout (its node counts as lost)."""
+        deadline = time.monotonic() + self.job_timeout
+        while not job.wait(self.poll_s):
+            self.ex.health()
+            if time.monotonic() > deadline:
+                raise NodeLost(
+                    job.node, f"{op} job on {k} gave no answer in {self.job_timeout:.0f} s"
+                )
+        return job.outcome()
+
+    def _wait_all(self, jobs: dict[str, Job], answers: dict[str, Any]) -> None:
+        """Wait for jobs that wait for each other: a worker blocked on a dead peer never answers,
+        so while waiting on one, look at the others too (a lost one raises NodeLost)."""
+        deadline = time.monotonic() + self.job_timeout
+        next_health = time.monotonic() + self.poll_s
+        while len(answers) < len(jobs):
+            slot, job = next((s, j) for s, j in jobs.items() if s not in answers)
+            if job.wait(LOOK_AROUND_S):
+                answers[slot] = job.outcome()
+                continue
+            for other, j in jobs.items():
+                if other not in answers and j.wait(0):
+                    answers[other] = j.outcome()
+            if time.monotonic() > next_health:
+                self.ex.health()
+                next_health = time.monotonic() + self.poll_s
+            if time.monotonic() > deadline:
+                raise NodeLost(job.node, f"gave no answer in {self.job_timeout:.0f} s")
+
+    # -- links between the workers ----------------------------------------------------------
+    def _workers(self) -> list[str]:
+        return sorted(set(self.plan.node_of))
+
+    def _ensure_wired(self) -> None:
+        """Wire the workers that hold blocks (after the start, or a loss) until it holds."""
+        while not self.wired:
+            try:
+                self._wire()
+            except NodeLost as lost:
+                self._load(self._lose(lost))
+
+    def _wire(self) -> None:
+        t = time.perf_counter()
+        slots = self._workers()
+        tls = self.ex.tls_pem
+        for slot in slots:  # each worker's listening port, once
+            if slot not in self.listening:
+                job = self.ex.submit(slot, "listen", self.solve_id, 0, tls[1] if tls else "")
+                self.listening[slot] = self._wait(job, slot, "listen")
+        self.epoch += 1
+        jobs = {s: self.ex.submit(s, "wire", self.solve_id, 0, self._wiring(s)) for s in slots}
+        failed: ClusterError | None = None
+        for slot, job in jobs.items():
+            try:
+                self._wait(job, slot, "wire")
+            except ClusterError as exc:  # a worker could not link to another one
+                failed = failed or exc
+        if failed is not None:
+            raise ClusterError(f"the workers cannot reach each other: {failed}")
+        self.wired = True
+        self.stats.add("wire", time.perf_counter() - t)
+
+    def _wiring(self, slot: str) -> dict[str, Any]:
+        node_of = self.plan.node_of
+        mine = [k for k, n in enumerate(node_of) if n == slot]
+        sends: dict[int, list[tuple[int, np.ndarray, str]]] = {}
+        recvs: dict[tuple[int, int], np.ndarray] = {}
+        remote, peers, heard = [], {}, set(mine)
+        for lk in self.links:
+            src, dst = node_of[lk.src], node_of[lk.dst]
+            if src == slot:
+                sends.setdefault(lk.src, []).append((lk.dst, lk.rows, "" if dst == slot else dst))
+            if dst == slot:
+                recvs[(lk.src, lk.dst)] = lk.slots
+                heard.add(lk.src)
+                if src != slot:
+                    remote.append((lk.src, lk.dst))
+            for other in (src, dst):
+                if slot in (src, dst) and other != slot:
+                    peers[other] = self.listening[other]
+        colour = self.plan.colour
+        return {
+            "epoch": self.epoch,
+            "ncolours": self.plan.ncolours,
+            "colour": {k: int(colour[k]) for k in sorted(heard)},
+            "sends": sends,
+            "recvs": recvs,
+            "remote": remote,
+            "peers": peers,
+            "halos": {k: self.x[self.plan.blocks[k].halo] for k in mine},
+        }
+
+    # -- rounds -------------------------------------------------------------------------------
+    def iterate(self, iterations: int, omega: float, sweeps: int, ssor: bool) -> float | None:
+        """`iterations` outer iterations on every worker at once, exchanging values directly;
+        returns ||b - A x|| afterwards, or None when a node was lost on the way (its blocks
+        moved; the caller measures again with iterate(0))."""
+        self._ensure_wired()
+        start = time.perf_counter()
+        args = (iterations, omega, sweeps, ssor)
+        jobs = {s: self.ex.submit(s, "iterate", self.solve_id, 0, args) for s in self._workers()}
+        answers: dict[str, Any] = {}
+        try:
+            self._wait_all(jobs, answers)
+        except NodeLost as lost:
+            for slot in jobs:  # the others may be waiting for the lost node's values
+                if slot != lost.node and slot not in answers:
+                    self.ex.submit(slot, "abort", self.solve_id, 0, None)
+            moved = self._lose(lost)
+            self.gather([k for k in range(len(self.plan.blocks)) if k not in moved])
+            self._load(moved)  # with the values of the last gather: the rest is current
+            return None
+        if iterations == 0:  # a residual check alone: not part of the per-iteration figures
+            self.stats.add("residual", time.perf_counter() - start)
+            return math.sqrt(sum(a["r2"] for a in answers.values()))
+        self.stats.add("iterate", time.perf_counter() - start)
+        self.stats.iterations += iterations
+        self.stats.compute += max(a["sweep_s"] + a["residual_s"] for a in answers.values())
+        self.stats.sent_bytes += sum(a["sent_bytes"] for a in answers.values())
+        for slot, a in answers.items():
+            mine = self.stats.per_worker.setdefault(slot, dict.fromkeys(a, 0.0))
+            for key, value in a.items():
+                mine[key] = mine.get(key, 0.0) + value
+        return math.sqrt(sum(a["r2"] for a in answers.values()))
+
+    def gather(self, ids: list[int] | None = None) -> np.ndarray:
+        """Blocks `ids` (default all) back into the driver's x; a block on a node lost meanwhile
+        moves, and its values are the driver's copy it was sent with."""
+        start = time.perf_counter()
+        blocks = self.plan.blocks
+
+        def submit(k: int) -> Job:
+            return self.ex.submit(self.plan.node_of[k], "gather", self.solve_id, k, None)
+
+        jobs = {k: submit(k) for k in (range(len(blocks)) if ids is None else ids)}
+        while jobs:
+            k, job = next(iter(jobs.items()))
+            try:
+                self.x[blocks[k].rows] = self._wait(job, k, "gather")
+                del jobs[k]
+            except NodeLost as lost:
+                self._load(self._lose(lost))
+                for kk, jj in list(jobs.items()):
+                    if jj.node == lost.node:
+                        jobs[kk] = submit(kk)
+        self.stats.add("gather", time.perf_counter() - start)
+        return self.x.copy()
+
+    def drop(self) -> None:
+        """Remove this solve's blocks from the nodes (best effort: the cluster may be gone)."""
+        for n in list(self.ex.nodes()):
+            try:
+                job = self.ex.submit(n, "drop", self.solve_id, 0, None)
+                job.wait(min(self.job_timeout, 10.0))
+            except Exception:  # noqa: BLE001 -- cleanup must not hide the solve's own outcome
+                pass
+
+
+def solve(
+    A,
+    b: np.ndarray,
+    executor: Executor,
+    options: SolveOptions = DEFAULTS,
+    *,
+    x0: np.ndarray | None = None,
+    omega_estimate: Future | None = None,
+    parts: list[np.ndarray] | None = None,
+    callback: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
+    on_event: EventSink | None = None,
+    poll_s: float = 1.0,
+    backend: str = "cluster",
+) -> SolveResult:
+    """Distributed block-coloured SOR. Same options, stopping rules, Ctrl-C behaviour and result
+    as sorctl.solver.local.solve (both follow sorctl.solver.monitor), plus the distributed fields
+    in `extra` (nodes, blocks, colours, bytes_per_iteration, compute_s, comm_s, events). On
+    Ctrl-C the result is 'interrupted' with the last gathered x; the caller closes the executor.
+    `omega_estimate`: an estimate_omega_in_background(A) started earlier (used when omega is None).
+    """
+    t0 = time.monotonic()
+    options = options.for_cluster()
+    A = sp.csr_matrix(A) if not sp.issparse(A) or A.format != "csr" else A
+    b = np.asarray(b, dtype=np.float64)
+    n = A.shape[0]
+    monitor = Monitor(b, options, callback)
+    # The omega estimate (Lanczos in nogil kernels) runs beside the cut, the loading and the
+    # wiring, which leave this process's second core idle; a given omega is checked at once.
+    if options.omega is not None:
+        omega_estimate = None
+        chosen = choose_omega(A, options.omega)
+    elif omega_estimate is None:
+        omega_estimate = estimate_omega_in_background(A)
+    node_cpus = executor.nodes()
+    if not node_cpus:
+        raise ClusterError("the cluster has no nodes")
+    p = plan(A, b, node_cpus, options.blocks, parts)
+    x = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64)
+    timings = {"plan_s": time.monotonic() - t0}
+
+    run = _Runner(executor, p, x, options.job_timeout_s, poll_s, on_event, t0)
+    t = time.monotonic()
+    run.start()
+    timings["load_s"] = time.monotonic() - t
+    run.event("placed", blocks=len(p.blocks), colours=p.ncolours, nodes=sorted(node_cpus))
+    if omega_estimate is not None:
+        t = time.monotonic()
+        chosen = omega_estimate.result()
+        timings["omega_wait_s"] = time.monotonic() - t
+    relax, omega_source, omega_extra = chosen
+
+    ssor = options.method == "ssor"
+    sweeps = options.inner_sweeps
+    last_ckpt = time.monotonic()
+    t_iter = time.monotonic()
+    try:
+        reason = monitor.check(0, _measure(run, relax, sweeps, ssor))
+        while True:
+            if reason in ("rtol", "atol"):
+                x = run.gather()
+                # the gathered x is the one measured, unless a node was lost since
+                reason = monitor.correct(_residual(A, b, x))
+                if reason in ("rtol", "atol"):
+                    break
+                run.event("recheck", residual=monitor.residuals[-1])  # go on from x as it is
+            if reason is not None:
+                break
+            # a round of iterations ends with a residual check (the workers compute it with
+            # their last halos, no extra messages)
+            steps = monitor.gap(cap=_round_cap(run.stats))
+            r = run.iterate(steps, relax, sweeps, ssor)
+            executor.health()  # workers answer without the scheduler, but the cluster is broken
+            if r is None:
+                r = _measure(run, relax, sweeps, ssor)
+            reason = monitor.check(monitor.iterations + steps, r)
+            if (
+                checkpoint
+                and time.monotonic() - last_ckpt >= options.checkpoint_every_s
+                and math.isfinite(monitor.residuals[-1])
+            ):
+                checkpoint(run.gather(), monitor.iterations, monitor.residuals[-1])
+                last_ckpt = time.monotonic()
+        if reason in ("maxiter", "diverged"):
+            x = run.gather()
+    except KeyboardInterrupt:
+        # the workers may be mid-round: no gather; closing the computation drops the blocks
+        reason = "interrupted"
+        x = run.x.copy()
+    finally:
+        timings["iterate_s"] = time.monotonic() - t_iter
+    if reason != "interrupted":
+        run.drop()
+    st = run.stats
+    iterate_wall = st.wall.get("iterate", 0.0)
+    extra = {
+        **omega_extra,
+        "nodes": len({machine(slot) for slot in node_cpus}),
+        "node_cpus": node_cpus,
+        "blocks": len(p.blocks),
+        "colours": p.ncolours,
+        "inner_sweeps": sweeps,
+        "bytes_per_iteration": round(st.sent_bytes / max(st.iterations, 1)),
+        "block_data_bytes": sum(blk.nbytes() for blk in p.blocks),
+        "compute_s": st.compute,
+        "comm_s": max(iterate_wall - st.compute, 0.0),
+        "wire_s": st.wall.get("wire", 0.0),
+        "check_s": st.wall.get("residual", 0.0),
+        "workers": {
+            slot: {k: round(v, 6) for k, v in w.items() if k != "r2"}
+            for slot, w in sorted(st.per_worker.items())
+        },
+        "gather_s": st.wall.get("gather", 0.0),
+        "rounds": dict(st.rounds),
+        "events": run.stats.events,
+    }
+    return monitor.result(
+        x,
+        reason,
+        omega=relax,
+        omega_source=omega_source,
+        nnz=int(A.nnz),
+        timings=timings,
+        backend=backend,
+        extra=extra,
+    )
+
+
+LOOK_AROUND_S = 0.2  # while waiting on one worker, how often to check on the others
+ROUND_S = 10.0  # a round of iterations should end about this soon (progress, Ctrl-C, timeouts)
+
+
+def _round_cap(st: _Stats) -> int:
+    """Iterations that fit in ROUND_S at the pace of the rounds so far."""
+    if st.iterations == 0:
+        return MAX_GAP
+    per_iter = st.wall.get("iterate", 0.0) / st.iterations
+    return max(1, int(ROUND_S / per_iter)) if per_iter > 0 else MAX_GAP
+
+
+def _measure(run: _Runner, omega: float, sweeps: int, ssor: bool) -> float:
+    """||b - A x|| now (an iterate round of no iterations), through any node losses."""
+    while (r := run.iterate(0, omega, sweeps, ssor)) is None:
+        pass
+    return r
+
+
+def estimate_omega_in_background(A, *, own_process: bool = False) -> Future:
+    """choose_omega(A, None) beside the caller's work: in a daemon thread (the Lanczos kernels
+    release the GIL; a solve that fails meanwhile does not wait), or with own_process in a
+    forked child, which then takes nothing from the caller's own steps. Fork only before the
+    caller starts threads (dispy does)."""
+    done: Future = Future()
+    if own_process:
+        ctx = multiprocessing.get_context("fork")
+        answers, send_end = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_estimate_into, args=(A, send_end), daemon=True)
+        child.start()
+        send_end.close()
+
+        def collect() -> None:
+            try:
+                ok, value = answers.recv()
+            except (EOFError, OSError):
+                ok, value = False, RuntimeError("the omega estimate ended without an answer")
+            (done.set_result if ok else done.set_exception)(value)
+            child.join()
+
+        threading.Thread(target=collect, daemon=True, name="omega-estimate").start()
+        return done
+
+    def work() -> None:
+        try:
+            done.set_result(choose_omega(A, None))
+        except BaseException as exc:  # noqa: BLE001 -- handed to whoever asks for the result
+            done.set_exception(exc)
+
+    threading.Thread(target=work, daemon=True, name="omega-estimate").start()
+    return done
+
+
+def _estimate_into(A, conn) -> None:
+    try:
+        conn.send((True, choose_omega(A, None)))
+    except BaseException as exc:  # noqa: BLE001 -- handed to the parent
+        conn.send((False, exc))
+
+
+def _residual(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray) -> float:
+    return float(np.linalg.norm(b - A @ x))

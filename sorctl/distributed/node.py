@@ -1,0 +1,330 @@
+"""Node side of the distributed solve: a worker that holds blocks in memory and sweeps them.
+
+One worker process per node CPU lives for the whole solve (a long-running dispy job). A block's
+rows of A arrive once (`load`) and stay in the worker's memory with the block's current values.
+The driver then wires the workers to each other (sorctl.distributed.mesh) and asks each for
+whole runs of outer iterations (`iterate`): a worker sweeps its blocks in the order of
+sorctl.distributed.schedule, waits only for the values its next block reads, sends each block's
+new values straight to the workers that read them, and answers with its share of the residual.
+Plain anonymous memory, not files: a file-backed mapping of x written every sweep made the
+kernel about twice as slow in a node container (dirty-page write-back and write faults).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sorctl.distributed import schedule
+from sorctl.distributed.blocks import NODE_ARRAYS
+from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
+from sorctl.solver.kernels.csr import (
+    residual_norm2,
+    sor_backward,
+    sor_backward_rows,
+    sor_forward,
+    sor_forward_rows,
+)
+
+Block = dict[str, np.ndarray]
+Send = tuple[int, np.ndarray, str]  # (to block, local rows, slot of its worker or "" if here)
+LINK_TIMEOUT_S = 60.0  # for the other workers of a wiring to link up
+
+
+class Interrupted(Exception):
+    """The driver spoke during a run (it lost a node and will rewire): stop where we are."""
+
+
+def warm() -> None:
+    """Compile (or load from numba's cache) the kernels for the argument types blocks use:
+    int32 indices, float64 values (blocks beyond 2**31 entries compile on first use)."""
+    indptr = np.array([0, 1], dtype=np.int32)
+    indices = np.array([0], dtype=np.int32)
+    one = np.ones(1)
+    x = np.zeros(2)
+    sor_forward(indptr, indices, one, one, one, x, 1.0, 1)
+    sor_backward(indptr, indices, one, one, one, x, 1.0, 1)
+    sor_forward_rows(indptr, indices, one, one, one, x, 1.0, 0, 1)
+    sor_backward_rows(indptr, indices, one, one, one, x, 1.0, 0, 1)
+    residual_norm2(indptr, indices, one, one, x)
+
+
+@dataclass
+class Wiring:
+    """What this worker's blocks wait for and where their values go, in one epoch."""
+
+    epoch: int
+    colour: dict[int, int]  # every block this worker holds or hears from
+    ncolours: int
+    recvs: dict[tuple[int, int], np.ndarray]  # (from, to) -> halo slots of `to`
+    remote: list[tuple[int, int]]  # the (from, to) links that arrive by message
+    into: dict[int, list[tuple[int, int]]]  # the remote links into each block
+    # per (block, backward): the remote sends due part-way through a sweep, as (row where the
+    # sweep has passed every row they carry, sends) in sweep order, and the sends due at its end
+    early: dict[tuple[int, bool], list[tuple[int, list[Send]]]]
+    late: dict[tuple[int, bool], list[Send]]
+    step: int = 0
+    got: dict[tuple[int, int], int] = field(default_factory=dict)  # messages applied per link
+
+    def __post_init__(self) -> None:
+        self.got = dict.fromkeys(self.remote, 0)
+
+
+class BlockStore:
+    """The blocks one worker holds: (solve id, block number) -> arrays, plus xext, the block's
+    values followed by one unused slot and its halo values (see sorctl.distributed.blocks).
+
+    `make_mesh(keypem)` opens this worker's listening port for links to the other workers;
+    `driver` is the driver's connection, watched during a run for an interruption."""
+
+    def __init__(self, make_mesh: Callable[[str], Mesh], driver: Any = None) -> None:
+        self.blocks: dict[tuple[str, int], Block] = {}
+        self.wiring: dict[str, Wiring] = {}
+        self.mesh: Mesh | None = None
+        self._make_mesh = make_mesh
+        self.driver = driver
+
+    def run(self, op: str, solve_id: str, block_id: int, payload: Any) -> Any:
+        """One request: load | listen | wire | iterate | gather | abort | drop."""
+        sid = str(solve_id)
+        key = (sid, int(block_id))
+        if op == "drop":
+            for k in [k for k in self.blocks if k[0] == sid]:
+                del self.blocks[k]
+            self.wiring.pop(sid, None)
+            return None
+        if op == "abort":  # arrives after the run it interrupted; nothing left to stop
+            return None
+        if op == "load":
+            self.blocks[key] = load(*payload)
+            return sum(a.nbytes for a in self.blocks[key].values())
+        if op == "listen":
+            if self.mesh is None:
+                self.mesh = self._make_mesh(payload or "")
+            return self.mesh.address
+        if op == "wire":
+            return self._wire(sid, payload)
+        if op == "iterate":
+            return self._iterate(sid, *payload)
+        if op == "gather":
+            return self._block(key)["xext"][: self._block(key)["diag"].size].copy()
+        raise ValueError(f"unknown request {op!r}")
+
+    def _block(self, key: tuple[str, int]) -> Block:
+        blk = self.blocks.get(key)
+        if blk is None:
+            raise LookupError(f"block {key[1]} of solve {key[0]} is not on this node")
+        return blk
+
+    def _wire(self, sid: str, w: dict[str, Any]) -> None:
+        early, late = {}, {}
+        for k, halo in w["halos"].items():
+            blk = self._block((sid, k))
+            _set_halo(blk, halo)
+            for backward in (False, True):
+                early[(k, backward)], late[(k, backward)] = _split_sends(
+                    w["sends"].get(k, []), blk["diag"].size, backward
+                )
+        self.wiring[sid] = Wiring(
+            epoch=w["epoch"],
+            colour=w["colour"],
+            ncolours=w["ncolours"],
+            recvs=w["recvs"],
+            remote=w["remote"],
+            into={k: [lk for lk in w["remote"] if lk[1] == k] for k in w["halos"]},
+            early=early,
+            late=late,
+        )
+        if w["peers"]:
+            if self.mesh is None:
+                raise LookupError("wire before listen")
+            self.mesh.connect(w["epoch"], w["peers"], LINK_TIMEOUT_S)
+
+    def _iterate(
+        self, sid: str, iterations: int, omega: float, sweeps: int, ssor: bool
+    ) -> dict[str, float]:
+        """`iterations` outer iterations of this worker's blocks, then ||b - A x||^2 over its
+        rows (with every neighbour's latest values). Returns that and where the time went."""
+        w = self.wiring[sid]
+        plan = schedule.phases(w.ncolours, ssor)
+        mine = sorted(k for (s, k) in self.blocks if s == sid)
+        by_colour = {c: [k for k in mine if w.colour[k] == c] for c in range(w.ncolours)}
+        stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0}
+        end = w.step + iterations * len(plan)
+        for step in range(w.step, end):
+            colour, backward = plan[step % len(plan)]
+            for k in by_colour[colour]:
+                self._await(sid, w, w.into.get(k, []), plan, step, stats)
+                self._sweep(sid, w, k, omega, sweeps, backward, stats)
+            w.step = step + 1
+        self._await(sid, w, w.remote, plan, end, stats)
+        r2 = 0.0
+        t0 = time.perf_counter()
+        for k in mine:
+            blk = self.blocks[(sid, k)]
+            r2 += residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], blk["xext"])
+        stats["residual_s"] = time.perf_counter() - t0
+        return {"r2": float(r2), **stats}
+
+    def _sweep(
+        self, sid: str, w: Wiring, k: int, omega: float, sweeps: int, backward: bool,
+        stats: dict[str, float],
+    ) -> None:  # fmt: skip
+        """Sweep block k and pass its new values on. With one sweep, the rows a remote block
+        reads go out as soon as the sweep has passed the last of them, not when it ends: the
+        rows next to a neighbour are often at the start, and its worker can go on meanwhile."""
+        blk = self.blocks[(sid, k)]
+        arrays = (blk["indptr"], blk["indices"], blk["data"], blk["diag"], blk["b"], blk["xext"])
+        n = blk["diag"].size
+        t0 = time.perf_counter()
+        if sweeps == 1:
+            rows_kernel = sor_backward_rows if backward else sor_forward_rows
+            at = n if backward else 0
+            for cut, sends in w.early[(k, backward)]:
+                lo, hi = (cut, at) if backward else (at, cut)
+                rows_kernel(*arrays, omega, lo, hi)
+                stats["sweep_s"] += time.perf_counter() - t0
+                self._pass_on(sid, w, k, blk, sends, stats)
+                t0 = time.perf_counter()
+                at = cut
+            rows_kernel(*arrays, omega, *((0, at) if backward else (at, n)))
+        else:
+            (sor_backward if backward else sor_forward)(*arrays, omega, sweeps)
+        stats["sweep_s"] += time.perf_counter() - t0
+        late = w.late[(k, backward)]
+        if sweeps > 1:  # rows are visited again: nothing was final before the last sweep ended
+            late = [send for _, group in w.early[(k, backward)] for send in group] + late
+        self._pass_on(sid, w, k, blk, late, stats)
+
+    def _pass_on(
+        self, sid: str, w: Wiring, k: int, blk: Block, sends: list[Send], stats: dict[str, float]
+    ) -> None:
+        """Block k's new values to the blocks in `sends`: copied here, or sent."""
+        for to, rows, slot in sends:
+            values = blk["xext"][rows]
+            if slot:
+                assert self.mesh is not None
+                self.mesh.send(slot, (w.epoch, k, to, values))
+                stats["sent_bytes"] += values.nbytes
+            else:
+                self._apply(sid, w, k, to, values)
+
+    def _apply(self, sid: str, w: Wiring, frm: int, to: int, values: np.ndarray) -> None:
+        blk = self.blocks[(sid, to)]
+        blk["xext"][blk["diag"].size + 1 + w.recvs[(frm, to)]] = values
+
+    def _await(
+        self,
+        sid: str,
+        w: Wiring,
+        links: list[tuple[int, int]],
+        plan: list[tuple[int, bool]],
+        step: int,
+        stats: dict[str, float],
+    ) -> None:
+        """Take messages until every link in `links` has brought its sender's sweeps before
+        `step`. No message can be early: a sender's next sweep waits for ours."""
+        for link in links:
+            need = schedule.sweeps_before(w.colour[link[0]], plan, step)
+            if w.got[link] >= need:
+                continue
+            t0 = time.perf_counter()
+            while w.got[link] < need:
+                assert self.mesh is not None
+                msg = self.mesh.recv(self.driver, 1.0)
+                if msg is DRIVER:
+                    raise Interrupted("the driver stopped this run")
+                if msg is None:
+                    continue
+                epoch, frm, to, values = msg
+                if epoch == w.epoch:
+                    self._apply(sid, w, frm, to, values)
+                    w.got[(frm, to)] += 1
+            stats["wait_s"] += time.perf_counter() - t0
+
+
+def _split_sends(
+    sends: list[Send], size: int, backward: bool
+) -> tuple[list[tuple[int, list[Send]]], list[Send]]:
+    """(early, late) for a block of `size` rows swept one way (see Wiring.early)."""
+    early: dict[int, list[Send]] = {}
+    late: list[Send] = []
+    for send in sends:
+        rows = send[1]
+        cut = (int(rows.min()) if backward else int(rows.max()) + 1) if rows.size else size
+        if send[2] and 0 < cut < size:
+            early.setdefault(cut, []).append(send)
+        else:
+            late.append(send)
+    return sorted(early.items(), reverse=backward), late
+
+
+def load(arrays: dict[str, np.ndarray], x_b: np.ndarray, nhalo: int) -> Block:
+    blk = {name: np.ascontiguousarray(arrays[name]) for name in NODE_ARRAYS}
+    xext = np.zeros(x_b.size + 1 + int(nhalo))
+    xext[: x_b.size] = x_b
+    blk["xext"] = xext
+    return blk
+
+
+def _set_halo(blk: Block, halo: np.ndarray) -> None:
+    blk["xext"][blk["diag"].size + 1 :] = halo
+
+
+def serve(
+    address: tuple[str, int], authkey: bytes, worker: str, idle_s: float, cadata: str = ""
+) -> int:
+    """A worker: connect back to the driver and answer its requests until it hangs up.
+
+    One dispy job per CPU for the whole solve, so a request costs a message each way on an open
+    connection instead of a dispy job (a fork on the node and two hops through the scheduler).
+    Returns the number of requests served. Ends on hang-up, on `idle_s` without a request, or
+    when TCP keepalive finds the driver gone, so a vanished client never holds the CPU long.
+    `cadata` (a TLS cluster's certificate, PEM text): connect over TLS checked against it, and
+    link to the other workers over TLS too.
+    """
+    import socket
+    from multiprocessing.connection import Client
+
+    warm()
+    where = (str(address[0]), int(address[1]))
+    if cadata:
+        from sorctl.distributed import tls_link
+
+        conn: Any = tls_link.connect(where, authkey, cadata)
+    else:
+        conn = Client(where, authkey=authkey)
+    tune_socket(conn.fileno())
+    with socket.socket(fileno=os.dup(conn.fileno())) as s:
+        host = s.getsockname()[0]  # the address the driver reaches: the other workers use it
+
+    def make_mesh(keypem: str) -> Mesh:
+        return Mesh(worker, host, authkey, cadata, keypem)
+
+    store = BlockStore(make_mesh, conn)
+    conn.send(("hello", worker))
+    served = 0
+    try:
+        while conn.poll(idle_s):
+            msg = conn.recv()
+            if msg is None:
+                break
+            seq, op, solve_id, block_id, payload = msg
+            try:
+                reply = (seq, True, store.run(op, solve_id, block_id, payload))
+            except Exception as exc:  # noqa: BLE001 -- the driver reports it
+                reply = (seq, False, f"{type(exc).__name__}: {exc}")
+            conn.send(reply)
+            served += 1
+    except (EOFError, OSError):
+        pass
+    finally:
+        if store.mesh is not None:
+            store.mesh.close()
+        conn.close()
+    return served

@@ -1,0 +1,223 @@
+"""A solve on a running cluster: the host side, which runs it in a client container.
+
+dispy discovers by broadcast, so the dispy client never runs on the host: the solve runs in a
+client container (image sorctl-client) on the cluster's client network, with the routes that
+reach remote subnets. The host puts the validated system, the job document (options and the
+scheduler's address, sorctl.distributed.job) and the cluster's secret into the container,
+follows its JSON progress lines, copies checkpoints and the result out, and always removes the
+container (Ctrl-C included; the scheduler and nodes stay up and usable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sorctl.distributed import wire
+from sorctl.distributed.job import SolveJob
+from sorctl.engine.connect import connect
+from sorctl.engine.images import image_ref, require_images
+from sorctl.errors import ClusterError, InputError
+from sorctl.names import LABEL_CLUSTER, LABEL_ROLE, RUN_DIR, RUN_UID, SOLVE_DIR
+from sorctl.options import SolveOptions
+from sorctl.solver import io as sio
+from sorctl.solver.result import SolveResult
+
+STOP_GRACE_S = 20  # after Ctrl-C: time for the client to cancel its jobs and close
+EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130  # the client container's exit codes (its __main__)
+
+
+def run(
+    info,
+    system,
+    options: SolveOptions,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SolveResult:
+    """Solve `system` (a validated sorctl.solver.io.System) on cluster `info` (a ClusterInfo).
+
+    Raises ClusterError (cluster failures), InputError (the container refused the input),
+    KeyboardInterrupt (Ctrl-C: nothing written but the checkpoint, if asked for).
+    """
+    options = options.for_cluster()
+    client = connect()
+    require_images(client, ["client"])
+    job = SolveJob(
+        scheduler=info.scheduler_address,
+        options=options,
+        port=info.scheduler_port,
+        nodes=sum(1 for c in info.nodes if c.state == "running"),
+        backend=f"cluster:{info.name}",
+        tls=info.tls,  # dispy's TLS model: the shared certificate is also the CA
+        checkpoint=checkpoint is not None,
+    )
+    name = f"{info.name}-solve-{secrets.token_hex(3)}"
+    container = None
+    with tempfile.TemporaryDirectory(prefix="sorctl-solve-") as tmp:
+        sys_path = Path(tmp) / "system.npz"
+        sio.save_system(sys_path, system.A, system.b, system.x0)
+        try:
+            container = client.containers.create(
+                image_ref("client"),
+                command=["python", "-m", "sorctl.distributed", f"{SOLVE_DIR}/job.json"],
+                name=name,
+                environment=info.client_env(),
+                labels={LABEL_CLUSTER: info.name, LABEL_ROLE: "client"},
+                network=info.network,
+                cap_add=["NET_ADMIN"] if info.routes else None,
+                detach=True,
+            )
+            _put(container, str(Path(SOLVE_DIR).parent), _work_tar(sys_path, job))
+            _put(container, str(Path(RUN_DIR).parent), _material_tar(info))
+            container.start()
+            last = _follow(container, progress, on_event, log, checkpoint)
+            code = int(container.wait(timeout=60).get("StatusCode", 1))
+            if code in (0, 3):
+                out = Path(tmp) / "result.npz"
+                _copy_out(container, str(job.result_path), out)
+                return wire.read_result(out)
+            message = (last or {}).get("message") or (
+                f"the solve container exited with code {code}" + _tail(container)
+            )
+            if code == EXIT_INTERRUPTED:
+                raise KeyboardInterrupt
+            error = InputError if code == EXIT_BAD_INPUT else ClusterError
+            raise error(f"solve on cluster {info.name}: {message}")
+        except KeyboardInterrupt:
+            if container is not None:
+                _stop(container)
+            raise
+        finally:
+            if container is not None:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+            client.close()
+
+
+def _follow(container, progress, on_event, log, checkpoint) -> dict[str, Any] | None:
+    """Read the client's stdout until it exits; returns its last error message, if any."""
+    error = None
+    buf = b""
+    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            msg = wire.parse(line)
+            if msg is None:
+                if line.startswith(wire.LOG_PREFIX):
+                    (log or _stderr)(line[len(wire.LOG_PREFIX) :].strip())
+                continue
+            kind = msg["type"]
+            if kind == "progress" and progress:
+                progress(int(msg["iteration"]), float(msg["residual"] or float("nan")))
+            elif kind == "event" and on_event:
+                on_event(msg)
+            elif kind == "checkpoint" and checkpoint:
+                try:
+                    _copy_out(container, msg["path"], Path(checkpoint))
+                except Exception as exc:  # noqa: BLE001 -- superseded meanwhile; the next one comes
+                    if log:
+                        log(f"checkpoint at iteration {msg.get('iteration')} not copied: {exc}")
+            elif kind == "error":
+                error = msg
+    return error
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(f"sorctl: {message}\n")
+
+
+def _stop(container) -> None:
+    """Ctrl-C: the client cancels its jobs and closes its computation (the nodes clean up)."""
+    with contextlib.suppress(Exception):
+        container.kill(signal="SIGINT")
+        container.wait(timeout=STOP_GRACE_S)
+
+
+def _put(container, parent: str, data: bytes) -> None:
+    if not container.put_archive(parent, data):
+        raise ClusterError(f"cannot copy files into the solve container {container.name}")
+
+
+def _work_tar(system_file: Path, job: SolveJob) -> bytes:
+    """SOLVE_DIR with the system and the job document, the client's user's alone."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        top = tarfile.TarInfo(Path(SOLVE_DIR).name)
+        top.type, top.mode, top.uid, top.gid = tarfile.DIRTYPE, 0o700, RUN_UID, RUN_UID
+        tar.addfile(top)
+        info = tar.gettarinfo(str(system_file), arcname=f"{top.name}/{job.system_path.name}")
+        info.mode, info.uid, info.gid = 0o600, RUN_UID, RUN_UID
+        with open(system_file, "rb") as fh:
+            tar.addfile(info, fh)
+        doc = job.to_json().encode()
+        ti = tarfile.TarInfo(f"{top.name}/job.json")
+        ti.size, ti.mode, ti.uid, ti.gid = len(doc), 0o600, RUN_UID, RUN_UID
+        tar.addfile(ti, io.BytesIO(doc))
+    return buf.getvalue()
+
+
+def _material_tar(info) -> bytes:
+    """The cluster's secret (and TLS certificate and key), readable by the client's user only."""
+    files = {"secret": info.secret_file}
+    if info.tls:
+        files |= {"cert.pem": info.cert_file, "key.pem": info.key_file}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        top = tarfile.TarInfo(Path(RUN_DIR).name)
+        top.type, top.mode, top.uid, top.gid = tarfile.DIRTYPE, 0o700, RUN_UID, RUN_UID
+        tar.addfile(top)
+        for fname, path in files.items():
+            if path is None or not Path(path).is_file():
+                raise ClusterError(f"cluster {info.name}: its {fname} file is missing on this host")
+            data = Path(path).read_bytes()
+            ti = tarfile.TarInfo(f"{top.name}/{fname}")
+            ti.size, ti.mode, ti.uid, ti.gid = len(data), 0o400, RUN_UID, RUN_UID
+            tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _copy_out(container, src: str, dest: Path) -> None:
+    """Copy one file out of the container to dest, atomically (temp file + rename)."""
+    stream, _stat = container.get_archive(src)
+    raw = b"".join(stream)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        member = next(m for m in tar.getmembers() if m.isfile())
+        fh = tar.extractfile(member)
+        if fh is None:
+            raise ClusterError(f"cannot read {src} from the solve container")
+        data = fh.read()
+    dest = Path(dest)
+    fd, tmp = tempfile.mkstemp(
+        dir=dest.parent if str(dest.parent) else ".", prefix=f".{dest.name}."
+    )
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _tail(container, lines: int = 3) -> str:
+    """': <its last stderr lines>', or '' when it printed none."""
+    try:
+        text = container.logs(stdout=False, stderr=True, tail=lines).decode(errors="replace")
+    except Exception:  # noqa: BLE001 -- already gone
+        return ""
+    tail = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+    return f": {tail}" if tail else ""

@@ -1,0 +1,22 @@
+"""The exceptions sorctl raises. Each message is one line, the one the CLI prints as is;
+exit codes are the CLI's business (sorctl.cli.exit_codes), not the library's."""
+
+
+class SorctlError(Exception):
+    """A failure with a one-line message (no traceback needed to understand it)."""
+
+
+class InputError(SorctlError, ValueError):
+    """A bad system file, argument or option; the message names the file or option."""
+
+
+class ClusterError(SorctlError):
+    """A cluster cannot be brought up, found or reached, or it failed during a solve."""
+
+
+class EngineError(ClusterError):
+    """No Docker engine answers, or the engine refused a request."""
+
+
+class ImageError(SorctlError):
+    """The sorctl images are missing, stale, or cannot be built."""
