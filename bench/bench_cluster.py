@@ -1,6 +1,6 @@
 """Time `sorctl up --nodes 4 --relay` until the scheduler counts every node, and `sorctl down`.
 
-Targets (issue 4, with the images present): up <= 15 s, down <= 5 s. Prints each run and the
+Targets (with the images present): up <= 15 s, down <= 5 s. Prints each run and the
 ratio to the target (< 1.0 is within it). Usage: .venv/bin/python bench/bench_cluster.py [--runs N]
 """
 

@@ -6,7 +6,7 @@
 The bound is bytes moved per sweep / triad bandwidth measured in this run with a numba triad
 a[i] = b[i] + s c[i] (24 bytes per element: two reads and a write, write-allocate not counted),
 on one thread and on two. Bytes per sweep: CSR 12 per nonzero (8 value + 4 index) + 24 per
-row (x read and written, b read), as in ../shared/notes/sor.md; dense 8 n^2 (A once).
+row (x read and written, b read); dense 8 n^2 (A once).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ this client and answers requests; dispy does discovery, placement, setup, and no
 nodes (their worker jobs come back Abandoned).
 
 Runs inside the client container only (dispy discovers by broadcast: never on a host's own
-network). Facts this code leans on (../shared/notes/dispy.md, dispy 4.15.2):
+network). Facts this code leans on (measured with dispy 4.15.2):
 - `setup=` always: without it dispynode races and short jobs end Terminated. dispynode gives
   setup 10 s, so it only imports the node module; each worker compiles (or loads from numba's
   cache) the kernels before it connects back.
@@ -36,6 +36,8 @@ from typing import Any
 
 from sorctl.distributed.workers import WorkerPool
 from sorctl.errors import ClusterError
+from sorctl.names import CLIENT_PORT
+from sorctl.options import DEFAULTS
 
 HEALTH_EVERY_S = 10.0  # each probe is a line in the scheduler's log
 
@@ -69,9 +71,9 @@ class DispyExecutor:
         secret: str = "",
         certfile: str | None = None,
         keyfile: str | None = None,
-        client_port: int = 9702,
+        client_port: int = CLIENT_PORT,
         want_nodes: int = 1,
-        ready_timeout: float = 60.0,
+        ready_timeout: float = DEFAULTS.ready_timeout_s,
         idle_s: float = 900.0,
         log=lambda msg: None,
     ) -> None:

@@ -124,18 +124,21 @@ def scale(
     )
     subnets = {n.name: n.subnet for n in info.networks}
     plan = plan_for(client, name, shape, existing=subnets, relay_daemons=bool(info.role("relay")))
-    wanted = {c.name for c in plan.role("node")}
-    have = {c.name for c in info.nodes}
-    if have - wanted:
-        reporter.step(f"removing {len(have - wanted)} node(s)")
-        apply.remove_containers(client, sorted(have - wanted))
-    if wanted - have:
+    # by the index label of each node (names are derived from it, not read back)
+    wanted = {c.index: c.name for c in plan.role("node")}
+    have = {c.index: c.name for c in info.nodes}
+    extra = sorted(have[i] for i in have.keys() - wanted.keys())
+    missing = sorted(wanted[i] for i in wanted.keys() - have.keys())
+    if extra:
+        reporter.step(f"removing {len(extra)} node(s)")
+        apply.remove_containers(client, extra)
+    if missing:
         created = Created()
         try:
             apply.add_nodes(
                 client,
                 plan,
-                sorted(wanted - have),
+                missing,
                 material.load(name),
                 timeout=timeout,
                 reporter=reporter,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,13 @@ def user(tmp_path_factory, docker_client):
     """(sorctl executable, working directory, environment) of a fresh venv outside the checkout."""
     work = tmp_path_factory.mktemp("user")
     assert ROOT not in work.parents
-    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", work / "dist", ROOT])
+    # Build from a copy of the tracked files: a build leaves egg-info and build/ behind.
+    tracked = run(["git", "ls-files", "-z"], cwd=ROOT).stdout.split("\0")
+    src = work / "src"
+    for name in filter(None, tracked):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
+    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", work / "dist", src])
     assert built.returncode == 0, built.stderr[-3000:]
     assert "Deprecat" not in built.stdout + built.stderr, "the build warns of our metadata"
     wheel = next((work / "dist").glob("sorctl-*-py3-none-any.whl"))
@@ -46,7 +53,8 @@ def user(tmp_path_factory, docker_client):
 
 def test_the_installed_wheel_builds_images_brings_up_a_cluster_and_solves(user):
     sorctl, work, env = user
-    where = run([work / "venv" / "bin" / "python", "-c", "import sorctl; print(sorctl.__file__)"])
+    python = work / "venv" / "bin" / "python"
+    where = run([python, "-c", "import sorctl; print(sorctl.__file__)"], cwd=work, env=env)
     assert str(work / "venv") in where.stdout, where.stdout  # not the checkout's package
     wheels_before = set(work.rglob("*.whl"))
     build = run([sorctl, "images", "build"], cwd=work, env=env)

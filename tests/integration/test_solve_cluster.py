@@ -233,3 +233,19 @@ def test_cli_flags_reach_the_cluster(single, tmp_path):
     assert report["blocks"] == 6 and report["inner_sweeps"] == 2
     x = sio.load_vector(tmp_path / "x.npz")
     assert np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
+
+
+def test_solve_without_cluster_picks_none_of_several_and_names_them(single, tls, tmp_path):
+    system = tmp_path / "p.npz"
+    sio.save_system(system, poisson2d(8), np.ones(64))
+    proc = subprocess.run(
+        [SORCTL, "solve", str(system), "-o", str(tmp_path / "x.npz")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert single.name in lines[0] and tls.name in lines[0] and "--cluster" in lines[0]
+    assert not (tmp_path / "x.npz").exists()

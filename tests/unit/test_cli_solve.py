@@ -1,4 +1,4 @@
-"""`sorctl solve` end to end: every bad input from issue 2 gives exit 2, one stderr line naming
+"""`sorctl solve` end to end: every bad input gives exit 2, one stderr line naming
 the file, no traceback and no output file; good input gives the answer on stdout only."""
 
 from __future__ import annotations
