@@ -105,19 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         wire.emit(
             "done", path=str(job.result_path), converged=result.converged, reason=result.reason
         )
-        code = 0 if result.converged else 3
+        code = wire.CONVERGED if result.converged else wire.NOT_CONVERGED
     except KeyboardInterrupt:
-        wire.emit("error", message="interrupted", code=130)
-        code = 130
+        code = wire.INTERRUPTED
+        wire.emit("error", message="interrupted", code=code)
     except InputError as exc:
-        wire.emit("error", message=str(exc), code=2)
-        code = 2
+        code = wire.BAD_INPUT
+        wire.emit("error", message=str(exc), code=code)
     except ClusterError as exc:
-        wire.emit("error", message=str(exc), code=1)
-        code = 1
+        code = wire.FAILED
+        wire.emit("error", message=str(exc), code=code)
     except Exception as exc:  # noqa: BLE001 -- one line for the host, never a traceback there
-        wire.emit("error", message=f"{type(exc).__name__}: {exc}", code=1)
-        code = 1
+        code = wire.FAILED
+        wire.emit("error", message=f"{type(exc).__name__}: {exc}", code=code)
     if executor is not None:
         executor.close()
     sys.stdout.flush()

@@ -32,7 +32,6 @@ from sorctl.solver import io as sio
 from sorctl.solver.result import SolveResult
 
 STOP_GRACE_S = 20  # after Ctrl-C: time for the client to cancel its jobs and close
-EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130  # the client container's exit codes (its __main__)
 
 
 def run(
@@ -83,16 +82,16 @@ def run(
             container.start()
             last = _follow(container, progress, on_event, log, checkpoint)
             code = int(container.wait(timeout=60).get("StatusCode", 1))
-            if code in (0, 3):
+            if code in (wire.CONVERGED, wire.NOT_CONVERGED):
                 out = Path(tmp) / "result.npz"
                 _copy_out(container, str(job.result_path), out)
                 return wire.read_result(out)
             message = (last or {}).get("message") or (
                 f"the solve container exited with code {code}" + _tail(container)
             )
-            if code == EXIT_INTERRUPTED:
+            if code == wire.INTERRUPTED:
                 raise KeyboardInterrupt
-            error = InputError if code == EXIT_BAD_INPUT else ClusterError
+            error = InputError if code == wire.BAD_INPUT else ClusterError
             raise error(f"solve on cluster {info.name}: {message}")
         except KeyboardInterrupt:
             if container is not None:
