@@ -25,8 +25,10 @@ test-fast: venv
 	$(BIN)/pytest -m 'not docker' -q
 
 lint: venv
-	$(BIN)/ruff check sorctl tests bench
-	$(BIN)/ruff format --check sorctl tests bench
+	$(BIN)/ruff check sorctl tests bench scripts
+	$(BIN)/ruff format --check sorctl tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python bench/bench_kernels.py

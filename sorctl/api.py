@@ -21,7 +21,7 @@ from typing import Any
 from sorctl.cluster.plan import PlanError, Shape, check_nodes, validate
 from sorctl.engine import images, lifecycle, observe, solve_container
 from sorctl.engine.apply import Reporter
-from sorctl.engine.connect import connect, try_connect
+from sorctl.engine.connect import engine, try_connect
 from sorctl.engine.images import Built, ImageRow
 from sorctl.engine.lifecycle import READY_TIMEOUT_S
 from sorctl.errors import ClusterError, InputError
@@ -92,40 +92,28 @@ def build_images(
     for role in roles or []:
         if role not in images.ROLES:
             raise InputError(f"unknown role {role!r} (roles: {', '.join(images.ROLES)})")
-    client = connect()
-    try:
+    with engine() as client:
         return images.build(roles or None, force=force, log=log, client=client)
-    finally:
-        client.close()
 
 
 def list_images() -> list[ImageRow]:
     """Every sorctl image the engine has (any version), and this version's missing ones."""
-    client = connect()
-    try:
+    with engine() as client:
         return images.list_images(client)
-    finally:
-        client.close()
 
 
 def remove_images(
     *, all_versions: bool = False, base: bool = False, log: Callable[[str], None] = print
 ) -> list[str]:
     """Remove this version's role images (every version's, and the offline base, if asked)."""
-    client = connect()
-    try:
+    with engine() as client:
         return images.remove_images(client, all_versions=all_versions, base=base, log=log)
-    finally:
-        client.close()
 
 
 def clusters() -> list[str]:
     """The names of every sorctl cluster the engine has anything of."""
-    client = connect()
-    try:
+    with engine() as client:
         return observe.cluster_names(client)
-    finally:
-        client.close()
 
 
 def cluster_for_solve(name: str | None) -> Cluster | None:
@@ -236,8 +224,7 @@ class Cluster:
         Ctrl-C everything this call created is removed (unless keep_on_failure)."""
         shape = Shape(nodes, relay, subnets, cpus_per_node, tls)
         _check(validate, name, shape)  # bad options fail before anything talks to the engine
-        client = connect()
-        try:
+        with engine() as client:
             result = lifecycle.up(
                 client,
                 name,
@@ -246,18 +233,13 @@ class Cluster:
                 keep_on_failure=keep_on_failure,
                 reporter=reporter,
             )
-        finally:
-            client.close()
         cluster = cls(name)
         cluster.created, cluster.ready_s = result.created, result.seconds
         return cluster
 
     def _info(self) -> observe.ClusterInfo | None:
-        client = connect()
-        try:
+        with engine() as client:
             return observe.find_cluster(client, self.name)
-        finally:
-            client.close()
 
     def info(self) -> observe.ClusterInfo:
         """The cluster as the engine has it now (ClusterError when it is gone)."""
@@ -268,14 +250,11 @@ class Cluster:
 
     def status(self) -> ClusterStatus:
         """Containers, networks, the nodes and CPUs the scheduler counts, how to connect."""
-        client = connect()
-        try:
+        with engine() as client:
             info = observe.find_cluster(client, self.name)
             if info is None:
                 raise ClusterError(f"no cluster named {self.name!r}")
             return ClusterStatus(**observe.status_dict(client, info))
-        finally:
-            client.close()
 
     def scale(
         self,
@@ -287,11 +266,8 @@ class Cluster:
         """Grow (waiting until the scheduler counts the new nodes) or shrink to `nodes` nodes;
         returns (before, after)."""
         check_scale(nodes)
-        client = connect()
-        try:
+        with engine() as client:
             return lifecycle.scale(client, self.name, nodes, timeout=timeout, reporter=reporter)
-        finally:
-            client.close()
 
     def logs(
         self, target: str | None = None, *, follow: bool = False, tail: int | None = None
@@ -300,11 +276,8 @@ class Cluster:
         router) or container (`node-2` or its full name); with follow, until they stop."""
         info = self.info()
         picked = observe.pick_containers(info, target)
-        client = connect()
-        try:
+        with engine() as client:
             yield from observe.stream_logs(client, [c.name for c in picked], follow, tail)
-        finally:
-            client.close()
 
     def solve(
         self,
@@ -356,8 +329,5 @@ class Cluster:
     def down(self) -> dict[str, int]:
         """Remove every container, network and volume with the cluster's labels, and its secret
         on this host; returns how many of each were removed."""
-        client = connect()
-        try:
+        with engine() as client:
             return lifecycle.down(client, self.name)
-        finally:
-            client.close()

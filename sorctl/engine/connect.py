@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import docker
 
 from sorctl.errors import EngineError
@@ -23,3 +26,13 @@ def try_connect() -> docker.DockerClient | None:
         return connect()
     except EngineError:
         return None
+
+
+@contextmanager
+def engine() -> Iterator[docker.DockerClient]:
+    """connect(), closed again at the end of the block."""
+    client = connect()
+    try:
+        yield client
+    finally:
+        client.close()
