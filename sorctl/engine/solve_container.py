@@ -83,25 +83,40 @@ def run(
             last = _follow(container, progress, on_event, log, checkpoint)
             code = int(container.wait(timeout=60).get("StatusCode", 1))
             if code in (wire.CONVERGED, wire.NOT_CONVERGED):
-                out = Path(tmp) / "result.npz"
-                _copy_out(container, str(job.result_path), out)
-                return wire.read_result(out)
+                return _result(container, job, Path(tmp))
+            if code == wire.INTERRUPTED:
+                return _interrupted(container, job, Path(tmp))
             message = (last or {}).get("message") or (
                 f"the solve container exited with code {code}" + _tail(container)
             )
-            if code == wire.INTERRUPTED:
-                raise KeyboardInterrupt
             error = InputError if code == wire.BAD_INPUT else ClusterError
             raise error(f"solve on cluster {info.name}: {message}")
         except KeyboardInterrupt:
-            if container is not None:
-                _stop(container)
-            raise
+            if container is None:
+                raise
+            _stop(container)
+            return _interrupted(container, job, Path(tmp))
         finally:
             if container is not None:
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
             client.close()
+
+
+def _result(container, job: SolveJob, tmp: Path) -> SolveResult:
+    out = tmp / "result.npz"
+    _copy_out(container, str(job.result_path), out)
+    return wire.read_result(out)
+
+
+def _interrupted(container, job: SolveJob, tmp: Path) -> SolveResult:
+    """Ctrl-C: the solve's 'interrupted' result, as a local solve gives one (or its answer, if
+    it finished meanwhile); KeyboardInterrupt when it was stopped before the solve was under
+    way, with no result to give."""
+    try:
+        return _result(container, job, tmp)
+    except Exception:  # noqa: BLE001 -- no result file: stopped while starting
+        raise KeyboardInterrupt from None
 
 
 def _follow(container, progress, on_event, log, checkpoint) -> dict[str, Any] | None:
