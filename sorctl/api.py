@@ -26,6 +26,7 @@ from sorctl.engine.images import Built, ImageRow
 from sorctl.engine.lifecycle import READY_TIMEOUT_S
 from sorctl.errors import ClusterError, InputError
 from sorctl.names import DEFAULT_CLUSTER
+from sorctl.solvefeed import FeedWriter
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solver import io, local
 from sorctl.solver.io import System
@@ -65,7 +66,34 @@ def solve(
     if cluster is not None:
         target = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
         return target.solve_system(system, opts, callback=callback)
-    return local.solve(system.A, system.b, opts, x0=system.x0, callback=callback)
+    return solve_local(system, opts, callback=callback)
+
+
+def solve_local(
+    system: System, options: SolveOptions, *, callback: Callback | None = None
+) -> SolveResult:
+    """Solve an already validated System (sorctl.solver.io) on this machine."""
+    with _feed(system, options, "local") as feed:
+        result = local.solve(
+            system.A, system.b, options, x0=system.x0, callback=_tee(feed.progress, callback)
+        )
+        feed.done(result.to_report())
+    return result
+
+
+def _feed(system: System, options: SolveOptions, backend: str, cluster: str | None = None):
+    """The solve's feed, which `sorctl dashboard` follows (sorctl.solvefeed)."""
+    return FeedWriter(backend=backend, cluster=cluster, n=system.n, nnz=system.nnz,
+                      options=asdict(options))  # fmt: skip
+
+
+def _tee(first: Callable[..., None], second: Callable[..., None] | None) -> Callable[..., None]:
+    def both(*args: Any) -> None:
+        first(*args)
+        if second is not None:
+            second(*args)
+
+    return both
 
 
 __all__ = [
@@ -82,6 +110,7 @@ __all__ = [
     "list_images",
     "remove_images",
     "solve",
+    "solve_local",
 ]
 
 
@@ -316,15 +345,19 @@ class Cluster:
         info = self.info()
         if not _running(info):
             raise ClusterError(f"cluster {self.name!r} is not running (see `sorctl status`)")
-        return solve_container.run(
-            info,
-            system,
-            options.for_cluster(),
-            checkpoint=checkpoint,
-            progress=callback,
-            on_event=on_event,
-            log=log,
-        )
+        options = options.for_cluster()
+        with _feed(system, options, f"cluster:{self.name}", self.name) as feed:
+            result = solve_container.run(
+                info,
+                system,
+                options,
+                checkpoint=checkpoint,
+                progress=_tee(feed.progress, callback),
+                on_event=_tee(feed.event, on_event),
+                log=log,
+            )
+            feed.done(result.to_report())
+        return result
 
     def down(self) -> dict[str, int]:
         """Remove every container, network and volume with the cluster's labels, and its secret

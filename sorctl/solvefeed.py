@@ -1,0 +1,214 @@
+"""Solve feeds: every solve appends its progress and events as JSON lines to a file of its own,
+which `sorctl dashboard` (in another process, or another terminal) follows.
+
+Layout: ${SORCTL_HOME:-~/.config/sorctl}/solves/<started>-<id>.jsonl, one JSON object a line:
+    start    {id, t, pid, backend, cluster, n, nnz, method, options}
+    progress {t, iteration, residual}          relative residual, at most PROGRESS_EVERY_S apart
+    event    {t, event, ...}                   the driver's events (node_lost, block_moved, ...)
+                                               and per-round worker figures (event "round")
+    done     {t, report}                       the solve's JSON report (residual history included)
+    failed   {t, message}                      an error ended it
+`t` is seconds since the solve started (start's `t` is UNIX time). A feed whose writer process is
+gone without `done` or `failed` was killed. Writing never fails a solve: an unwritable state
+directory only means no feed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+KEEP = 100  # feeds kept; older ones are removed when a new solve starts
+PROGRESS_EVERY_S = 0.2  # a fast local solve checks thousands of times a second
+
+
+def feed_dir() -> Path:
+    return Path(os.environ.get("SORCTL_HOME") or Path.home() / ".config" / "sorctl") / "solves"
+
+
+def _clean(value: Any) -> Any:
+    """NaN/Inf as null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+class FeedWriter:
+    """One solve's feed. Use as a context manager around the solve: an exception leaves a
+    `failed` line (Ctrl-C too: 'interrupted') before it propagates."""
+
+    def __init__(self, *, backend: str, n: int, nnz: int, options: dict[str, Any],
+                 cluster: str | None = None, directory: Path | None = None) -> None:  # fmt: skip
+        self.id = secrets.token_hex(4)
+        self.t0 = time.monotonic()
+        self._last_progress = -math.inf
+        self._pending: tuple[int, float] | None = None
+        self._fh: IO[str] | None = None
+        directory = directory or feed_dir()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        self.path = directory / f"{stamp}-{self.id}.jsonl"
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _prune(directory, KEEP - 1)
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
+        except OSError:
+            self._fh = None
+        self._write("start", t=time.time(), id=self.id, pid=os.getpid(), backend=backend,
+                    cluster=cluster, n=n, nnz=nnz, method=options.get("method"),
+                    options=options)  # fmt: skip
+
+    def _write(self, kind: str, **fields: Any) -> None:
+        if self._fh is None:
+            return
+        fields.setdefault("t", round(time.monotonic() - self.t0, 3))
+        try:
+            self._fh.write(json.dumps(_clean({"type": kind, **fields}), default=str) + "\n")
+            self._fh.flush()
+        except (OSError, ValueError):
+            self._fh = None
+
+    def progress(self, iteration: int, residual: float) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_EVERY_S:
+            self._pending = (iteration, residual)
+            return
+        self._last_progress, self._pending = now, None
+        self._write("progress", iteration=int(iteration), residual=float(residual))
+
+    def event(self, event: dict[str, Any]) -> None:
+        self._flush_progress()
+        self._write("event", **{k: v for k, v in event.items() if k != "type"})
+
+    def done(self, report: dict[str, Any]) -> None:
+        self._flush_progress()
+        self._write("done", report=report)
+
+    def failed(self, message: str) -> None:
+        self._flush_progress()
+        self._write("failed", message=message)
+
+    def _flush_progress(self) -> None:
+        if self._pending is not None:
+            self._last_progress = -math.inf
+            self.progress(*self._pending)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> FeedWriter:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is not None:
+            self.failed("interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
+        self.close()
+
+
+def _prune(directory: Path, keep: int) -> None:
+    for old in sorted(directory.glob("*.jsonl"))[: -keep or None]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+@dataclass
+class Chunk:
+    records: list[dict[str, Any]]
+    offset: int  # where the next read starts (after the last complete line)
+
+
+def feed_ids(directory: Path | None = None) -> list[str]:
+    """Feed ids, newest first (a feed's file name begins with its start time)."""
+    files = sorted((directory or feed_dir()).glob("*.jsonl"), reverse=True)
+    return [f.stem for f in files]
+
+
+def feed_path(feed_id: str, directory: Path | None = None) -> Path | None:
+    """The file of `feed_id` (a name from feed_ids), or None for anything else."""
+    directory = directory or feed_dir()
+    if feed_id not in feed_ids(directory):
+        return None
+    return directory / f"{feed_id}.jsonl"
+
+
+def read(path: Path, offset: int = 0) -> Chunk:
+    """The complete lines from byte `offset` on (a line being written stays for the next read)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except OSError:
+        return Chunk([], offset)
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        with contextlib.suppress(ValueError):
+            rec = json.loads(line)
+            if isinstance(rec, dict):
+                records.append(rec)
+    return Chunk(records, offset + end)
+
+
+def summary(path: Path) -> dict[str, Any] | None:
+    """One feed in a line: id, when, where, state (running, done, failed, killed), the last
+    iteration and residual, and the report's reason when done."""
+    chunk = read(path)
+    if not chunk.records or chunk.records[0].get("type") != "start":
+        return None
+    start = chunk.records[0]
+    out: dict[str, Any] = {
+        "id": path.stem,
+        "started": start.get("t"),
+        "backend": start.get("backend"),
+        "cluster": start.get("cluster"),
+        "n": start.get("n"),
+        "method": start.get("method"),
+        "state": "running",
+        "iteration": None,
+        "residual": None,
+    }
+    for rec in _progress_like(chunk.records):
+        out["iteration"], out["residual"] = rec
+    last = chunk.records[-1]
+    if last.get("type") == "done":
+        report = last.get("report") or {}
+        out.update(state="done", reason=report.get("reason"), converged=report.get("converged"),
+                   iteration=report.get("iterations"), residual=report.get("relative_residual"),
+                   time_s=report.get("time_s"))  # fmt: skip
+    elif last.get("type") == "failed":
+        out.update(state="failed", message=last.get("message"))
+    elif not _alive(int(start.get("pid") or 0)):
+        out["state"] = "killed"
+    return out
+
+
+def _progress_like(records: list[dict[str, Any]]) -> Iterator[tuple[int, float]]:
+    for rec in records:
+        if rec.get("type") == "progress":
+            yield rec.get("iteration"), rec.get("residual")
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
