@@ -80,6 +80,9 @@ def create_app(*, cluster: str | None = None, token: str | None = None) -> Any:
             return PlainTextResponse("no such solve", status_code=404)
         return JSONResponse(found)
 
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
     async def plotly(request: Request) -> Response:
         return FileResponse(vendor, media_type="text/javascript")
 
@@ -106,6 +109,7 @@ def create_app(*, cluster: str | None = None, token: str | None = None) -> Any:
         Route("/api/solves", api_solves),
         Route("/api/solves/{feed_id}", api_solve),
         Route("/vendor/plotly.min.js", plotly),
+        Route("/favicon.ico", no_icon),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(TokenCheck)])
