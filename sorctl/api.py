@@ -26,8 +26,8 @@ from sorctl.engine.images import Built, ImageRow
 from sorctl.engine.lifecycle import READY_TIMEOUT_S
 from sorctl.errors import ClusterError, InputError
 from sorctl.names import DEFAULT_CLUSTER
-from sorctl.solvefeed import FeedWriter
 from sorctl.options import DEFAULTS, SolveOptions
+from sorctl.solvefeed import FeedWriter
 from sorctl.solver import io, local
 from sorctl.solver.io import System
 from sorctl.solver.result import SolveResult

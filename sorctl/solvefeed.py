@@ -21,7 +21,6 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -181,8 +180,9 @@ def summary(path: Path) -> dict[str, Any] | None:
         "iteration": None,
         "residual": None,
     }
-    for rec in _progress_like(chunk.records):
-        out["iteration"], out["residual"] = rec
+    for rec in chunk.records:
+        if rec.get("type") == "progress":
+            out["iteration"], out["residual"] = rec.get("iteration"), rec.get("residual")
     last = chunk.records[-1]
     if last.get("type") == "done":
         report = last.get("report") or {}
@@ -194,12 +194,6 @@ def summary(path: Path) -> dict[str, Any] | None:
     elif not _alive(int(start.get("pid") or 0)):
         out["state"] = "killed"
     return out
-
-
-def _progress_like(records: list[dict[str, Any]]) -> Iterator[tuple[int, float]]:
-    for rec in records:
-        if rec.get("type") == "progress":
-            yield rec.get("iteration"), rec.get("residual")
 
 
 def _alive(pid: int) -> bool:

@@ -309,8 +309,9 @@ class _Runner:
                 mine[key] = mine.get(key, 0.0) + value
         if self.on_event:  # live per-worker figures; not kept in the report's events
             workers = {s: {k: v for k, v in a.items() if k != "r2"} for s, a in answers.items()}
-            self.on_event({"event": "round", "t": round(time.monotonic() - self.t0, 3),
-                           "iterations": iterations, "seconds": seconds, "workers": workers})  # fmt: skip
+            t = round(time.monotonic() - self.t0, 3)
+            self.on_event({"event": "round", "t": t, "iterations": iterations,
+                           "seconds": seconds, "workers": workers})  # fmt: skip
         return math.sqrt(sum(a["r2"] for a in answers.values()))
 
     def gather(self, ids: list[int] | None = None) -> np.ndarray:

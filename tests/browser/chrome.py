@@ -54,13 +54,15 @@ def chrome(width: int = 1400, height: int = 1200) -> Iterator[Any]:
 @contextlib.contextmanager
 def dashboard(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Iterator[str]:
     """`sorctl dashboard --port 0 ARGS` running; yields the URL it printed."""
-    proc = subprocess.Popen([SORCTL, "dashboard", "--port", "0", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})  # fmt: skip
+    cmd = [SORCTL, "dashboard", "--port", "0", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the URL, printed once it listens
         if not line.startswith("http://"):
-            raise AssertionError(f"sorctl dashboard printed {line!r}: {proc.stderr.read()}")  # type: ignore[union-attr]
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"sorctl dashboard printed {line!r}: {err}")
         yield line.strip()
     finally:
         proc.terminate()

@@ -25,8 +25,9 @@ def page(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     # -r: a user namespace too, so this works without root
     script = f"ip link set lo up && exec {sys.executable} -m tests.browser.offline_page"
-    proc = subprocess.run(["unshare", "-rn", "sh", "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=150, env={**os.environ, "SORCTL_HOME": str(home)})  # fmt: skip
+    env = {**os.environ, "SORCTL_HOME": str(home)}
+    proc = subprocess.run(["unshare", "-rn", "sh", "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=150)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
