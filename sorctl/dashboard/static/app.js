@@ -182,7 +182,7 @@ function renderSolve() {
     x: state.points.map((p) => p.iteration), y: state.points.map((p) => p.residual),
     mode: "lines+markers", name: "relative residual", marker: {size: 4},
   }], {
-    title: {text: "Relative residual"}, margin: {l: 60, r: 20, t: 40, b: 40},
+    title: {text: "Relative residual", x: 0.02, xanchor: "left"}, margin: {l: 60, r: 20, t: 40, b: 40},
     xaxis: {title: {text: "iteration"}}, yaxis: {title: {text: "||b - Ax|| / ||b||"}, type: "log", exponentformat: "e"},
     shapes: s.options.rtol ? [{type: "line", xref: "paper", x0: 0, x1: 1, y0: s.options.rtol, y1: s.options.rtol, line: {dash: "dot", color: "#2e7d32"}}] : [],
   }, {displaylogo: false, toImageButtonOptions: {filename: `sorctl-residuals-${state.current}`}});
@@ -190,7 +190,7 @@ function renderSolve() {
   const slots = Object.keys(state.workers).sort();
   const series = (key, name, color) => ({type: "bar", orientation: "h", name, y: slots, x: slots.map((k) => state.workers[k][key]), marker: {color}});
   Plotly.react("workers-chart", slots.length ? [series("sweep_s", "sweep", "#1f77b4"), series("wait_s", "wait for neighbours", "#ff7f0e"), series("residual_s", "residual", "#2ca02c")] : [], {
-    title: {text: slots.length ? "Worker time, summed over rounds (s)" : "Worker time: cluster solves only"}, barmode: "stack",
+    title: {text: slots.length ? "Worker seconds, all rounds" : "Worker time: cluster solves only", x: 0.02, xanchor: "left"}, barmode: "stack",
     margin: {l: 120, r: 20, t: 40, b: 40}, legend: {orientation: "h"}, yaxis: {automargin: true},
   }, {displaylogo: false});
 
