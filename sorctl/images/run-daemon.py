@@ -3,16 +3,72 @@
 PID 1 has no default action for SIGTERM, and these two scripts install no handler, so
 `docker stop` would wait its full timeout and then SIGKILL. Here SIGTERM acts like Ctrl-C,
 which both scripts treat as "shut down". (dispynode.py handles SIGTERM itself.)
+
+For dispyscheduler.py it also publishes the scheduler's own table of nodes (the nodes it counts,
+with their CPUs) to VIEW_FILE once a second, replaced atomically: sorctl's readiness wait and
+`sorctl status` read it with the Docker API. The debug log said the same, but it rotates away,
+and dispy's --httpd monitor lists only the nodes of a client's computation.
     usage: python3 run-daemon.py SCRIPT [ARGS...]
 """
 
+import json
+import os
 import runpy
 import signal
 import sys
+import threading
+import time
 
-signal.signal(signal.SIGTERM, signal.default_int_handler)
-sys.argv = sys.argv[1:]
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-except KeyboardInterrupt:
-    sys.exit(0)
+VIEW_FILE = "/home/sorctl/scheduler-nodes.json"  # sorctl.names.SCHEDULER_VIEW_FILE
+VIEW_EVERY_S = 1.0
+
+
+def _scheduler():
+    """dispyscheduler's _Scheduler, once it exists (pycos.Singleton keeps the instance)."""
+    pycos = sys.modules.get("pycos")
+    memo = getattr(getattr(pycos, "Singleton", None), "_memo", {})
+    return next((obj for cls, obj in list(memo.items()) if cls.__name__ == "_Scheduler"), None)
+
+
+def _publish_nodes() -> None:
+    # address -> ((port, auth), first time seen): a restarted node signs anew
+    seen: dict[str, tuple] = {}
+    while True:
+        time.sleep(VIEW_EVERY_S)
+        sched = _scheduler()
+        if sched is None:
+            continue
+        try:
+            nodes = dict(sched._nodes)  # a copy: the scheduler's own thread changes it
+        except RuntimeError:  # changed during the copy; next time
+            continue
+        table = {}
+        for addr, node in nodes.items():
+            key = (node.port, node.auth)
+            if seen.get(addr, (None,))[0] != key:
+                seen[addr] = (key, time.time())
+            table[addr] = {"name": node.name, "cpus": node.cpus, "avail_cpus": node.avail_cpus,
+                           "busy": node.busy, "since": seen[addr][1]}  # fmt: skip
+        doc = {"pid": os.getpid(), "t": time.time(), "nodes": table}
+        tmp = f"{VIEW_FILE}.tmp"
+        try:
+            with open(tmp, "w") as fh:
+                json.dump(doc, fh)
+            os.replace(tmp, VIEW_FILE)
+        except OSError as exc:
+            sys.stderr.write(f"run-daemon: cannot write {VIEW_FILE}: {exc}\n")
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sys.argv = sys.argv[1:]
+    if os.path.basename(sys.argv[0]) == "dispyscheduler.py":
+        threading.Thread(target=_publish_nodes, name="sorctl-nodes", daemon=True).start()
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
