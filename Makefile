@@ -22,7 +22,7 @@ test: venv
 	./scripts/test.sh
 
 test-fast: venv
-	$(BIN)/pytest -m 'not docker' -q
+	$(BIN)/pytest -m 'not docker and not browser' -q
 
 lint: venv
 	$(BIN)/ruff check sorctl tests bench scripts
