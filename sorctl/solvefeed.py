@@ -5,7 +5,8 @@ Layout: ${SORCTL_HOME:-~/.config/sorctl}/solves/<started>-<id>.jsonl, one JSON o
     start    {id, t, pid, backend, cluster, n, nnz, method, options}
     progress {t, iteration, residual}          relative residual, at most PROGRESS_EVERY_S apart
     event    {t, event, ...}                   the driver's events (node_lost, block_moved, ...)
-                                               and per-round worker figures (event "round")
+                                               and per-worker figures summed over the rounds
+                                               of about a second (event "round", with "rounds")
     done     {t, report}                       the solve's JSON report (residual history included)
     failed   {t, message}                      an error ended it
 `t` is seconds since the solve started (start's `t` is UNIX time). A feed whose writer process is
@@ -27,6 +28,8 @@ from typing import IO, Any
 
 KEEP = 100  # feeds kept; older ones are removed when a new solve starts
 PROGRESS_EVERY_S = 0.2  # a fast local solve checks thousands of times a second
+ROUNDS_EVERY_S = 1.0  # a cluster solve with short rounds ends dozens a second: summed per second
+TAIL_BYTES = 64 * 1024  # a summary reads the first line and this much of the end
 
 
 def feed_dir() -> Path:
@@ -54,6 +57,8 @@ class FeedWriter:
         self.t0 = time.monotonic()
         self._last_progress = -math.inf
         self._pending: tuple[int, float] | None = None
+        self._rounds: dict[str, Any] | None = None  # rounds not written yet, summed
+        self._last_rounds = -math.inf
         self._fh: IO[str] | None = None
         directory = directory or feed_dir()
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -87,21 +92,44 @@ class FeedWriter:
         self._write("progress", iteration=int(iteration), residual=float(residual))
 
     def event(self, event: dict[str, Any]) -> None:
-        self._flush_progress()
-        self._write("event", **{k: v for k, v in event.items() if k != "type"})
+        """A driver event; `round` events (per-worker figures) are summed over ROUNDS_EVERY_S."""
+        if event.get("event") == "round":
+            self._add_round(event)
+            if time.monotonic() - self._last_rounds < ROUNDS_EVERY_S:
+                return
+        self._flush()
+        if event.get("event") != "round":
+            self._write("event", **{k: v for k, v in event.items() if k != "type"})
+
+    def _add_round(self, event: dict[str, Any]) -> None:
+        if self._rounds is None:
+            self._rounds = {"event": "round", "rounds": 0, "iterations": 0, "seconds": 0.0,
+                            "workers": {}}  # fmt: skip
+        acc = self._rounds
+        acc["rounds"] += 1
+        acc["iterations"] += int(event.get("iterations") or 0)
+        acc["seconds"] += float(event.get("seconds") or 0.0)
+        for slot, figures in (event.get("workers") or {}).items():
+            mine = acc["workers"].setdefault(slot, {})
+            for key, value in figures.items():
+                mine[key] = mine.get(key, 0.0) + float(value or 0.0)
 
     def done(self, report: dict[str, Any]) -> None:
-        self._flush_progress()
+        self._flush()
         self._write("done", report=report)
 
     def failed(self, message: str) -> None:
-        self._flush_progress()
+        self._flush()
         self._write("failed", message=message)
 
-    def _flush_progress(self) -> None:
+    def _flush(self) -> None:
+        """Write what is held back (the last progress, the rounds summed so far)."""
         if self._pending is not None:
             self._last_progress = -math.inf
             self.progress(*self._pending)
+        if self._rounds is not None:
+            self._write("event", **self._rounds)
+            self._rounds, self._last_rounds = None, time.monotonic()
 
     def close(self) -> None:
         if self._fh is not None:
@@ -164,11 +192,28 @@ def read(path: Path, offset: int = 0) -> Chunk:
 
 def summary(path: Path) -> dict[str, Any] | None:
     """One feed in a line: id, when, where, state (running, done, failed, killed), the last
-    iteration and residual, and the report's reason when done."""
-    chunk = read(path)
-    if not chunk.records or chunk.records[0].get("type") != "start":
+    iteration and residual, and the report's reason when done. Reads the first line and the
+    end of the file only: a feed of a long solve is large."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.readline()
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(len(head), size - TAIL_BYTES))
+            tail = fh.read()
+    except OSError:
         return None
-    start = chunk.records[0]
+    try:
+        start = json.loads(head)
+    except ValueError:
+        return None
+    if not isinstance(start, dict) or start.get("type") != "start":
+        return None
+    records = []
+    for line in tail.split(b"\n"):
+        with contextlib.suppress(ValueError):  # the first may be cut, the last unfinished
+            rec = json.loads(line)
+            if isinstance(rec, dict):
+                records.append(rec)
     out: dict[str, Any] = {
         "id": path.stem,
         "started": start.get("t"),
@@ -180,10 +225,10 @@ def summary(path: Path) -> dict[str, Any] | None:
         "iteration": None,
         "residual": None,
     }
-    for rec in chunk.records:
+    for rec in records:
         if rec.get("type") == "progress":
             out["iteration"], out["residual"] = rec.get("iteration"), rec.get("residual")
-    last = chunk.records[-1]
+    last = records[-1] if records else start
     if last.get("type") == "done":
         report = last.get("report") or {}
         out.update(state="done", reason=report.get("reason"), converged=report.get("converged"),

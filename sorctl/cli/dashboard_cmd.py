@@ -13,7 +13,9 @@ def dashboard(
     cluster: Annotated[
         str | None, typer.Option("--cluster", help="Show this cluster only (default: all).")
     ] = None,
-    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free one).")] = DEFAULT_PORT,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free one).")
+    ] = DEFAULT_PORT,
     bind: Annotated[
         str,
         typer.Option(

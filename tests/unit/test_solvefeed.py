@@ -105,3 +105,33 @@ def test_nan_residuals_are_written_as_null(home):
     with solvefeed.FeedWriter(backend="local", n=1, nnz=1, options={}) as feed:
         feed.progress(0, float("nan"))
     assert records(home)[1]["residual"] is None
+
+
+def test_rounds_are_summed_per_second_and_other_events_pass_at_once(home, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(solvefeed.time, "monotonic", lambda: clock[0])
+    w = {"a#0": {"sweep_s": 0.5, "wait_s": 0.25, "residual_s": 0.0, "sent_bytes": 100.0}}
+    with solvefeed.FeedWriter(backend="cluster:x", n=1, nnz=1, options={}) as feed:
+        feed.event({"event": "round", "iterations": 10, "seconds": 0.1, "workers": w})  # written
+        for _ in range(3):  # within the second: held back and summed
+            clock[0] += 0.1
+            feed.event({"event": "round", "iterations": 10, "seconds": 0.1, "workers": w})
+        feed.event({"event": "node_lost", "node": "b", "blocks": [1]})  # flushes the sum first
+        feed.done({"reason": "rtol"})
+    events = [r for r in records(home) if r["type"] == "event"]
+    assert [e["event"] for e in events] == ["round", "round", "node_lost"]
+    assert events[0]["rounds"] == 1 and events[1]["rounds"] == 3
+    assert events[1]["iterations"] == 30
+    assert events[1]["workers"]["a#0"] == {"sweep_s": 1.5, "wait_s": 0.75, "residual_s": 0.0,
+                                           "sent_bytes": 300.0}  # fmt: skip
+
+
+def test_a_summary_reads_only_the_start_and_the_end_of_a_long_feed(home, monkeypatch):
+    monkeypatch.setattr(solvefeed, "PROGRESS_EVERY_S", 0.0)
+    with solvefeed.FeedWriter(backend="local", n=1, nnz=1, options={}) as feed:
+        for i in range(20000):  # about 1 MB of progress lines
+            feed.progress(i, 1.0 / (i + 1))
+    assert feed.path.stat().st_size > 10 * solvefeed.TAIL_BYTES
+    row = solvefeed.summary(feed.path)
+    assert row["iteration"] == 19999 and row["residual"] == 1.0 / 20000
+    assert row["state"] == "running"  # this process wrote it and is alive, with no last line

@@ -65,7 +65,7 @@ function nodeShare(address) {
   const total = sweep + wait + check;
   if (!total) return null;
   const pct = (x) => (100 * x / total).toFixed(0) + "%";
-  return el("div", {title: `sweep ${pct(sweep)}, wait ${pct(wait)}, residual ${pct(check)} of the last round`},
+  return el("div", {title: `sweep ${pct(sweep)}, wait ${pct(wait)}, residual ${pct(check)} of the last second`},
     el("div", {class: "bar"}, el("div", {class: "sweep", style: `width:${pct(sweep)}`}),
       el("div", {class: "wait", style: `width:${pct(wait)}`}), el("div", {class: "check", style: `width:${pct(check)}`})));
 }
@@ -195,7 +195,7 @@ function renderSolve() {
   }, {displaylogo: false});
 
   const table = document.getElementById("workers-table");
-  table.replaceChildren(el("tr", {}, ...["worker", "sweep s", "wait s", "residual s", "sent", "last round"].map((h) => el("th", {}, h))));
+  table.replaceChildren(el("tr", {}, ...["worker", "sweep s", "wait s", "residual s", "sent", "last second"].map((h) => el("th", {}, h))));
   for (const slot of slots) {
     const w = state.workers[slot], lr = (state.lastRound.workers || {})[slot];
     const lost = state.lost.has(machine(slot));
