@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 
-from tests.browser.chrome import chrome, dashboard, failed_requests, screenshot, wait_for
+from tests.browser.chrome import (
+    ROOT,
+    SORCTL,
+    chrome,
+    dashboard,
+    failed_requests,
+    screenshot,
+    wait_for,
+)
 
 
 def visit(driver, url: str, shot: str) -> dict:
@@ -32,6 +41,42 @@ def visit(driver, url: str, shot: str) -> dict:
     }
 
 
+def finished(driver, url: str) -> dict:
+    from selenium.webdriver.common.by import By
+
+    driver.get("about:blank")  # as in visit(): the previous page stops, its log is drained
+    failed_requests(driver)
+    driver.get(url)
+    pick = "#solves tr.pick"
+    wait_for("the solve's row", lambda: driver.find_elements(By.CSS_SELECTOR, pick), 30)
+    # the table is redrawn every second: find the row and click it in one step
+    driver.execute_script(f"document.querySelector('{pick}').click()")
+
+    def shown() -> str:
+        text = driver.find_element(By.ID, "solve-stats").text
+        return text if "done" in text else ""
+
+    stats = wait_for("the solve shown", shown, 30)
+    driver.find_element(By.CSS_SELECTOR, "#report-box summary").click()
+    screenshot(driver, "dashboard-offline-local-solve")
+    return {
+        "row": driver.execute_script(
+            "return document.querySelector('#solves tr.current').dataset.state"
+        ),
+        "stats": stats,
+        "points": driver.execute_script(
+            "return document.getElementById('residual-chart').data[0].x.length"
+        ),
+        "save_button": len(
+            driver.find_elements(
+                By.CSS_SELECTOR, "#residual-chart .modebar-btn[data-title='Download plot as a PNG']"
+            )
+        ),
+        "report": driver.find_element(By.ID, "report").text,
+        "failed": failed_requests(driver),
+    }
+
+
 def main() -> None:
     out = {}
     with chrome() as driver:
@@ -41,6 +86,11 @@ def main() -> None:
             out["not_running"] = visit(driver, url, "dashboard-offline-no-cluster") | {"name": name}
         with dashboard(env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}) as url:
             out["no_engine"] = visit(driver, url, "dashboard-offline-no-engine")
+        # a finished local solve: its row, its residual plot with a save button, its report
+        subprocess.run([SORCTL, "solve", str(ROOT / "examples" / "poisson2d-64.npz"), "--local",
+                        "--json"], check=True, capture_output=True, timeout=120)  # fmt: skip
+        with dashboard() as url:
+            out["solved"] = finished(driver, url)
     print(json.dumps(out))
 
 

@@ -33,7 +33,8 @@ def page(tmp_path_factory):
 
 
 def test_the_page_loads_offline_with_every_asset_from_sorctl(page):
-    for shown in page.values():
+    assert page["solved"]["failed"] == []
+    for shown in (page["not_running"], page["no_engine"]):
         assert shown["plotly"], "plotly.js did not load"
         assert shown["failed"] == []
 
@@ -46,6 +47,13 @@ def test_no_cluster_says_how_to_start_one(page):
     assert "sorctl up --nodes 4 --relay" in page["no_engine"]["clusters"]
 
 
+def test_a_finished_solve_shows_its_plot_a_save_button_and_its_report(page):
+    solved = page["solved"]
+    assert solved["row"] == "done" and "rtol" in solved["stats"]
+    assert solved["points"] >= 2 and solved["save_button"] == 1
+    assert "omega_source" in solved["report"] and "converged" in solved["report"]
+
+
 def test_no_solve_says_how_to_run_one(page):
-    for shown in page.values():
+    for shown in (page["not_running"], page["no_engine"]):
         assert "No solve yet" in shown["solve"] and "sorctl solve" in shown["solve"]
