@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sorctl.dashboard import data
-from sorctl.errors import InputError
+from sorctl.errors import InputError, SorctlError
 
 DEFAULT_PORT = 8700
 DEFAULT_BIND = "127.0.0.1"
@@ -24,14 +24,20 @@ COOKIE = "sorctl_dashboard"
 STATIC = Path(str(resources.files("sorctl.dashboard") / "static"))
 
 
+def need_extras() -> None:
+    """SorctlError (a missing optional dependency) unless the dashboard's packages are there."""
+    import importlib.util
+
+    missing = [m for m in ("starlette", "uvicorn", "plotly") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SorctlError(
+            f"sorctl dashboard needs {', '.join(missing)}: pip install 'sorctl[dashboard]'"
+        )
+
+
 def plotly_js() -> Path:
     """plotly.js as the plotly wheel ships it."""
-    try:
-        return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
-    except ModuleNotFoundError:
-        raise InputError(
-            "sorctl dashboard needs its extra packages: pip install 'sorctl[dashboard]'"
-        ) from None
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
 
 
 def is_loopback(host: str) -> bool:
@@ -45,17 +51,14 @@ def is_loopback(host: str) -> bool:
 
 def create_app(*, cluster: str | None = None, token: str | None = None) -> Any:
     """The ASGI app. `cluster`: show that cluster only. `token`: required on every request."""
-    try:
-        from starlette.applications import Starlette
-        from starlette.middleware import Middleware
-        from starlette.requests import Request
-        from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-        from starlette.routing import Mount, Route
-        from starlette.staticfiles import StaticFiles
-    except ModuleNotFoundError:
-        raise InputError(
-            "sorctl dashboard needs its extra packages: pip install 'sorctl[dashboard]'"
-        ) from None
+    need_extras()
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
     vendor = plotly_js()
 
     async def index(request: Request) -> Response:
@@ -128,7 +131,8 @@ def serve(
     bind: str = DEFAULT_BIND,
     announce: Any = print,
 ) -> None:
-    """Serve until Ctrl-C. InputError when the port is taken or the extras are missing."""
+    """Serve until Ctrl-C. InputError when the address or port cannot be bound, SorctlError when
+    the optional packages are missing."""
     token = None if is_loopback(bind) else secrets.token_urlsafe(18)
     app = create_app(cluster=cluster, token=token)
     import uvicorn

@@ -84,3 +84,18 @@ def test_a_port_in_use_is_one_line_and_exit_2(home, capsys, monkeypatch):
     assert code == 2 and out == ""
     assert err.strip().count("\n") == 0
     assert f"--port {port}" in err and "Traceback" not in err
+
+
+def test_missing_extras_are_one_line_and_exit_1(home, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "plotly" else real(name, *a)
+    )
+    code, out, err = run_cli(["dashboard", "--port", "0"], capsys, monkeypatch)
+    assert code == 1 and out == ""
+    assert (
+        err.strip()
+        == "sorctl: error: sorctl dashboard needs plotly: pip install 'sorctl[dashboard]'"
+    )
