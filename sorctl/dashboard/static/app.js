@@ -47,7 +47,7 @@ function containerBox(c, cpus) {
     el("div", {class: "muted"}, c.address || "no address"));
   if (c.role === "node") {
     box.append(el("div", {class: "cpus"}, cpus > 0 ? `${cpus} CPU${cpus > 1 ? "s" : ""} counted by the scheduler` : "not counted by the scheduler"));
-    const share = nodeShare(c.address);
+    const share = lost ? null : nodeShare(c.address);  // a lost node's last figures are old
     if (share) box.append(share);
   }
   if (c.role === "scheduler") box.append(el("div", {}, "clients: port 9702"));
