@@ -12,17 +12,18 @@ from typing import Any
 
 from sorctl.errors import InputError
 
-METHODS = ("sor", "ssor", "multicolor")  # every method the local driver runs
+# every method the local driver runs; cg-ssor: CG preconditioned by SSOR (sorctl.solver.cg_ssor)
+METHODS = ("sor", "ssor", "multicolor", "cg-ssor")
 CLUSTER_METHODS = ("sor", "ssor")  # the cluster already runs a block multicolour order
 
 
 @dataclass(frozen=True)
 class SolveOptions:
     method: str = "sor"
-    omega: float | None = None  # None: estimated from A (Young's formula)
+    omega: float | None = None  # None: estimated from A (Young's formula; cg-ssor: its own rule)
     rtol: float = 1e-8  # stop when ||b - A x|| <= max(rtol ||b||, atol)
     atol: float = 0.0
-    maxiter: int = 10000  # sweeps (outer iterations on a cluster)
+    maxiter: int = 10000  # sweeps (outer iterations on a cluster; CG iterations for cg-ssor)
     check_every: int | None = None  # None: the adaptive spacing of sorctl.solver.monitor
     # On a cluster only:
     inner_sweeps: int = 1  # SOR sweeps per block and outer iteration

@@ -143,7 +143,9 @@ def solve(
     max_iter: Annotated[
         int, typer.Option("--max-iter", min=1, help="Most sweeps.")
     ] = DEFAULTS.maxiter,
-    method: Annotated[Method, typer.Option("--method", help="Sweep order.")] = DEFAULT_METHOD,
+    method: Annotated[
+        Method, typer.Option("--method", help="Sweep order, or cg-ssor: SSOR-preconditioned CG.")
+    ] = DEFAULT_METHOD,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write x, the residual history and the report (.npz)."),

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from sorctl.errors import InputError
 from sorctl.options import DEFAULTS, SolveOptions
+from sorctl.solver.cg_ssor import cg_ssor
 from sorctl.solver.kernels import make_sweeper, residual_norm
 from sorctl.solver.monitor import Callback, Monitor
 from sorctl.solver.omega import choose_omega
@@ -28,13 +29,16 @@ def solve(
     x0: np.ndarray | None = None,
     callback: Callback | None = None,
 ) -> SolveResult:
-    """Solve A x = b by SOR sweeps (options.method 'sor', 'ssor' or 'multicolor').
+    """Solve A x = b by SOR sweeps (options.method 'sor', 'ssor' or 'multicolor'), or by CG
+    with an SSOR preconditioner ('cg-ssor': sorctl.solver.cg_ssor, with its own omega rule).
 
     Stops when ||b - A x|| <= max(rtol ||b||, atol) (reason 'rtol' or 'atol'), after maxiter
     sweeps ('maxiter'), when the residual turns NaN/Inf or grows 1e4-fold ('diverged'), or on
     Ctrl-C ('interrupted', the last checked iterate). omega=None estimates it (Young's formula).
     callback(iteration, relative_residual) is called after every check.
     """
+    if options.method == "cg-ssor":
+        return cg_ssor(A, b, options, x0=x0, callback=callback)
     timings: dict[str, float] = {}
     if sp.issparse(A):
         A = sp.csr_matrix(A, dtype=np.float64)

@@ -59,6 +59,7 @@ class Monitor:
         self.at: list[int] = []  # the iteration of each check
         self.r0: float | None = None
         self.t0 = time.perf_counter()
+        self.estimate_scale = 1.0  # true / estimated residual norm at the last calibration
 
     @property
     def iterations(self) -> int:
@@ -78,6 +79,16 @@ class Monitor:
         """The last check measured again (a gathered x): replace it; the reason anew."""
         self.residuals[-1] = r / self.scale
         return self.reason()
+
+    def calibrate(self, estimate: float) -> None:
+        """Relate a cheap residual estimate (CG's recursive residual, whose norm drifts from
+        ||b - A x|| by the preconditioner's scaling) to the last true check."""
+        if estimate > 0 and self.residuals:
+            self.estimate_scale = self.residuals[-1] * self.scale / estimate
+
+    def estimate_met(self, estimate: float) -> bool:
+        """The calibrated estimate reaches the target (or is NaN): time for a true check."""
+        return not self.estimate_scale * estimate > self.target
 
     def reason(self) -> str | None:
         r = self.residuals[-1] * self.scale

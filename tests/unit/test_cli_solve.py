@@ -236,6 +236,19 @@ def test_not_converged_exit_3_with_options(tmp_path, capsys, monkeypatch):
     assert report["method"] == "ssor"
 
 
+def test_cg_ssor_method_solves_locally(tmp_path, capsys, monkeypatch):
+    A, b = gallery.poisson2d(12)
+    np.savez(tmp_path / "p.npz", A=A.toarray(), b=b)
+    code, out, _ = run_cli(
+        ["solve", tmp_path / "p.npz", "--json", "--method", "cg-ssor", "--local"],
+        capsys,
+        monkeypatch,
+    )
+    report = json.loads(out)
+    assert code == 0 and report["method"] == "cg-ssor" and report["converged"]
+    assert report["relative_residual"] <= 1e-8 and report["omega_source"] == "estimated"
+
+
 def test_bad_omega_and_output_dir_are_bad_input(tmp_path, capsys, monkeypatch):
     np.savez(tmp_path / "p.npz", A=np.eye(2) * 2, b=np.ones(2))
     code, _, err = run_cli(

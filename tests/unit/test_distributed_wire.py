@@ -91,10 +91,11 @@ def test_the_client_gets_the_certificate_only_from_a_tls_cluster(tmp_path, tls):
     assert files == dict.fromkeys(want, 0o400)
 
 
-def test_multicolor_is_refused_on_a_cluster_before_anything_starts():
+@pytest.mark.parametrize("method", ["multicolor", "cg-ssor"])
+def test_local_only_methods_are_refused_on_a_cluster_before_anything_starts(method):
     info = SimpleNamespace(name="t", tls=False)
     with pytest.raises(InputError, match="locally only"):
-        solve_cluster.run(info, None, SolveOptions(method="multicolor"))
+        solve_cluster.run(info, None, SolveOptions(method=method))
 
 
 def test_the_job_document_round_trips_and_refuses_unknown_options():

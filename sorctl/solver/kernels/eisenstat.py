@@ -1,0 +1,138 @@
+"""Kernels for CG preconditioned by SSOR with Eisenstat's trick, on a unit-diagonal matrix.
+
+The matrix is A = L + I + U (scaled beforehand by D^-1/2 on both sides; SSOR is invariant under
+that scaling) with L = U^T strictly lower. With c = 1/omega, Lc = cI + L and Uc = cI + U:
+
+    A = Lc + Uc - (2c - 1) I,   so   Lc^-1 A Uc^-1 p = t + Lc^-1 (p - (2c - 1) t),  t = Uc^-1 p
+
+i.e. the preconditioned operator costs one backward and one forward triangular solve, each over
+half of A, and no matrix-vector product. CG runs on Lc^-1 A Uc^-1 (symmetric: Uc = Lc^T), whose
+iterates, mapped back by x = Uc^-1 y, are those of CG preconditioned by Lc c^-1 Uc (SSOR).
+
+CSR kernels take plain arrays (the strict triangles as separate CSR arrays, so each solve reads
+only its half); the dense variant uses BLAS dtrsv on one Fortran-order copy holding both halves.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from scipy.linalg import blas
+
+
+@numba.njit(cache=True, nogil=True)
+def split_scaled(indptr, indices, data, scale):
+    """The strict lower and upper triangles of diag(scale) A diag(scale), as two CSR triples
+    (column indices of A's type). One pass to count, one to fill."""
+    n = indptr.shape[0] - 1
+    lptr = np.zeros(n + 1, dtype=np.int64)
+    uptr = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        nl = nu = 0
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            if j < i:
+                nl += 1
+            elif j > i:
+                nu += 1
+        lptr[i + 1] = lptr[i] + nl
+        uptr[i + 1] = uptr[i] + nu
+    lidx, uidx = np.empty(lptr[n], indices.dtype), np.empty(uptr[n], indices.dtype)
+    lval, uval = np.empty(lptr[n]), np.empty(uptr[n])
+    for i in range(n):
+        a, c = lptr[i], uptr[i]
+        si = scale[i]
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            if j < i:
+                lidx[a], lval[a] = j, si * data[k] * scale[j]
+                a += 1
+            elif j > i:
+                uidx[c], uval[c] = j, si * data[k] * scale[j]
+                c += 1
+    return lptr, lidx, lval, uptr, uidx, uval
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def backward_direction(uptr, uidx, uval, omega, r, p, beta, t):
+    """p <- r + beta p, and t = (I/omega + U)^-1 p, rows n-1..0, in one pass.
+
+    As in the SOR kernels, the entry in column i+1 is kept aside and t[i+1] (in a register) is
+    folded in last, so the row's other loads do not wait for the previous row.
+    """
+    tnext = 0.0
+    for i in range(r.shape[0] - 1, -1, -1):
+        pi = r[i] + beta * p[i]
+        p[i] = pi
+        acc = pi
+        cnext = 0.0
+        ip1 = np.uintp(i + 1)
+        for k in range(np.uintp(uptr[i]), np.uintp(uptr[i + 1])):
+            j = np.uintp(uidx[k])
+            if j == ip1:
+                cnext += uval[k]
+            else:
+                acc -= uval[k] * t[j]
+        base = omega * acc
+        ti = base - (omega * cnext) * tnext
+        t[i] = ti
+        tnext = ti
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def forward_apply(lptr, lidx, lval, omega, p, t, s):
+    """s = (I/omega + L)^-1 (p - (2/omega - 1) t), rows 0..n-1; returns p . (t + s), the
+    curvature p^T (Lc^-1 A Uc^-1) p (with t = Uc^-1 p; with t = 0 it is a plain forward solve)."""
+    k2 = 2.0 / omega - 1.0
+    pq = 0.0
+    sprev = 0.0
+    for i in range(p.shape[0]):
+        pi = p[i]
+        ti = t[i]
+        acc = pi - k2 * ti
+        cprev = 0.0
+        im1 = np.uintp(i - 1)  # wraps at i = 0, so it matches no column
+        for k in range(np.uintp(lptr[i]), np.uintp(lptr[i + 1])):
+            j = np.uintp(lidx[k])
+            if j == im1:
+                cprev += lval[k]
+            else:
+                acc -= lval[k] * s[j]
+        base = omega * acc
+        si = base - (omega * cprev) * sprev
+        s[i] = si
+        sprev = si
+        pq += pi * (ti + si)
+    return pq
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def cg_update(alpha, t, s, x, r):
+    """x += alpha t, r -= alpha (t + s) (q = t + s is the operator applied to p); returns r . r."""
+    rr = 0.0
+    for i in range(r.shape[0]):
+        ti = t[i]
+        x[i] += alpha * ti
+        ri = r[i] - alpha * (ti + s[i])
+        r[i] = ri
+        rr += ri * ri
+    return rr
+
+
+class DenseEisenstat:
+    """The two triangular solves on a dense unit-diagonal matrix: one Fortran-order copy with
+    1/omega on its diagonal serves both (dtrsv reads only the triangle it is told to)."""
+
+    def __init__(self, A: np.ndarray, omega: float) -> None:
+        self.M = np.array(A, dtype=np.float64, order="F", copy=True)
+        self.M[np.diag_indices_from(self.M)] = 1.0 / omega
+        self.k2 = 2.0 / omega - 1.0
+
+    def backward_direction(self, r, p, beta, t) -> None:
+        p *= beta
+        p += r
+        t[:] = blas.dtrsv(self.M, p, lower=0)
+
+    def forward_apply(self, p, t, s) -> float:
+        s[:] = blas.dtrsv(self.M, p - self.k2 * t, lower=1)
+        return float(p @ t + p @ s)
