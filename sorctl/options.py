@@ -14,7 +14,7 @@ from sorctl.errors import InputError
 
 # every method the local driver runs; cg-ssor: CG preconditioned by SSOR (sorctl.solver.cg_ssor)
 METHODS = ("sor", "ssor", "multicolor", "cg-ssor")
-CLUSTER_METHODS = ("sor", "ssor")  # the cluster already runs a block multicolour order
+CLUSTER_METHODS = ("sor", "ssor", "cg-ssor")  # the cluster already runs a block multicolour order
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ class SolveOptions:
                 f"method {self.method} runs locally only (use --local); on a cluster: "
                 + ", ".join(CLUSTER_METHODS)
             )
+        if self.method == "cg-ssor" and self.inner_sweeps != 1:
+            # K sweeps per block and pass make a preconditioner that need not be symmetric
+            raise InputError("cg-ssor on a cluster takes --inner-sweeps 1 only")
         return self
 
 

@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         # estimate omega while dispy connects and the workers start (it needs only A); in a
         # process of its own, forked now, before dispy starts its threads
         estimate = (
-            estimate_omega_in_background(system.A, own_process=True) if opts.omega is None else None
+            estimate_omega_in_background(system.A, own_process=True, method=opts.method)
+            if opts.omega is None
+            else None
         )
         host = job.host or _own_address(job.scheduler, job.port)
         wire.log(f"connecting to the scheduler at {job.scheduler}:{job.port} from {host}")

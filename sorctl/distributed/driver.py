@@ -1,5 +1,8 @@
 """The outer loop of the distributed solve: colours in turn, the blocks of a colour in parallel.
 
+With method cg-ssor the workers run CG preconditioned by that same symmetric sweep instead
+(sorctl.distributed.node_cg): rounds of CG iterations, inner products summed among the workers.
+
 One outer iteration sweeps every colour once (SSOR: colours forward with forward sweeps, then
 backward with backward sweeps). With one inner sweep this is exactly global SOR in the order
 (colour, block, row) because blocks of one colour share no nonzero. The driver places the blocks,
@@ -37,7 +40,7 @@ from sorctl.distributed.partition import (
 from sorctl.errors import ClusterError
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solver.monitor import MAX_GAP, Monitor
-from sorctl.solver.omega import choose_omega
+from sorctl.solver.omega import choose_omega, choose_ssor_omega
 from sorctl.solver.result import SolveResult
 
 Progress = Callable[[int, float], None]
@@ -111,7 +114,9 @@ class _Runner:
         poll_s: float,
         on_event: EventSink | None,
         t0: float,
+        cg: bool = False,
     ) -> None:
+        self.cg = cg  # every worker links to every other one: CG's sums go to all of them
         self.ex = executor
         self.plan = plan_
         self.x = x
@@ -263,9 +268,13 @@ class _Runner:
             for other in (src, dst):
                 if slot in (src, dst) and other != slot:
                     peers[other] = self.listening[other]
+        workers = self._workers()
+        if self.cg:
+            peers = {other: self.listening[other] for other in workers if other != slot}
         colour = self.plan.colour
         return {
             "epoch": self.epoch,
+            "workers": workers,
             "ncolours": self.plan.ncolours,
             "colour": {k: int(colour[k]) for k in sorted(heard)},
             "sends": sends,
@@ -280,10 +289,32 @@ class _Runner:
         """`iterations` outer iterations on every worker at once, exchanging values directly;
         returns ||b - A x|| afterwards, or None when a node was lost on the way (its blocks
         moved; the caller measures again with iterate(0))."""
+        answers = self._round("iterate", iterations, (iterations, omega, sweeps, ssor))
+        return None if answers is None else math.sqrt(sum(a["r2"] for a in answers.values()))
+
+    def iterate_cg(
+        self, iterations: int, omega: float, stop_below: float, restart: bool
+    ) -> tuple[float, float, int, bool] | None:
+        """Up to `iterations` CG iterations on every worker at once (sorctl.distributed.node_cg):
+        (||b - A x||, CG's recursive ||r||, iterations done, breakdown), or None when a node was
+        lost (its blocks moved; the next wiring restarts CG from the gathered x)."""
+        args = (iterations, omega, stop_below, restart)
+        answers = self._round("iterate_cg", iterations, args)
+        if answers is None:
+            return None
+        one = next(iter(answers.values()))  # the sums agree on every worker
+        return (
+            math.sqrt(sum(a["r2"] for a in answers.values())),
+            math.sqrt(one["rr"]) if one["rr"] >= 0 else math.nan,
+            int(one["done"]),
+            bool(one["breakdown"]),
+        )
+
+    def _round(self, op: str, iterations: int, args: tuple) -> dict[str, Any] | None:
+        """One round on every worker: their answers, or None after a node loss."""
         self._ensure_wired()
         start = time.perf_counter()
-        args = (iterations, omega, sweeps, ssor)
-        jobs = {s: self.ex.submit(s, "iterate", self.solve_id, 0, args) for s in self._workers()}
+        jobs = {s: self.ex.submit(s, op, self.solve_id, 0, args) for s in self._workers()}
         answers: dict[str, Any] = {}
         try:
             self._wait_all(jobs, answers)
@@ -297,22 +328,23 @@ class _Runner:
             return None
         if iterations == 0:  # a residual check alone: not part of the per-iteration figures
             self.stats.add("residual", time.perf_counter() - start)
-            return math.sqrt(sum(a["r2"] for a in answers.values()))
+            return answers
         seconds = time.perf_counter() - start
         self.stats.add("iterate", seconds)
-        self.stats.iterations += iterations
+        done = int(next(iter(answers.values())).get("done", iterations))  # CG may stop early
+        self.stats.iterations += done
         self.stats.compute += max(a["sweep_s"] + a["residual_s"] for a in answers.values())
         self.stats.sent_bytes += sum(a["sent_bytes"] for a in answers.values())
-        for slot, a in answers.items():
-            mine = self.stats.per_worker.setdefault(slot, dict.fromkeys(a, 0.0))
-            for key, value in a.items():
-                mine[key] = mine.get(key, 0.0) + value
+        figures = {s: {k: a[k] for k in WORKER_FIGURES} for s, a in answers.items()}
+        for slot, f in figures.items():
+            mine = self.stats.per_worker.setdefault(slot, dict.fromkeys(f, 0.0))
+            for key, value in f.items():
+                mine[key] += value
         if self.on_event:  # live per-worker figures; not kept in the report's events
-            workers = {s: {k: v for k, v in a.items() if k != "r2"} for s, a in answers.items()}
             t = round(time.monotonic() - self.t0, 3)
-            self.on_event({"event": "round", "t": t, "iterations": iterations,
-                           "seconds": seconds, "workers": workers})  # fmt: skip
-        return math.sqrt(sum(a["r2"] for a in answers.values()))
+            self.on_event({"event": "round", "t": t, "iterations": done,
+                           "seconds": seconds, "workers": figures})  # fmt: skip
+        return answers
 
     def gather(self, ids: list[int] | None = None) -> np.ndarray:
         """Blocks `ids` (default all) back into the driver's x; a block on a node lost meanwhile
@@ -370,6 +402,7 @@ def solve(
     """
     t0 = time.monotonic()
     options = options.for_cluster()
+    cg = options.method == "cg-ssor"
     A = sp.csr_matrix(A) if not sp.issparse(A) or A.format != "csr" else A
     b = np.asarray(b, dtype=np.float64)
     n = A.shape[0]
@@ -378,9 +411,9 @@ def solve(
     # wiring, which leave this process's second core idle; a given omega is checked at once.
     if options.omega is not None:
         omega_estimate = None
-        chosen = choose_omega(A, options.omega)
+        chosen = (choose_ssor_omega if cg else choose_omega)(A, options.omega)
     elif omega_estimate is None:
-        omega_estimate = estimate_omega_in_background(A)
+        omega_estimate = estimate_omega_in_background(A, method=options.method)
     node_cpus = executor.nodes()
     if not node_cpus:
         raise ClusterError("the cluster has no nodes")
@@ -388,7 +421,7 @@ def solve(
     x = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64)
     timings = {"plan_s": time.monotonic() - t0}
 
-    run = _Runner(executor, p, x, options.job_timeout_s, poll_s, on_event, t0)
+    run = _Runner(executor, p, x, options.job_timeout_s, poll_s, on_event, t0, cg=cg)
     t = time.monotonic()
     run.start()
     timings["load_s"] = time.monotonic() - t
@@ -401,10 +434,41 @@ def solve(
 
     ssor = options.method == "ssor"
     sweeps = options.inner_sweeps
+    restart = True  # CG: start (again) from x as it is, r = b - A x
+
+    def measure() -> float:
+        """||b - A x|| now (a round of no iterations), through any node losses."""
+        while True:
+            r = (
+                run.iterate(0, relax, sweeps, ssor)
+                if not cg
+                else _first(run.iterate_cg(0, relax, math.inf, False))
+            )
+            if r is not None:
+                return r
+
+    def one_round(steps: int) -> str | None:
+        """A round of `steps` iterations (CG: at most) and its check: the reason to stop."""
+        nonlocal restart
+        if not cg:
+            r = run.iterate(steps, relax, sweeps, ssor)
+            executor.health()  # workers answer without the scheduler, but the cluster is broken
+            return monitor.check(monitor.iterations + steps, measure() if r is None else r)
+        out = run.iterate_cg(steps, relax, monitor.estimate_target(), restart)
+        executor.health()
+        if out is None:  # a node was lost: the new wiring restarts CG from the gathered x
+            run.event("cg_restart", iteration=monitor.iterations)
+            return monitor.check(monitor.iterations, measure())
+        r, rr, done, breakdown = out
+        reason = monitor.check(monitor.iterations + done, r)
+        monitor.calibrate(rr)
+        restart = done == 0  # the recursion stalled (r = 0 but x not converged): start over
+        return "diverged" if reason is None and breakdown else reason
+
     last_ckpt = time.monotonic()
     t_iter = time.monotonic()
     try:
-        reason = monitor.check(0, _measure(run, relax, sweeps, ssor))
+        reason = monitor.check(0, measure())
         while True:
             if reason in ("rtol", "atol"):
                 x = run.gather()
@@ -416,13 +480,8 @@ def solve(
             if reason is not None:
                 break
             # a round of iterations ends with a residual check (the workers compute it with
-            # their last halos, no extra messages)
-            steps = monitor.gap(cap=_round_cap(run.stats))
-            r = run.iterate(steps, relax, sweeps, ssor)
-            executor.health()  # workers answer without the scheduler, but the cluster is broken
-            if r is None:
-                r = _measure(run, relax, sweeps, ssor)
-            reason = monitor.check(monitor.iterations + steps, r)
+            # their last halos, no extra messages for SOR; one x halo exchange for CG)
+            reason = one_round(monitor.gap(cap=_round_cap(run.stats)))
             if (
                 checkpoint
                 and time.monotonic() - last_ckpt >= options.checkpoint_every_s
@@ -475,6 +534,7 @@ def solve(
     )
 
 
+WORKER_FIGURES = ("sweep_s", "wait_s", "residual_s", "sent_bytes")  # per worker, per round
 LOOK_AROUND_S = 0.2  # while waiting on one worker, how often to check on the others
 ROUND_S = 10.0  # a round of iterations should end about this soon (progress, Ctrl-C, timeouts)
 
@@ -487,23 +547,21 @@ def _round_cap(st: _Stats) -> int:
     return max(1, int(ROUND_S / per_iter)) if per_iter > 0 else MAX_GAP
 
 
-def _measure(run: _Runner, omega: float, sweeps: int, ssor: bool) -> float:
-    """||b - A x|| now (an iterate round of no iterations), through any node losses."""
-    while (r := run.iterate(0, omega, sweeps, ssor)) is None:
-        pass
-    return r
+def _first(out: tuple | None) -> float | None:
+    return None if out is None else out[0]
 
 
-def estimate_omega_in_background(A, *, own_process: bool = False) -> Future:
-    """choose_omega(A, None) beside the caller's work: in a daemon thread (the Lanczos kernels
-    release the GIL; a solve that fails meanwhile does not wait), or with own_process in a
-    forked child, which then takes nothing from the caller's own steps. Fork only before the
-    caller starts threads (dispy does)."""
+def estimate_omega_in_background(A, *, own_process: bool = False, method: str = "sor") -> Future:
+    """choose_omega(A, None) (cg-ssor: choose_ssor_omega) beside the caller's work: in a daemon
+    thread (the Lanczos kernels release the GIL; a solve that fails meanwhile does not wait), or
+    with own_process in a forked child, which then takes nothing from the caller's own steps.
+    Fork only before the caller starts threads (dispy does)."""
     done: Future = Future()
+    choose = choose_ssor_omega if method == "cg-ssor" else choose_omega
     if own_process:
         ctx = multiprocessing.get_context("fork")
         answers, send_end = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_estimate_into, args=(A, send_end), daemon=True)
+        child = ctx.Process(target=_estimate_into, args=(A, send_end, choose), daemon=True)
         child.start()
         send_end.close()
 
@@ -520,7 +578,7 @@ def estimate_omega_in_background(A, *, own_process: bool = False) -> Future:
 
     def work() -> None:
         try:
-            done.set_result(choose_omega(A, None))
+            done.set_result(choose(A, None))
         except BaseException as exc:  # noqa: BLE001 -- handed to whoever asks for the result
             done.set_exception(exc)
 
@@ -528,9 +586,9 @@ def estimate_omega_in_background(A, *, own_process: bool = False) -> Future:
     return done
 
 
-def _estimate_into(A, conn) -> None:
+def _estimate_into(A, conn, choose) -> None:
     try:
-        conn.send((True, choose_omega(A, None)))
+        conn.send((True, choose(A, None)))
     except BaseException as exc:  # noqa: BLE001 -- handed to the parent
         conn.send((False, exc))
 

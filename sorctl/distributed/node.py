@@ -68,11 +68,15 @@ class Wiring:
     # sweep has passed every row they carry, sends) in sweep order, and the sends due at its end
     early: dict[tuple[int, bool], list[tuple[int, list[Send]]]]
     late: dict[tuple[int, bool], list[Send]]
+    sends: dict[int, list[Send]] = field(default_factory=dict)  # every send of each block
+    workers: list[str] = field(default_factory=list)  # every worker slot of the wiring (CG sums)
     step: int = 0
-    got: dict[tuple[int, int], int] = field(default_factory=dict)  # messages applied per link
-
-    def __post_init__(self) -> None:
-        self.got = dict.fromkeys(self.remote, 0)
+    # messages applied per (vector, from, to): "xext" for sweeps and x exchanges, "zext", "pext"
+    got: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    exchanged: dict[str, int] = field(default_factory=dict)  # whole-vector exchanges per vector
+    sums: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # CG partial sums by seq
+    seq: int = 0  # CG sums started in this wiring
+    cg: dict[str, Any] = field(default_factory=dict)  # CG's scalars (sorctl.distributed.node_cg)
 
 
 class BlockStore:
@@ -90,7 +94,7 @@ class BlockStore:
         self.driver = driver
 
     def run(self, op: str, solve_id: str, block_id: int, payload: Any) -> Any:
-        """One request: load | listen | wire | iterate | gather | abort | drop."""
+        """One request: load | listen | wire | iterate | iterate_cg | gather | abort | drop."""
         sid = str(solve_id)
         key = (sid, int(block_id))
         if op == "drop":
@@ -111,6 +115,10 @@ class BlockStore:
             return self._wire(sid, payload)
         if op == "iterate":
             return self._iterate(sid, *payload)
+        if op == "iterate_cg":
+            from sorctl.distributed.node_cg import iterate_cg
+
+            return iterate_cg(self, sid, *payload)
         if op == "gather":
             return self._block(key)["xext"][: self._block(key)["diag"].size].copy()
         raise ValueError(f"unknown request {op!r}")
@@ -126,6 +134,8 @@ class BlockStore:
         for k, halo in w["halos"].items():
             blk = self._block((sid, k))
             _set_halo(blk, halo)
+            for vec in ("zext", "pext"):  # CG's vectors start afresh in a new wiring
+                blk.pop(vec, None)
             for backward in (False, True):
                 early[(k, backward)], late[(k, backward)] = _split_sends(
                     w["sends"].get(k, []), blk["diag"].size, backward
@@ -139,6 +149,8 @@ class BlockStore:
             into={k: [lk for lk in w["remote"] if lk[1] == k] for k in w["halos"]},
             early=early,
             late=late,
+            sends={k: list(w["sends"].get(k, [])) for k in w["halos"]},
+            workers=list(w.get("workers", [])),
         )
         if w["peers"]:
             if self.mesh is None:
@@ -173,13 +185,14 @@ class BlockStore:
 
     def _sweep(
         self, sid: str, w: Wiring, k: int, omega: float, sweeps: int, backward: bool,
-        stats: dict[str, float],
+        stats: dict[str, float], rhs: str = "b", vec: str = "xext",
     ) -> None:  # fmt: skip
-        """Sweep block k and pass its new values on. With one sweep, the rows a remote block
-        reads go out as soon as the sweep has passed the last of them, not when it ends: the
-        rows next to a neighbour are often at the start, and its worker can go on meanwhile."""
+        """Sweep block k (on A vec = rhs: x for SOR, CG's z) and pass its new values on. With
+        one sweep, the rows a remote block reads go out as soon as the sweep has passed the last
+        of them, not when it ends: the rows next to a neighbour are often at the start, and its
+        worker can go on meanwhile."""
         blk = self.blocks[(sid, k)]
-        arrays = (blk["indptr"], blk["indices"], blk["data"], blk["diag"], blk["b"], blk["xext"])
+        arrays = (blk["indptr"], blk["indices"], blk["data"], blk["diag"], blk[rhs], blk[vec])
         n = blk["diag"].size
         t0 = time.perf_counter()
         if sweeps == 1:
@@ -189,7 +202,7 @@ class BlockStore:
                 lo, hi = (cut, at) if backward else (at, cut)
                 rows_kernel(*arrays, omega, lo, hi)
                 stats["sweep_s"] += time.perf_counter() - t0
-                self._pass_on(sid, w, k, blk, sends, stats)
+                self._pass_on(sid, w, k, blk, sends, stats, vec)
                 t0 = time.perf_counter()
                 at = cut
             rows_kernel(*arrays, omega, *((0, at) if backward else (at, n)))
@@ -199,24 +212,90 @@ class BlockStore:
         late = w.late[(k, backward)]
         if sweeps > 1:  # rows are visited again: nothing was final before the last sweep ended
             late = [send for _, group in w.early[(k, backward)] for send in group] + late
-        self._pass_on(sid, w, k, blk, late, stats)
+        self._pass_on(sid, w, k, blk, late, stats, vec)
 
     def _pass_on(
-        self, sid: str, w: Wiring, k: int, blk: Block, sends: list[Send], stats: dict[str, float]
-    ) -> None:
-        """Block k's new values to the blocks in `sends`: copied here, or sent."""
+        self, sid: str, w: Wiring, k: int, blk: Block, sends: list[Send], stats: dict[str, float],
+        vec: str = "xext",
+    ) -> None:  # fmt: skip
+        """Block k's new values of `vec` to the blocks in `sends`: copied here, or sent."""
         for to, rows, slot in sends:
-            values = blk["xext"][rows]
+            values = blk[vec][rows]
             if slot:
                 assert self.mesh is not None
-                self.mesh.send(slot, (w.epoch, k, to, values))
+                self.mesh.send(slot, (w.epoch, vec, k, to, values))
                 stats["sent_bytes"] += values.nbytes
             else:
-                self._apply(sid, w, k, to, values)
+                self._apply(sid, w, vec, k, to, values)
 
-    def _apply(self, sid: str, w: Wiring, frm: int, to: int, values: np.ndarray) -> None:
+    def _apply(self, sid: str, w: Wiring, vec: str, frm: int, to: int, values: np.ndarray) -> None:
         blk = self.blocks[(sid, to)]
-        blk["xext"][blk["diag"].size + 1 + w.recvs[(frm, to)]] = values
+        if vec not in blk:  # CG's z or p, arriving before this worker's first CG round
+            blk[vec] = np.zeros(blk["xext"].size)
+        blk[vec][blk["diag"].size + 1 + w.recvs[(frm, to)]] = values
+
+    def exchange(self, sid: str, w: Wiring, vec: str, stats: dict[str, float]) -> None:
+        """Every block's values of `vec` to the halos of the blocks that read them, and wait
+        until the halos of this worker's blocks hold their neighbours' values in turn."""
+        mine = sorted(k for (s, k) in self.blocks if s == sid)
+        for k in mine:
+            self._pass_on(sid, w, k, self.blocks[(sid, k)], w.sends.get(k, []), stats, vec)
+        w.exchanged[vec] = w.exchanged.get(vec, 0) + 1
+        self._await_count(sid, w, vec, w.remote, w.exchanged[vec], stats)
+
+    def allreduce(self, sid: str, w: Wiring, values: np.ndarray, stats: dict[str, float]):
+        """The sum over every worker of `values` (this worker's partial sums): each worker sends
+        its partial to all others and adds all of them in slot order, so every worker holds the
+        same bits (CG's alpha and beta must agree everywhere) with no trip through the driver."""
+        assert self.mesh is not None or len(w.workers) <= 1
+        seq = w.seq
+        w.seq += 1
+        me = self.mesh.slot if self.mesh is not None else ""
+        partials = w.sums.setdefault(seq, {})
+        partials[me] = values
+        for slot in w.workers:
+            if slot != me:
+                assert self.mesh is not None
+                self.mesh.send(slot, (w.epoch, "sum", seq, me, values))
+                stats["sent_bytes"] += values.nbytes
+        t0 = time.perf_counter()
+        while len(partials) < max(len(w.workers), 1):
+            self._take(sid, w)
+        stats["wait_s"] += time.perf_counter() - t0
+        del w.sums[seq]
+        total = np.zeros_like(values)
+        for slot in sorted(partials):
+            total = total + partials[slot]
+        return total
+
+    def _take(self, sid: str, w: Wiring) -> None:
+        """Apply the next message from a peer (a halo, or a partial sum); Interrupted when the
+        driver speaks first."""
+        assert self.mesh is not None
+        msg = self.mesh.recv(self.driver, 1.0)
+        if msg is DRIVER:
+            raise Interrupted("the driver stopped this run")
+        if msg is None:
+            return
+        epoch, kind, a, b, values = msg
+        if epoch != w.epoch:
+            return
+        if kind == "sum":
+            w.sums.setdefault(a, {})[b] = values
+        else:
+            self._apply(sid, w, kind, a, b, values)
+            w.got[(kind, a, b)] = w.got.get((kind, a, b), 0) + 1
+
+    def _await_count(
+        self, sid: str, w: Wiring, vec: str, links: list[tuple[int, int]], need: int,
+        stats: dict[str, float],
+    ) -> None:  # fmt: skip
+        """Take messages until every link in `links` has brought `need` values of `vec`."""
+        t0 = time.perf_counter()
+        for frm, to in links:
+            while w.got.get((vec, frm, to), 0) < need:
+                self._take(sid, w)
+        stats["wait_s"] += time.perf_counter() - t0
 
     def _await(
         self,
@@ -226,25 +305,17 @@ class BlockStore:
         plan: list[tuple[int, bool]],
         step: int,
         stats: dict[str, float],
+        vec: str = "xext",
     ) -> None:
-        """Take messages until every link in `links` has brought its sender's sweeps before
-        `step`. No message can be early: a sender's next sweep waits for ours."""
-        for link in links:
-            need = schedule.sweeps_before(w.colour[link[0]], plan, step)
-            if w.got[link] >= need:
+        """Take messages until every link in `links` has brought its sender's sweeps of `vec`
+        before `step`. No message can be early: a sender's next sweep waits for ours."""
+        for frm, to in links:
+            need = schedule.sweeps_before(w.colour[frm], plan, step)
+            if w.got.get((vec, frm, to), 0) >= need:
                 continue
             t0 = time.perf_counter()
-            while w.got[link] < need:
-                assert self.mesh is not None
-                msg = self.mesh.recv(self.driver, 1.0)
-                if msg is DRIVER:
-                    raise Interrupted("the driver stopped this run")
-                if msg is None:
-                    continue
-                epoch, frm, to, values = msg
-                if epoch == w.epoch:
-                    self._apply(sid, w, frm, to, values)
-                    w.got[(frm, to)] += 1
+            while w.got.get((vec, frm, to), 0) < need:
+                self._take(sid, w)
             stats["wait_s"] += time.perf_counter() - t0
 
 

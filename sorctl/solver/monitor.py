@@ -90,6 +90,11 @@ class Monitor:
         """The calibrated estimate reaches the target (or is NaN): time for a true check."""
         return not self.estimate_scale * estimate > self.target
 
+    def estimate_target(self) -> float:
+        """The uncalibrated estimate at which estimate_met turns true (for workers that watch
+        the estimate themselves)."""
+        return self.target / self.estimate_scale if self.estimate_scale > 0 else 0.0
+
     def reason(self) -> str | None:
         r = self.residuals[-1] * self.scale
         if math.isfinite(r) and r <= self.target:

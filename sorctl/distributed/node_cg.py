@@ -1,0 +1,136 @@
+"""CG rounds on a worker: conjugate gradients preconditioned by the block-coloured SSOR sweep.
+
+The preconditioner is one symmetric sweep of the blocks on A z = r from z = 0 -- colours forward
+with forward sweeps, then back with backward sweeps, the SSOR outer iteration the workers already
+run (sorctl.distributed.schedule) -- so z = M^-1 r with M the SSOR matrix of A in the (colour,
+block, row) order: SPD for 0 < omega < 2. Each worker holds its blocks' parts of x, r, p, z and
+q = A p; halos of z travel during the sweep as SOR's x does, halos of p once per iteration, and
+CG's two inner products per iteration are summed among the workers themselves
+(BlockStore.allreduce: every worker ends with the same bits). The driver only asks for a round of
+iterations and hears the true residual ||b - A x|| at its end (x halos exchanged once per round).
+
+CG's state lives in the wiring: a new wiring (the start, or a node loss that moved blocks)
+restarts CG from the current x, as does the driver's `restart` (r = b - A x afresh).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from sorctl.distributed import schedule
+from sorctl.solver.kernels.csr import residual_norm2
+
+
+def iterate_cg(
+    store: Any, sid: str, iterations: int, omega: float, stop_below: float, restart: bool
+) -> dict[str, float]:
+    """Up to `iterations` CG iterations, fewer when the recursive residual norm falls to
+    `stop_below` or the curvature p'Ap is not positive (A not SPD: 'breakdown'). Returns the
+    worker's share of ||b - A x||^2 ('r2'), the global ||r||^2 of CG's recursion ('rr'), the
+    iterations done and where the time went. iterations = 0: the residual alone, CG untouched."""
+    w = store.wiring[sid]
+    mine = sorted(k for (s, k) in store.blocks if s == sid)
+    blocks = [store.blocks[(sid, k)] for k in mine]
+    stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0}
+    done, breakdown = 0, False
+    st = w.cg
+    if iterations > 0:
+        if restart or not st:
+            _restart(store, sid, w, mine, blocks, stats)
+        plan = schedule.phases(w.ncolours, True)
+        while True:
+            if not st["have_z"]:
+                _precondition(store, sid, w, mine, blocks, plan, omega, stats)
+                local = np.array(
+                    [
+                        sum(float(blk["r"] @ blk["zext"][: blk["r"].size]) for blk in blocks),
+                        sum(float(blk["r"] @ blk["r"]) for blk in blocks),
+                    ]
+                )
+                st["rz"], st["rr"] = (float(v) for v in store.allreduce(sid, w, local, stats))
+                st["have_z"] = True
+            if done >= iterations or not math.sqrt(st["rr"]) > stop_below:
+                break
+            beta = 0.0 if st["rz_old"] is None else st["rz"] / st["rz_old"]
+            t0 = time.perf_counter()
+            for blk in blocks:
+                nb = blk["r"].size
+                p = blk["pext"][:nb]
+                p *= beta
+                p += blk["zext"][:nb]
+            stats["sweep_s"] += time.perf_counter() - t0
+            store.exchange(sid, w, "pext", stats)
+            t0 = time.perf_counter()
+            pq_local = 0.0
+            for k, blk in zip(mine, blocks, strict=True):
+                blk["q"] = st["mats"][k] @ blk["pext"]
+                pq_local += float(blk["pext"][: blk["r"].size] @ blk["q"])
+            stats["sweep_s"] += time.perf_counter() - t0
+            pq = float(store.allreduce(sid, w, np.array([pq_local]), stats)[0])
+            if not pq > 0.0:  # not SPD (or NaN): CG cannot go on
+                breakdown = True
+                break
+            alpha = st["rz"] / pq
+            t0 = time.perf_counter()
+            for blk in blocks:
+                nb = blk["r"].size
+                blk["xext"][:nb] += alpha * blk["pext"][:nb]
+                blk["r"] -= alpha * blk["q"]
+            stats["sweep_s"] += time.perf_counter() - t0
+            st["rz_old"], st["have_z"] = st["rz"], False
+            done += 1
+    store.exchange(sid, w, "xext", stats)
+    t0 = time.perf_counter()
+    r2 = sum(
+        residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], blk["xext"])
+        for blk in blocks
+    )
+    stats["residual_s"] = time.perf_counter() - t0
+    return {
+        "r2": float(r2),
+        "rr": float(st.get("rr", math.nan)),
+        "done": float(done),
+        "breakdown": float(breakdown),
+        **stats,
+    }
+
+
+def _restart(store: Any, sid: str, w: Any, mine: list[int], blocks: list, stats) -> None:
+    """r = b - A x from the blocks' current x; p = z = 0; the next iteration is a first one."""
+    store.exchange(sid, w, "xext", stats)
+    mats = {}
+    for k, blk in zip(mine, blocks, strict=True):
+        ext = blk["xext"].size
+        mats[k] = sp.csr_matrix(
+            (blk["data"], blk["indices"], blk["indptr"]), shape=(blk["diag"].size, ext)
+        )
+        blk["r"] = blk["b"] - mats[k] @ blk["xext"]
+        # z's halo may hold a neighbour's first values already (and is 0 otherwise): keep it
+        blk.setdefault("zext", np.zeros(ext))
+        blk.setdefault("pext", np.zeros(ext))
+    w.cg.clear()
+    w.cg.update(mats=mats, have_z=False, rz_old=None, rz=0.0, rr=math.nan)
+
+
+def _precondition(store, sid, w, mine, blocks, plan, omega: float, stats) -> None:
+    """z = M^-1 r: one symmetric block-coloured sweep from z = 0, then the z halos back to 0
+    for the next time (only once every neighbour's last values of this sweep are in, and before
+    this worker's part of r.z goes out: no neighbour sweeps again before it has that)."""
+    for blk in blocks:
+        blk["zext"][: blk["r"].size] = 0.0
+    by_colour = {c: [k for k in mine if w.colour[k] == c] for c in range(w.ncolours)}
+    end = w.step + len(plan)
+    for step in range(w.step, end):
+        colour, backward = plan[step % len(plan)]
+        for k in by_colour[colour]:
+            store._await(sid, w, w.into.get(k, []), plan, step, stats, "zext")
+            store._sweep(sid, w, k, omega, 1, backward, stats, "r", "zext")
+        w.step = step + 1
+    store._await(sid, w, w.remote, plan, end, stats, "zext")
+    for blk in blocks:
+        blk["zext"][blk["r"].size :] = 0.0
