@@ -11,6 +11,7 @@ import scipy.sparse.linalg as spla
 
 from sorctl.distributed.driver import plan
 from sorctl.errors import InputError
+from sorctl.solver.omega import BLOCK_COLOURED_SSOR_OMEGA_MAX, choose_ssor_omega
 from tests.drivers import cluster_solve as solve
 from tests.systems import anisotropic2d, dense_spd, poisson2d, poisson3d, random_spd
 from tests.workers import workers
@@ -91,6 +92,7 @@ def test_converges_to_scipys_solutions(name):
     for want in (direct, by_cg):
         np.testing.assert_allclose(res.x, want, atol=1e-5 * np.abs(want).max())
     assert res.omega_source == "estimated" and "lambda_min" in res.extra
+    assert res.omega == min(choose_ssor_omega(A, None)[0], BLOCK_COLOURED_SSOR_OMEGA_MAX)
     assert res.extra["colours"] >= 2 and res.extra["nodes"] == 3
     # CG takes far fewer iterations than SOR sweeps: only a few rounds, each ending in a check
     assert res.extra["rounds"]["iterate"] <= len(res.residuals)
