@@ -23,6 +23,7 @@ import numpy as np
 from sorctl.distributed import schedule
 from sorctl.distributed.blocks import NODE_ARRAYS
 from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
+from sorctl.solver.kernels import vectors
 from sorctl.solver.kernels.csr import (
     residual_norm2,
     sor_backward,
@@ -52,6 +53,10 @@ def warm() -> None:
     sor_forward_rows(indptr, indices, one, one, one, x, 1.0, 0, 1)
     sor_backward_rows(indptr, indices, one, one, one, x, 1.0, 0, 1)
     residual_norm2(indptr, indices, one, one, x)
+    vectors.dots_rz_rr(one, x, 1)
+    vectors.dot(one, x, 1)
+    vectors.direction(one, x, 1.0, 1)
+    vectors.step(1.0, one, one, x, np.zeros(1), 1)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sorctl.distributed import schedule
+from sorctl.solver.kernels import vectors
 from sorctl.solver.kernels.csr import residual_norm2
 
 
@@ -46,12 +47,9 @@ def iterate_cg(
         while True:
             if not st["have_z"]:
                 _precondition(store, sid, w, mine, blocks, plan, omega, stats)
-                local = np.array(
-                    [
-                        sum(float(blk["r"] @ blk["zext"][: blk["r"].size]) for blk in blocks),
-                        sum(float(blk["r"] @ blk["r"]) for blk in blocks),
-                    ]
-                )
+                local = np.zeros(2)
+                for blk in blocks:
+                    local += vectors.dots_rz_rr(blk["r"], blk["zext"], blk["r"].size)
                 st["rz"], st["rr"] = (float(v) for v in store.allreduce(sid, w, local, stats))
                 st["have_z"] = True
             if done >= iterations or not math.sqrt(st["rr"]) > stop_below:
@@ -59,17 +57,14 @@ def iterate_cg(
             beta = 0.0 if st["rz_old"] is None else st["rz"] / st["rz_old"]
             t0 = time.perf_counter()
             for blk in blocks:
-                nb = blk["r"].size
-                p = blk["pext"][:nb]
-                p *= beta
-                p += blk["zext"][:nb]
+                vectors.direction(blk["zext"], blk["pext"], beta, blk["r"].size)
             stats["sweep_s"] += time.perf_counter() - t0
             store.exchange(sid, w, "pext", stats)
             t0 = time.perf_counter()
             pq_local = 0.0
             for k, blk in zip(mine, blocks, strict=True):
                 blk["q"] = st["mats"][k] @ blk["pext"]
-                pq_local += float(blk["pext"][: blk["r"].size] @ blk["q"])
+                pq_local += vectors.dot(blk["pext"], blk["q"], blk["r"].size)
             stats["sweep_s"] += time.perf_counter() - t0
             pq = float(store.allreduce(sid, w, np.array([pq_local]), stats)[0])
             if not pq > 0.0:  # not SPD (or NaN): CG cannot go on
@@ -78,9 +73,7 @@ def iterate_cg(
             alpha = st["rz"] / pq
             t0 = time.perf_counter()
             for blk in blocks:
-                nb = blk["r"].size
-                blk["xext"][:nb] += alpha * blk["pext"][:nb]
-                blk["r"] -= alpha * blk["q"]
+                vectors.step(alpha, blk["pext"], blk["q"], blk["xext"], blk["r"], blk["r"].size)
             stats["sweep_s"] += time.perf_counter() - t0
             st["rz_old"], st["have_z"] = st["rz"], False
             done += 1

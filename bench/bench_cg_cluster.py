@@ -1,0 +1,89 @@
+"""`sorctl solve --method cg-ssor` end to end on a 2-node cluster against the same command
+locally (prints times and ratios; not a test).
+
+For 2-D Poisson 2048^2 and 3-D Poisson 128^3 (--quick: 512^2 and 48^3), to rtol 1e-6: the wall
+time of `sorctl solve FILE --method M --json` with `--local` and with `--cluster cg-bench` (a
+cluster of 2 nodes of 1 CPU each that this script brings up and always removes), runs
+alternated, medians printed with the iterations and the solver's own time_s. speedup = local /
+cluster wall time (target >= 1.5 for cg-ssor).
+
+    .venv/bin/python bench/bench_cg_cluster.py [--quick] [--runs 2] [--methods cg-ssor,sor]
+
+Needs a Docker engine and the images (`sorctl images build`). Run it when the cores are idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CLUSTER = "cg-bench"
+RTOL = "1e-6"
+
+
+def sorctl(*args: str) -> tuple[float, dict]:
+    """Wall seconds and the JSON report of one `sorctl` command (exit on failure)."""
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        [sys.executable, "-m", "sorctl.cli.main", *args], capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - t0
+    if res.returncode not in (0, 3):  # 3: not converged, still a measurement
+        sys.exit(f"sorctl {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
+    return elapsed, json.loads(res.stdout) if res.stdout.strip().startswith("{") else {}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="512^2 and 48^3: a smoke run")
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--methods", default="cg-ssor")
+    args = ap.parse_args()
+    cases = (
+        [("2-D 512^2", "poisson2d", 512), ("3-D 48^3", "poisson3d", 48)]
+        if args.quick
+        else [("2-D 2048^2", "poisson2d", 2048), ("3-D 128^3", "poisson3d", 128)]
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="sorctl-bench-"))
+    sorctl("up", "--nodes", "2", "--cpus-per-node", "1", "--name", CLUSTER)
+    try:
+        print(f"to rtol {RTOL}; cluster {CLUSTER}: 2 nodes x 1 CPU; medians of {args.runs} runs")
+        print(f"{'system':12} {'method':8} {'where':8} {'wall s':>8} {'solve s':>8} "
+              f"{'its':>6} {'omega':>7}  speedup local/cluster")  # fmt: skip
+        for name, kind, size in cases:
+            path = tmp / f"{kind}-{size}.npz"
+            sorctl("gen", kind, "--size", str(size), "-o", str(path))
+            for method in args.methods.split(","):
+                walls: dict[str, list[float]] = {"local": [], "cluster": []}
+                last: dict[str, dict] = {}
+                for _ in range(args.runs):
+                    for where, flags in (
+                        ("local", ["--local"]),
+                        ("cluster", ["--cluster", CLUSTER]),
+                    ):
+                        base = ["solve", str(path), "--method", method, "--rtol", RTOL, "--json"]
+                        wall, report = sorctl(*base, *flags)
+                        walls[where].append(wall)
+                        last[where] = report
+                med = {w: statistics.median(v) for w, v in walls.items()}
+                for where in ("local", "cluster"):
+                    rep = last[where]
+                    tail = f"  {med['local'] / med['cluster']:.2f}" if where == "cluster" else ""
+                    print(f"{name:12} {method:8} {where:8} {med[where]:8.2f} {rep['time_s']:8.2f} "
+                          f"{rep['iterations']:6d} {rep['omega']:7.4f}{tail}", flush=True)  # fmt: skip
+    finally:
+        subprocess.run([sys.executable, "-m", "sorctl.cli.main", "down", "--name", CLUSTER],
+                       capture_output=True)  # fmt: skip
+        for f in tmp.glob("*.npz"):
+            f.unlink()
+        tmp.rmdir()
+
+
+if __name__ == "__main__":
+    main()
