@@ -75,8 +75,9 @@ def main() -> None:
                 for where in ("local", "cluster"):
                     rep = last[where]
                     tail = f"  {med['local'] / med['cluster']:.2f}" if where == "cluster" else ""
-                    print(f"{name:12} {method:8} {where:8} {med[where]:8.2f} {rep['time_s']:8.2f} "
-                          f"{rep['iterations']:6d} {rep['omega']:7.4f}{tail}", flush=True)  # fmt: skip
+                    print(f"{name:12} {method:8} {where:8} {med[where]:8.2f} "
+                          f"{rep['time_s']:8.2f} {rep['iterations']:6d} {rep['omega']:7.4f}{tail}",
+                          flush=True)  # fmt: skip
     finally:
         subprocess.run([sys.executable, "-m", "sorctl.cli.main", "down", "--name", CLUSTER],
                        capture_output=True)  # fmt: skip
