@@ -91,11 +91,17 @@ def test_the_client_gets_the_certificate_only_from_a_tls_cluster(tmp_path, tls):
     assert files == dict.fromkeys(want, 0o400)
 
 
-@pytest.mark.parametrize("method", ["multicolor", "cg-ssor"])
-def test_local_only_methods_are_refused_on_a_cluster_before_anything_starts(method):
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (SolveOptions(method="multicolor"), "locally only"),
+        (SolveOptions(method="cg-ssor", inner_sweeps=2), "inner-sweeps 1"),
+    ],
+)
+def test_options_the_cluster_cannot_run_are_refused_before_anything_starts(options, message):
     info = SimpleNamespace(name="t", tls=False)
-    with pytest.raises(InputError, match="locally only"):
-        solve_cluster.run(info, None, SolveOptions(method=method))
+    with pytest.raises(InputError, match=message):
+        solve_cluster.run(info, None, options)
 
 
 def test_the_job_document_round_trips_and_refuses_unknown_options():
