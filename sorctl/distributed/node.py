@@ -168,18 +168,10 @@ class BlockStore:
         """`iterations` outer iterations of this worker's blocks, then ||b - A x||^2 over its
         rows (with every neighbour's latest values). Returns that and where the time went."""
         w = self.wiring[sid]
-        plan = schedule.phases(w.ncolours, ssor)
         mine = sorted(k for (s, k) in self.blocks if s == sid)
-        by_colour = {c: [k for k in mine if w.colour[k] == c] for c in range(w.ncolours)}
         stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0}
-        end = w.step + iterations * len(plan)
-        for step in range(w.step, end):
-            colour, backward = plan[step % len(plan)]
-            for k in by_colour[colour]:
-                self._await(sid, w, w.into.get(k, []), plan, step, stats)
-                self._sweep(sid, w, k, omega, sweeps, backward, stats)
-            w.step = step + 1
-        self._await(sid, w, w.remote, plan, end, stats)
+        plan = schedule.phases(w.ncolours, ssor)
+        self.sweep_iterations(sid, w, mine, plan, iterations, omega, sweeps, stats)
         r2 = 0.0
         t0 = time.perf_counter()
         for k in mine:
@@ -187,6 +179,22 @@ class BlockStore:
             r2 += residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], blk["xext"])
         stats["residual_s"] = time.perf_counter() - t0
         return {"r2": float(r2), **stats}
+
+    def sweep_iterations(
+        self, sid: str, w: Wiring, mine: list[int], plan: list[tuple[int, bool]], iterations: int,
+        omega: float, sweeps: int, stats: dict[str, float], rhs: str = "b", vec: str = "xext",
+    ) -> None:  # fmt: skip
+        """`iterations` outer iterations (the phases of `plan` in turn) of blocks `mine` on
+        A vec = rhs, then wait until every neighbour's values of them are in."""
+        by_colour = {c: [k for k in mine if w.colour[k] == c] for c in range(w.ncolours)}
+        end = w.step + iterations * len(plan)
+        for step in range(w.step, end):
+            colour, backward = plan[step % len(plan)]
+            for k in by_colour[colour]:
+                self._await(sid, w, w.into.get(k, []), plan, step, stats, vec)
+                self._sweep(sid, w, k, omega, sweeps, backward, stats, rhs, vec)
+            w.step = step + 1
+        self._await(sid, w, w.remote, plan, end, stats, vec)
 
     def _sweep(
         self, sid: str, w: Wiring, k: int, omega: float, sweeps: int, backward: bool,

@@ -116,14 +116,6 @@ def _precondition(store, sid, w, mine, blocks, plan, omega: float, stats) -> Non
     this worker's part of r.z goes out: no neighbour sweeps again before it has that)."""
     for blk in blocks:
         blk["zext"][: blk["r"].size] = 0.0
-    by_colour = {c: [k for k in mine if w.colour[k] == c] for c in range(w.ncolours)}
-    end = w.step + len(plan)
-    for step in range(w.step, end):
-        colour, backward = plan[step % len(plan)]
-        for k in by_colour[colour]:
-            store._await(sid, w, w.into.get(k, []), plan, step, stats, "zext")
-            store._sweep(sid, w, k, omega, 1, backward, stats, "r", "zext")
-        w.step = step + 1
-    store._await(sid, w, w.remote, plan, end, stats, "zext")
+    store.sweep_iterations(sid, w, mine, plan, 1, omega, 1, stats, "r", "zext")
     for blk in blocks:
         blk["zext"][blk["r"].size :] = 0.0
