@@ -186,8 +186,8 @@ def two_ranks(cases) -> None:
     import subprocess
 
     import sorctl
-    from sorctl.distributed.driver import _cluster_ssor_omega
     from sorctl.solver import gallery
+    from sorctl.solver.omega import BLOCK_COLOURED_SSOR_OMEGA_MAX, choose_ssor_omega
 
     env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     env.setdefault("PETSC_DIR", DEBIAN_PETSC)
@@ -195,7 +195,7 @@ def two_ranks(cases) -> None:
     with sorctl.Cluster.up("cg-bench-petsc", nodes=2, cpus_per_node=1) as cluster:
         for name, dim, m in cases:
             A, b = gallery.poisson2d(m) if dim == 2 else gallery.poisson3d(m)
-            w = _cluster_ssor_omega(A, None)[0]
+            w = min(choose_ssor_omega(A, None)[0], BLOCK_COLOURED_SSOR_OMEGA_MAX)
             cmd = ["mpirun", "-n", "2", sys.executable, __file__, "--mpi-worker",
                    f"{dim},{m},{w!r}"]  # fmt: skip
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)

@@ -40,7 +40,7 @@ from sorctl.distributed.partition import (
 from sorctl.errors import ClusterError
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solver.monitor import MAX_GAP, Monitor
-from sorctl.solver.omega import choose_omega, choose_ssor_omega
+from sorctl.solver.omega import BLOCK_COLOURED_SSOR_OMEGA_MAX, choose_omega, choose_ssor_omega
 from sorctl.solver.result import SolveResult
 
 Progress = Callable[[int, float], None]
@@ -411,7 +411,7 @@ def solve(
     # wiring, which leave this process's second core idle; a given omega is checked at once.
     if options.omega is not None:
         omega_estimate = None
-        chosen = (_cluster_ssor_omega if cg else choose_omega)(A, options.omega)
+        chosen = (choose_ssor_omega if cg else choose_omega)(A, options.omega)
     elif omega_estimate is None:
         omega_estimate = estimate_omega_in_background(A, method=options.method)
     node_cpus = executor.nodes()
@@ -431,6 +431,9 @@ def solve(
         chosen = omega_estimate.result()
         timings["omega_wait_s"] = time.monotonic() - t
     relax, omega_source, omega_extra = chosen
+    if cg and omega_source == "estimated" and len(p.blocks) > p.ncolours:
+        # blocks of one colour sweep at once: not one machine's order (see the constant)
+        relax = min(relax, BLOCK_COLOURED_SSOR_OMEGA_MAX)
 
     ssor = options.method == "ssor"
     sweeps = options.inner_sweeps
@@ -547,10 +550,6 @@ def _round_cap(st: _Stats) -> int:
     return max(1, int(ROUND_S / per_iter)) if per_iter > 0 else MAX_GAP
 
 
-def _cluster_ssor_omega(A, omega: float | None) -> tuple[float, str, dict]:
-    return choose_ssor_omega(A, omega, block_coloured=True)
-
-
 def _first(out: tuple | None) -> float | None:
     return None if out is None else out[0]
 
@@ -561,7 +560,7 @@ def estimate_omega_in_background(A, *, own_process: bool = False, method: str = 
     with own_process in a forked child, which then takes nothing from the caller's own steps.
     Fork only before the caller starts threads (dispy does)."""
     done: Future = Future()
-    choose = _cluster_ssor_omega if method == "cg-ssor" else choose_omega
+    choose = choose_ssor_omega if method == "cg-ssor" else choose_omega
     if own_process:
         ctx = multiprocessing.get_context("fork")
         answers, send_end = ctx.Pipe(duplex=False)

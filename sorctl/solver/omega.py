@@ -186,25 +186,18 @@ def ssor_omega(lam_min: float) -> float:
     return 2.0 / (1.0 + math.sqrt(SSOR_MU_FACTOR * 2.0 * mu))
 
 
-# The cluster's SSOR sweeps the blocks in colour order: each colour-0 block starts from zero at its
-# interfaces, so the preconditioner acts partly like block Jacobi and the iteration count is flat
-# for omega in about 1.5-1.7 and grows fast above (2-D Poisson 256^2 on 4 blocks: 126-144
-# iterations for 1.5-1.7, 228 at the rule's 1.945; 3-D 40^3: 34-41, 43 at 1.734).
+# The cluster's SSOR sweeps the blocks in colour order: when a colour holds several blocks, each
+# block of the first colour starts from zero at its interfaces, so the preconditioner acts partly
+# like block Jacobi and the iteration count is flat for omega in about 1.5-1.7 and grows fast
+# above (2-D Poisson 256^2 on 4 blocks: 126-144 iterations for 1.5-1.7, 228 at the rule's 1.945;
+# 3-D 40^3: 34-41, 43 at 1.734). sorctl.distributed.driver caps an estimated omega there.
 BLOCK_COLOURED_SSOR_OMEGA_MAX = 1.6
 
 
-def choose_ssor_omega(
-    A, omega: float | None, *, block_coloured: bool = False
-) -> tuple[float, str, dict]:
+def choose_ssor_omega(A, omega: float | None) -> tuple[float, str, dict]:
     """As choose_omega, for SSOR preconditioning: the user's omega, or ssor_omega of the
-    estimated lambda_min (reported as lambda_min); for the cluster's block-coloured sweep at most
-    BLOCK_COLOURED_SSOR_OMEGA_MAX."""
+    estimated lambda_min (reported as lambda_min)."""
     if omega is not None:
         return choose_omega(A, omega)
     lo, _ = scaled_extremes(A, gap_of=lambda lo, hi: lo, settle_rtol=SSOR_SETTLE_RTOL)
-    w = ssor_omega(lo)
-    return (
-        (min(w, BLOCK_COLOURED_SSOR_OMEGA_MAX) if block_coloured else w),
-        "estimated",
-        {"lambda_min": lo},
-    )
+    return ssor_omega(lo), "estimated", {"lambda_min": lo}
