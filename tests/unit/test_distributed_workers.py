@@ -56,6 +56,17 @@ def test_workers_solve_over_their_own_links(pool):
     assert sorted(sent) == ["w0", "w1", "w2"] and all(v > 0 for v in sent.values())
 
 
+def test_workers_run_cg_with_sums_among_themselves(pool):
+    """cg-ssor links every worker to every other (its inner products are summed among them):
+    over TLS as well, and with workers that share no block boundary."""
+    A = poisson2d(30)
+    b = np.ones(A.shape[0])
+    res = solve(A, b, pool, method="cg-ssor", rtol=1e-10)
+    assert res.converged and res.method == "cg-ssor" and res.extra["nodes"] == 3
+    np.testing.assert_allclose(res.x, spla.spsolve(sp.csc_matrix(A), b), rtol=1e-7)
+    assert all(w["sent_bytes"] > 0 for w in res.extra["workers"].values())
+
+
 def test_a_killed_worker_is_noticed_and_its_blocks_move(pool):
     A = poisson2d(40)
     b = np.ones(A.shape[0])
