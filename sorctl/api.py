@@ -16,14 +16,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from sorctl.cluster.hosts import parse_hosts
 from sorctl.cluster.plan import PlanError, Shape, check_nodes, validate
-from sorctl.engine import images, lifecycle, observe, solve_container
+from sorctl.engine import images, lifecycle, observe, ship, solve_container
 from sorctl.engine.apply import Reporter
-from sorctl.engine.connect import connect, try_connect
+from sorctl.engine.connect import TLSFiles, connect, try_connect
 from sorctl.engine.images import Built, ImageRow
 from sorctl.engine.lifecycle import READY_TIMEOUT_S
+from sorctl.engine.ship import Shipped
 from sorctl.errors import ClusterError, InputError
 from sorctl.names import DEFAULT_CLUSTER
 from sorctl.options import DEFAULTS, SolveOptions
@@ -80,6 +83,7 @@ __all__ = [
     "cluster_for_solve",
     "clusters",
     "list_images",
+    "push_images",
     "remove_images",
     "solve",
 ]
@@ -117,6 +121,29 @@ def remove_images(
         return images.remove_images(client, all_versions=all_versions, base=base, log=log)
     finally:
         client.close()
+
+
+def push_images(
+    hosts: list[str],
+    *,
+    roles: list[str] | None = None,
+    tls_files: tuple[Path | None, Path | None, Path | None] = (None, None, None),
+    progress: Callable[[str, int], None] | None = None,
+    warn: Callable[[str], None] = print,
+) -> list[Shipped]:
+    """Send this version's images to other machines' engines (`--host` endpoints) that lack
+    them, over the same connection (no registry). Raises ClusterError naming every host that
+    failed, after the others are done; tls_files: (CA, certificate, key) or DOCKER_CERT_PATH."""
+    for role in roles or []:
+        if role not in images.ROLES:
+            raise InputError(f"unknown role {role!r} (roles: {', '.join(images.ROLES)})")
+    tls = TLSFiles.resolve(*tls_files)
+    specs = parse_hosts(hosts, tls=tls is not None)
+    outcomes = ship.push(specs, tls, roles or list(ship.HOST_ROLES), progress, warn)
+    failed = [o.error for o in outcomes if o.error]
+    if failed:
+        raise ClusterError("; ".join(e for e in failed if e))
+    return [o.value for o in outcomes if o.value is not None]
 
 
 def clusters() -> list[str]:
