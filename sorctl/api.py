@@ -21,7 +21,7 @@ from typing import Any
 
 from sorctl.cluster.hosts import parse_hosts
 from sorctl.cluster.plan import PlanError, Shape, check_nodes, validate
-from sorctl.engine import images, lifecycle, observe, ship, solve_container
+from sorctl.engine import images, lifecycle, multihost, observe, ship, solve_container
 from sorctl.engine.apply import Reporter
 from sorctl.engine.connect import TLSFiles, connect, try_connect
 from sorctl.engine.images import Built, ImageRow
@@ -388,3 +388,49 @@ class Cluster:
             return lifecycle.down(client, self.name)
         finally:
             client.close()
+
+
+# ---- a cluster across several machines' Docker engines (`sorctl up --host ...`)
+
+TLSPaths = tuple[Path | None, Path | None, Path | None]
+
+
+def up_hosts(
+    name: str,
+    hosts: list[str],
+    *,
+    scheduler_host: str | None = None,
+    cpus_per_node: int | None = None,
+    tls: bool = False,
+    tls_files: TLSPaths = (None, None, None),
+    timeout: float = READY_TIMEOUT_S,
+    keep_on_failure: bool = False,
+    log: Callable[[str], None] = print,
+    ship_progress: Callable[[str, int], None] | None = None,
+    report: Callable[[int, int], None] | None = None,
+) -> multihost.UpResult:
+    """One dispy cluster on every host (Docker endpoints): the scheduler on the first (or
+    scheduler_host), one node per host. Fails as a whole, every host rolled back."""
+    files = TLSFiles.resolve(*tls_files)
+    specs = parse_hosts(hosts, tls=files is not None)
+    return multihost.up(
+        name, specs, files, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node,
+        tls=tls, timeout=timeout, keep_on_failure=keep_on_failure, log=log,
+        ship_progress=ship_progress, report=report,
+    )  # fmt: skip
+
+
+def is_multihost(name: str) -> bool:
+    """Whether `name` is a cluster across hosts (its host list is in the config directory)."""
+    return multihost.hosts_of(name) is not None
+
+
+def hosts_status(name: str, tls_files: TLSPaths = (None, None, None)) -> multihost.MultiStatus:
+    return multihost.status(name, TLSFiles.resolve(*tls_files))
+
+
+def down_hosts(
+    name: str, tls_files: TLSPaths = (None, None, None)
+) -> tuple[dict[str, int], dict[str, str]]:
+    """(host -> containers removed, host -> why it could not be reached)."""
+    return multihost.down(name, TLSFiles.resolve(*tls_files))

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from sorctl import api
 from sorctl.api import READY_TIMEOUT_S, Cluster, ClusterStatus, Reporter, clusters
+from sorctl.cli import hosts_cmd
 from sorctl.cluster.plan import Shape
 from sorctl.errors import ClusterError, EngineError
 from sorctl.names import DEFAULT_CLUSTER
@@ -84,8 +85,22 @@ def up(
     keep_on_failure: Annotated[
         bool, typer.Option("--keep-on-failure", help="Leave a failed cluster for inspection.")
     ] = False,
+    host: hosts_cmd.HostOpt = None,
+    scheduler_host: hosts_cmd.SchedulerHostOpt = None,
+    tlscacert: hosts_cmd.TLSCaOpt = None,
+    tlscert: hosts_cmd.TLSCertOpt = None,
+    tlskey: hosts_cmd.TLSKeyOpt = None,
 ) -> None:
     """Bring up a dispy cluster and wait until the scheduler counts every node."""
+    if host:
+        # --cpus-per-node left at its default: every CPU of each machine
+        cpus = None if cpus_per_node == Shape.cpus_per_node else cpus_per_node
+        hosts_cmd.up(
+            name, host, scheduler_host=scheduler_host, cpus_per_node=cpus, tls=tls,
+            tls_files=(tlscacert, tlscert, tlskey), timeout=timeout,
+            keep_on_failure=keep_on_failure,
+        )  # fmt: skip
+        return
     with _progress() as progress:
         cluster = Cluster.up(
             name,
@@ -159,6 +174,11 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Containers, networks, the nodes the scheduler counts, and how a client connects."""
+    if name and api.is_multihost(name):  # every host: reachable?, its containers, the count
+        data_hosts = hosts_cmd.status(name, as_json, (None, None, None))
+        if as_json:
+            print(json.dumps({"clusters": [data_hosts]}, indent=2))
+        return
     names = [name] if name else clusters()
     data = []
     for n in names:
@@ -202,6 +222,10 @@ def down(
     all_clusters: Annotated[bool, typer.Option("--all", help="Every sorctl cluster.")] = False,
 ) -> None:
     """Remove everything that carries the cluster's labels, and its host secret."""
+    if not all_clusters and api.is_multihost(name):
+        if not hosts_cmd.down(name, (None, None, None)):
+            raise typer.Exit(1)
+        return
     names = clusters() if all_clusters else [name]
     removed_any = False
     for n in names:

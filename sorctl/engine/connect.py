@@ -60,6 +60,9 @@ class TLSFiles:
                 raise InputError(f"{flag} {path}: no such file")
         return files
 
+    def paths(self) -> list[str]:
+        return [str(self.ca.resolve()), str(self.cert.resolve()), str(self.key.resolve())]
+
     def config(self) -> docker.tls.TLSConfig:
         return docker.tls.TLSConfig(
             client_cert=(str(self.cert), str(self.key)), ca_cert=str(self.ca), verify=True

@@ -15,6 +15,7 @@ import pytest
 
 from sorctl.cluster.hosts import parse_host
 from sorctl.engine.connect import TLSFiles, connect_host
+from sorctl.engine.images import image_ref
 from sorctl.errors import EngineError
 from tests import lab as simlab
 
@@ -72,3 +73,116 @@ def test_images_are_shipped_once_and_an_unreachable_host_is_named(lab):
     again = sorctl("images", "push", "--host", h2.tcp, "--host", h3.ssh, env=ssh)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("up to date") == 2, again.stdout
+
+
+# ---- one cluster across the three hosts (two subnets) ----
+
+
+def lab_env(lab, home) -> dict[str, str]:
+    return {"HOME": str(lab.ssh_home), "DOCKER_CERT_PATH": str(lab.dir), "SORCTL_HOME": str(home)}
+
+
+def host_args(lab, *hosts) -> list[str]:
+    """h1 and h2 over tcp:// with TLS, h3 (the other subnet) over ssh://."""
+    out = []
+    for h in hosts or lab.hosts:
+        out += ["--host", h.ssh if h.subnet != lab.hosts[0].subnet else h.tcp]
+    return out
+
+
+def labelled_everywhere(lab, name: str) -> list[str]:
+    f = {"label": f"org.sorctl.cluster={name}"}
+    return [c.name for h in lab.hosts for c in lab.client(h).containers.list(all=True, filters=f)]
+
+
+def scheduler_counts(lab, name: str, since: int | None = None) -> dict[str, int]:
+    from sorctl.cluster.readiness import parse_scheduler_log
+
+    logs = lab.client(lab.hosts[0]).api.logs(f"{name}-scheduler", since=since or 0)
+    return parse_scheduler_log(logs.decode(errors="replace")).nodes
+
+
+def wait_for(what, check, seconds: float = 60):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {seconds} s")
+
+
+def test_up_across_hosts_counts_every_node_survives_a_scheduler_restart_and_down_cleans(
+    lab, tmp_path
+):
+    import json
+    import time
+
+    env, name = lab_env(lab, tmp_path), "mh-x"
+    up = sorctl("up", "--name", name, *host_args(lab), env=env)
+    try:
+        assert up.returncode == 0, up.stderr
+        # h1 had no images yet (the push test sent them to h2 and h3 only)
+        assert f"images sent to {lab.hosts[0].tcp}" in up.stderr
+        st = sorctl("status", "--name", name, "--json", env=env)
+        data = json.loads(st.stdout)["clusters"][0]
+        want = {h.address for h in lab.hosts}
+        assert set(data["nodes"]) == want and all(c >= 1 for c in data["nodes"].values()), data
+        assert all(h["reachable"] for h in data["hosts"])
+        assert (tmp_path / "clusters" / name / "hosts.json").is_file()
+
+        # The scheduler restarted: every node, the other subnet's included, counted again
+        # without sorctl touching the nodes.
+        since = int(time.time())
+        lab.client(lab.hosts[0]).containers.get(f"{name}-scheduler").restart(timeout=5)
+        wait_for("every node counted after the restart",
+                 lambda: set(scheduler_counts(lab, name, since)) == want)  # fmt: skip
+    finally:
+        down = sorctl("down", "--name", name, env=env)
+    assert down.returncode == 0, down.stderr
+    assert labelled_everywhere(lab, name) == []
+    assert not (tmp_path / "clusters" / name).exists()
+
+    # Images already present: none sent again.
+    again = sorctl("up", "--name", name, *host_args(lab), env=env)
+    sorctl("down", "--name", name, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "images sent" not in again.stderr
+
+
+def test_an_unreachable_host_fails_up_in_one_line_and_nothing_is_left(lab, tmp_path):
+    env, name = lab_env(lab, tmp_path), "mh-y"
+    h1 = lab.hosts[0]
+    dead = h1.tcp.replace(h1.address, h1.address.rsplit(".", 1)[0] + ".98")
+    r = sorctl("up", "--name", name, *host_args(lab), "--host", dead, env=env)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert dead in lines[-1] and "Traceback" not in r.stderr, r.stderr
+    assert labelled_everywhere(lab, name) == []
+    assert not (tmp_path / "clusters" / name).exists()
+
+
+def test_a_failure_after_start_rolls_back_every_host(lab, tmp_path):
+    """A host whose dispy port is taken, and a timeout after every container started."""
+    env, name = lab_env(lab, tmp_path), "mh-z"
+    h2 = lab.host("h2")
+    squatter = lab.client(h2).containers.run(
+        image_ref("node"),
+        entrypoint=["python3", "-c", "import socket,time; s=socket.socket(); "
+                    "s.bind(('0.0.0.0', 9701)); s.listen(); time.sleep(600)"],
+        network_mode="host", detach=True, name="mh-squatter",
+    )  # fmt: skip
+    try:
+        r = sorctl("up", "--name", name, *host_args(lab), env=env)
+        assert r.returncode != 0
+        last = r.stderr.strip().splitlines()[-1]
+        assert h2.tcp in last and "9701" in last, r.stderr
+    finally:
+        squatter.remove(force=True)
+    assert labelled_everywhere(lab, name) == []
+    # Every container started, then the scheduler cannot count them in time: all removed.
+    r = sorctl("up", "--name", name, *host_args(lab), "--timeout", "0.1", env=env)
+    assert r.returncode != 0 and "does not count" in r.stderr, r.stderr
+    assert labelled_everywhere(lab, name) == []
+    assert not (tmp_path / "clusters" / name).exists()
