@@ -159,6 +159,8 @@ def cluster_for_solve(name: str | None) -> Cluster | None:
     """The cluster a solve should use: `name` if given (ClusterError unless it runs); else the
     one running cluster, None when none runs (or no engine answers), and a ClusterError naming
     them when several run."""
+    if name is not None and is_multihost(name):
+        return HostsCluster(name)  # type: ignore[return-value]
     client = try_connect()
     if client is None:
         if name is not None:
@@ -434,3 +436,25 @@ def down_hosts(
 ) -> tuple[dict[str, int], dict[str, str]]:
     """(host -> containers removed, host -> why it could not be reached)."""
     return multihost.down(name, TLSFiles.resolve(*tls_files))
+
+
+class HostsCluster:
+    """A cluster across hosts, as `sorctl solve` uses it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def solve_system(
+        self,
+        system: System,
+        options: SolveOptions,
+        *,
+        callback: Callback | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        on_event: EventSink | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> SolveResult:
+        return multihost.solve(
+            self.name, system, options.for_cluster(), checkpoint=checkpoint, progress=callback,
+            on_event=on_event, log=log,
+        )  # fmt: skip

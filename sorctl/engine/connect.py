@@ -101,7 +101,7 @@ def connect_host(
         client.api._version = client.api._retrieve_server_version()  # as version="auto" does
         client.ping()
     except Exception as exc:  # every way of not getting through is one line naming the host
-        raise EngineError(f"host {spec.label}: {_why(exc)}") from None
+        raise EngineError(f"host {spec.label}: {why(exc)}") from None
     return client
 
 
@@ -109,7 +109,7 @@ def connect_host(
 _FIRST_API = "1.24"
 
 
-def _why(exc: BaseException) -> str:
+def why(exc: BaseException) -> str:
     """The one-line cause of a failed connection."""
     chain: list[BaseException] = []
     e: BaseException | None = exc

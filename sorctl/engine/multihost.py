@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import docker
+import requests
 
 from sorctl.cluster import hostplan, material
 from sorctl.cluster.hostplan import HostContainer, HostPlan
@@ -19,7 +20,7 @@ from sorctl.cluster.hosts import HostSpec
 from sorctl.cluster.readiness import SchedulerView, missing_nodes, parse_scheduler_log
 from sorctl.engine import ship
 from sorctl.engine.apply import _material_tar
-from sorctl.engine.connect import TLSFiles, connect_host
+from sorctl.engine.connect import TLSFiles, connect_host, why
 from sorctl.engine.images import image_ref, sorctl_version
 from sorctl.errors import ClusterError, SorctlError
 from sorctl.names import LABEL_CLUSTER, RUN_DIR, container_name
@@ -231,7 +232,9 @@ def up(
     started = False
     try:
         log("images: checking every host (sending what a host lacks)")
-        roles = {s.endpoint: ["node"] + (["scheduler"] if s is sched else []) for s in specs}
+        # the scheduler's host also runs the client container of each solve
+        roles = {s.endpoint: ["node"] + (["scheduler", "client"] if s is sched else [])
+                 for s in specs}  # fmt: skip
 
         def send(spec: HostSpec) -> ship.Shipped:
             from sorctl.engine.connect import connect
@@ -354,3 +357,70 @@ def down(name: str, tls_files: TLSFiles | None) -> tuple[dict[str, int], dict[st
     if not errors:
         material.remove(name)
     return removed, errors
+
+
+@dataclass
+class _Node:
+    state: str
+
+
+@dataclass
+class SolveTarget:
+    """What solve_container.run reads of a cluster, for one across hosts: the client container
+    runs on the scheduler's host with host networking (no NAT between it and the nodes)."""
+
+    name: str
+    scheduler_address: str
+    secret_file: object
+    cert_file: object
+    key_file: object
+    nodes: list[_Node]
+    scheduler_port: int = 9702
+    network: str = "host"
+    routes: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
+
+    def client_env(self) -> dict[str, str]:
+        return {"SORCTL_SCHEDULER": self.scheduler_address}
+
+
+def solve_target(
+    name: str, tls_files: TLSFiles | None = None
+) -> tuple[docker.DockerClient, SolveTarget]:
+    """(a client of the scheduler's host, the cluster as solve_container.run reads it)."""
+    found = hosts_of(name)
+    if found is None:
+        raise ClusterError(f"no multi-host cluster named {name!r}")
+    specs, record = found
+    sched = next(s for s in specs if s.endpoint == record["scheduler_host"])
+    client = connect_host(sched, tls_of(record, tls_files))
+    try:
+        view = scheduler_view(client, name)
+    except docker.errors.APIError as exc:
+        client.close()
+        raise ClusterError(f"cluster {name}: its scheduler: {exc.explanation}") from None
+    mat = material.load(name)
+    nodes = [_Node("running") for _ in view.nodes]
+    target = SolveTarget(name, record["scheduler_address"], mat.secret_file, mat.cert_file,
+                         mat.key_file, nodes)  # fmt: skip
+    return client, target
+
+
+def solve(name: str, system, options, **kw):
+    """solve_container.run on the cluster across hosts; the scheduler's host lost mid-solve (its
+    engine no longer answers) is one line naming it."""
+    from sorctl.engine import solve_container
+
+    client, target = solve_target(name)
+    try:
+        return solve_container.run(target, system, options, client=client, **kw)
+    except SorctlError:
+        raise
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        host = hosts_of(name)[1]["scheduler_host"]  # type: ignore[index]
+        raise ClusterError(
+            f"cluster {name}: the scheduler's host {host} stopped answering mid-solve ({why(exc)})"
+        ) from None

@@ -186,3 +186,112 @@ def test_a_failure_after_start_rolls_back_every_host(lab, tmp_path):
     assert r.returncode != 0 and "does not count" in r.stderr, r.stderr
     assert labelled_everywhere(lab, name) == []
     assert not (tmp_path / "clusters" / name).exists()
+
+
+# ---- solving across the hosts; these come last: they kill lab hosts ----
+
+
+@pytest.fixture(scope="module")
+def spread(lab, tmp_path_factory):
+    """A cluster on all three hosts, for the solve tests (down at the end, as far as it can)."""
+    home = tmp_path_factory.mktemp("spread")
+    env, name = lab_env(lab, home), "mh-s"
+    r = sorctl("up", "--name", name, *host_args(lab), env=env)
+    assert r.returncode == 0, r.stderr
+    yield name, env
+    sorctl("down", "--name", name, env=env, timeout=120)
+
+
+def solve_cmd(name, env, A, b, tmp_path, *extra, run=True):
+    import numpy as np
+
+    from sorctl.solver import io as sio
+
+    sio.save_system(tmp_path / "sys.npz", A, b, None)
+    args = [sys.executable, "-m", "sorctl.cli.main", "solve", str(tmp_path / "sys.npz"),
+            "--cluster", name, "-o", str(tmp_path / "x.npz"), "--json", *extra]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env})  # fmt: skip
+    if not run:
+        return proc
+    out, err = proc.communicate(timeout=600)
+    return proc.returncode, out, err, (np.load(tmp_path / "x.npz")["x"] if proc.returncode == 0
+                                       else None)  # fmt: skip
+
+
+def test_solve_uses_every_host_and_matches_scipy(spread, tmp_path):
+    import json
+
+    import numpy as np
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    from tests.systems import anisotropic2d
+
+    name, env = spread
+    A = anisotropic2d(60)
+    b = np.random.default_rng(7).standard_normal(A.shape[0])
+    code, out, err, x = solve_cmd(name, env, A, b, tmp_path, "--rtol", "1e-8")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["converged"] and report["nodes"] == 3, report
+    want = spla.spsolve(sp.csc_matrix(A), b)
+    assert np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
+    assert np.abs(x - want).max() <= 1e4 * 1e-8 * np.abs(want).max()
+
+
+def _after_first_progress(proc) -> None:
+    for line in proc.stderr:
+        if "iteration" in line:
+            return
+    raise AssertionError("the solve printed no progress")
+
+
+def test_a_host_killed_mid_solve_right_answer_and_the_event(lab, spread, tmp_path):
+    import json
+    import threading
+
+    import docker
+    import numpy as np
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    from tests.systems import poisson2d
+
+    name, env = spread
+    A = poisson2d(250)
+    b = np.random.default_rng(8).standard_normal(A.shape[0])
+    proc = solve_cmd(name, env, A, b, tmp_path, "--rtol", "1e-9", run=False)
+    _after_first_progress(proc)
+    docker.from_env().containers.get(lab.host("h3").container).kill()
+    errs: list[str] = []
+    t = threading.Thread(target=lambda: errs.extend(proc.stderr), daemon=True)
+    t.start()
+    out = proc.stdout.read()
+    assert proc.wait(timeout=600) == 0, errs[-5:]
+    report = json.loads(out)
+    assert [e for e in report["events"] if e["event"] == "node_lost"], report["events"]
+    x = np.load(tmp_path / "x.npz")["x"]
+    want = spla.spsolve(sp.csc_matrix(A), b)
+    assert np.linalg.norm(b - A @ x) <= 1e-9 * np.linalg.norm(b) * (1 + 1e-6)
+    assert np.abs(x - want).max() <= 1e4 * 1e-9 * np.abs(want).max()
+
+
+def test_the_scheduler_host_killed_mid_solve_is_one_clear_line_and_exit_1(lab, spread, tmp_path):
+    import docker
+    import numpy as np
+
+    from tests.systems import poisson2d
+
+    name, env = spread
+    A = poisson2d(250)
+    b = np.random.default_rng(9).standard_normal(A.shape[0])
+    proc = solve_cmd(name, env, A, b, tmp_path, "--rtol", "1e-12", run=False)
+    _after_first_progress(proc)
+    docker.from_env().containers.get(lab.hosts[0].container).kill()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    errors = [ln for ln in err.splitlines() if "error" in ln.lower()]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert lab.hosts[0].tcp in errors[0] or name in errors[0], errors
+    assert not (tmp_path / "x.npz").exists()
