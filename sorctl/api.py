@@ -410,6 +410,7 @@ def up_hosts(
     log: Callable[[str], None] = print,
     ship_progress: Callable[[str, int], None] | None = None,
     report: Callable[[int, int], None] | None = None,
+    firewall: bool = True,
 ) -> multihost.UpResult:
     """One dispy cluster on every host (Docker endpoints): the scheduler on the first (or
     scheduler_host), one node per host. Fails as a whole, every host rolled back."""
@@ -418,7 +419,7 @@ def up_hosts(
     return multihost.up(
         name, specs, files, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node,
         tls=tls, timeout=timeout, keep_on_failure=keep_on_failure, log=log,
-        ship_progress=ship_progress, report=report,
+        ship_progress=ship_progress, report=report, use_firewall=firewall,
     )  # fmt: skip
 
 

@@ -90,6 +90,7 @@ def up(
     tlscacert: hosts_cmd.TLSCaOpt = None,
     tlscert: hosts_cmd.TLSCertOpt = None,
     tlskey: hosts_cmd.TLSKeyOpt = None,
+    no_firewall: hosts_cmd.NoFirewallOpt = False,
 ) -> None:
     """Bring up a dispy cluster and wait until the scheduler counts every node."""
     if host:
@@ -98,7 +99,7 @@ def up(
         hosts_cmd.up(
             name, host, scheduler_host=scheduler_host, cpus_per_node=cpus, tls=tls,
             tls_files=(tlscacert, tlscert, tlskey), timeout=timeout,
-            keep_on_failure=keep_on_failure,
+            keep_on_failure=keep_on_failure, firewall=not no_firewall,
         )  # fmt: skip
         return
     with _progress() as progress:

@@ -30,6 +30,14 @@ SchedulerHostOpt = Annotated[
     str | None,
     typer.Option("--scheduler-host", help="Which --host runs the scheduler (default: the first)."),
 ]
+NoFirewallOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-firewall",
+        help="With --host: leave the hosts' packet filter alone (dispy's ports then answer "
+        "anyone who reaches them).",
+    ),
+]
 TLSCaOpt = Annotated[
     Path | None, typer.Option("--tlscacert", help="CA of the hosts' Docker TLS endpoints.")
 ]
@@ -51,6 +59,7 @@ def up(
     tls_files: api.TLSPaths,
     timeout: float,
     keep_on_failure: bool,
+    firewall: bool,
 ) -> None:
     with Progress(
         TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
@@ -66,7 +75,7 @@ def up(
         res = api.up_hosts(
             name, hosts, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node, tls=tls,
             tls_files=tls_files, timeout=timeout, keep_on_failure=keep_on_failure, log=_log,
-            ship_progress=shipping,
+            ship_progress=shipping, firewall=firewall,
         )  # fmt: skip
     for s in res.shipped:
         if s.refs:
@@ -99,6 +108,11 @@ def status(name: str, as_json: bool, tls_files: api.TLSPaths) -> dict:
         if h.reachable and not h.containers:
             t.add_row(h.endpoint, "yes", "(none)", "", "")
     out.print(t)
+    for h in st.hosts:
+        if h.rules:
+            out.print(f"firewall on {h.endpoint}:", highlight=False)
+            for rule in h.rules:
+                out.print(f"  {rule}", highlight=False, markup=False)
     if st.scheduler_error:
         out.print(f"scheduler on {st.scheduler_host}: {st.scheduler_error}", highlight=False)
     else:

@@ -184,11 +184,16 @@ def check_address(text: str) -> str:
 
 
 def save_hosts(
-    directory: Path, plan: HostPlan, specs: list[HostSpec], tls: list[str] | None = None
+    directory: Path,
+    plan: HostPlan,
+    specs: list[HostSpec],
+    tls: list[str] | None = None,
+    firewall: bool = True,
 ) -> None:
     """The host list (and the paths of the TLS client files `up` used), 0600."""
     data = {
         "tls": tls,
+        "firewall": firewall,
         "scheduler_host": plan.scheduler_host,
         "scheduler_address": plan.scheduler_address,
         "hosts": [{**asdict(s), "address": plan.addresses[s.endpoint]} for s in specs],

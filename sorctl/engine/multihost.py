@@ -18,6 +18,7 @@ from sorctl.cluster import hostplan, material
 from sorctl.cluster.hostplan import HostContainer, HostPlan
 from sorctl.cluster.hosts import HostSpec
 from sorctl.cluster.readiness import SchedulerView, missing_nodes, parse_scheduler_log
+from sorctl.engine import firewall as fw
 from sorctl.engine import ship
 from sorctl.engine.apply import _material_tar
 from sorctl.engine.connect import TLSFiles, connect_host, why
@@ -191,6 +192,14 @@ def wait_ready(
         time.sleep(0.5)
 
 
+def _clean(client: docker.DockerClient, host: str, name: str, firewall: bool = True) -> int:
+    """The cluster's containers and (if it has them) packet filter rules on one host."""
+    n = remove_on(client, name)
+    if firewall:
+        fw.remove(client, host, name)
+    return n
+
+
 def remove_on(client: docker.DockerClient, name: str) -> int:
     f = {"label": f"{LABEL_CLUSTER}={name}"}
     found = client.containers.list(all=True, filters=f)
@@ -219,6 +228,7 @@ def up(
     log: Log = print,
     ship_progress: ship.Progress | None = None,
     report: Callable[[int, int], None] | None = None,
+    use_firewall: bool = True,
 ) -> UpResult:
     """Bring the cluster up on every host, or fail as a whole (every host rolled back)."""
     t0 = time.monotonic()
@@ -255,10 +265,15 @@ def up(
         )  # fmt: skip
         mat = material.create(name, tls)
         hostplan.save_hosts(
-            material.cluster_dir(name), plan, specs, tls_files.paths() if tls_files else None
-        )
+            material.cluster_dir(name), plan, specs, tls_files.paths() if tls_files else None,
+            firewall=use_firewall,
+        )  # fmt: skip
         files = mat.files()
         started = True
+        if use_firewall:
+            members = sorted(set(addresses.values()))
+            log(f"firewall: dispy ports on every host open to the {len(members)} member(s) only")
+            _parallel(lambda s: fw.add(clients[s.endpoint], s.label, name, members), specs)
         log(f"starting the scheduler on {sched.label} ({plan.scheduler_address})")
         _create(clients[sched.endpoint], plan.on(sched.endpoint)[0], files)
         nodes = [c for c in plan.containers if c.role == "node"]
@@ -268,7 +283,7 @@ def up(
         return UpResult(plan, shipped, time.monotonic() - t0)
     except BaseException:
         if started and not keep_on_failure:
-            _parallel(lambda e: remove_on(clients[e], name), list(clients))
+            _parallel(lambda e: _clean(clients[e], e, name, use_firewall), list(clients))
             material.remove(name)
         raise
     finally:
@@ -281,6 +296,7 @@ class HostStatus:
     reachable: bool
     error: str | None
     containers: list[dict]
+    rules: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -322,8 +338,11 @@ def status(name: str, tls_files: TLSFiles | None) -> MultiStatus:
                 for c in client.containers.list(all=True, filters=f):
                     rows.append({"name": c.name, "role": c.labels.get("org.sorctl.role"),
                                  "state": c.status})  # fmt: skip
+            rules = []
+            if client is not None and record.get("firewall", True):
+                rules = fw.rules(client, spec.endpoint, name)
             hosts.append(HostStatus(spec.endpoint, client is not None,
-                                    errors.get(spec.endpoint), rows))  # fmt: skip
+                                    errors.get(spec.endpoint), rows, rules))  # fmt: skip
         nodes: dict[str, int] = {}
         sched_err = None
         sched = clients.get(record["scheduler_host"])
@@ -350,8 +369,19 @@ def down(name: str, tls_files: TLSFiles | None) -> tuple[dict[str, int], dict[st
     clients, errors = connect_all(specs, tls_of(record, tls_files))
     removed: dict[str, int] = {}
     try:
-        for endpoint, n in _parallel(lambda e: (e, remove_on(clients[e], name)), list(clients)):
-            removed[endpoint] = n
+
+        def one(endpoint: str) -> tuple[str, int | None, str | None]:
+            try:
+                n = _clean(clients[endpoint], endpoint, name, record.get("firewall", True))
+                return endpoint, n, None
+            except (SorctlError, docker.errors.APIError) as exc:
+                return endpoint, None, f"host {endpoint}: {exc}"
+
+        for endpoint, n, error in _parallel(one, list(clients)):
+            if error:
+                errors[endpoint] = error
+            else:
+                removed[endpoint] = n or 0
     finally:
         _close(clients)
     if not errors:

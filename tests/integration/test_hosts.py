@@ -188,6 +188,56 @@ def test_a_failure_after_start_rolls_back_every_host(lab, tmp_path):
     assert not (tmp_path / "clusters" / name).exists()
 
 
+def reaches(container: str, address: str, port: int) -> bool:
+    """A TCP connection from inside `container` (its network namespace) within 3 s."""
+    import docker
+
+    probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}'"
+    return docker.from_env().containers.get(container).exec_run(["bash", "-c", probe])[0] == 0
+
+
+def iptables_rules(lab) -> str:
+    import docker
+
+    outer = docker.from_env()
+    return "".join(
+        outer.containers.get(h.container).exec_run(["iptables", "-S"])[1].decode()
+        for h in lab.hosts
+    )
+
+
+def test_firewall_non_member_gets_no_answer_members_work_and_down_removes_the_rules(lab, tmp_path):
+    import json
+
+    env, name = lab_env(lab, tmp_path), "mh-f"
+    h1, h2 = lab.hosts[0], lab.host("h2")
+    router = f"{lab.name}-router"  # on the same LAN as h1, and no member
+    r = sorctl("up", "--name", name, *host_args(lab), env=env)
+    try:
+        assert r.returncode == 0, r.stderr  # the members found each other through the rules
+        assert not reaches(router, h1.address, 9702)
+        assert not reaches(router, h2.address, 9701)
+        assert reaches(router, h1.address, 22)  # the host itself answers: only dispy is shut
+        assert reaches(h2.container, h1.address, 9702)  # a member
+        st = json.loads(sorctl("status", "--name", name, "--json", env=env).stdout)
+        for host in st["clusters"][0]["hosts"]:
+            assert any("DROP" in rule for rule in host["rules"]), host
+            assert any(h2.address in rule for rule in host["rules"]), host
+    finally:
+        down = sorctl("down", "--name", name, env=env)
+    assert down.returncode == 0, down.stderr
+    assert f"sorctl:{name}" not in iptables_rules(lab)
+    assert reaches(router, h1.address, 22)
+    # --no-firewall: no rule at all
+    r = sorctl("up", "--name", name, *host_args(lab), "--no-firewall", env=env)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert f"sorctl:{name}" not in iptables_rules(lab)
+        assert reaches(router, h1.address, 9702)
+    finally:
+        sorctl("down", "--name", name, env=env)
+
+
 # ---- solving across the hosts; these come last: they kill lab hosts ----
 
 
