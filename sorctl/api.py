@@ -432,6 +432,14 @@ def hosts_status(name: str, tls_files: TLSPaths = (None, None, None)) -> multiho
     return multihost.status(name, TLSFiles.resolve(*tls_files))
 
 
+def hosts_logs(
+    name: str, target: str | None, *, follow: bool = False, tail: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Iterator[tuple[str, str]]:  # fmt: skip
+    """(container, line) of a cluster across hosts (all, one role, or one container)."""
+    return multihost.logs(name, target, follow, tail, warn)
+
+
 def down_hosts(
     name: str, tls_files: TLSPaths = (None, None, None)
 ) -> tuple[dict[str, int], dict[str, str]]:

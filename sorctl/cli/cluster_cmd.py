@@ -213,7 +213,11 @@ def logs(
     ] = None,
 ) -> None:
     """Print the logs of a cluster's containers, each line prefixed with its container."""
-    for container, line in Cluster(name).logs(target, follow=follow, tail=tail):
+    if api.is_multihost(name):
+        lines = api.hosts_logs(name, target, follow=follow, tail=tail, warn=err.print)
+    else:
+        lines = Cluster(name).logs(target, follow=follow, tail=tail)
+    for container, line in lines:
         sys.stdout.write(f"{container} | {line}\n")
         sys.stdout.flush()
 

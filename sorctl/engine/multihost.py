@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -23,7 +23,7 @@ from sorctl.engine import ship
 from sorctl.engine.apply import _material_tar
 from sorctl.engine.connect import TLSFiles, connect_host, why
 from sorctl.engine.images import image_ref, sorctl_version
-from sorctl.errors import ClusterError, SorctlError
+from sorctl.errors import ClusterError, InputError, SorctlError
 from sorctl.names import LABEL_CLUSTER, RUN_DIR, container_name
 
 Log = Callable[[str], None]
@@ -454,3 +454,69 @@ def solve(name: str, system, options, **kw):
         raise ClusterError(
             f"cluster {name}: the scheduler's host {host} stopped answering mid-solve ({why(exc)})"
         ) from None
+
+
+def logs(
+    name: str, target: str | None, follow: bool, tail: int | None,
+    warn: Log | None = None, tls_files: TLSFiles | None = None,
+) -> Iterator[tuple[str, str]]:  # fmt: skip
+    """(container, line) from the cluster's containers on every host (one role's, or one
+    container's: `node-2` or its full name); followed ones interleaved as lines arrive. A host
+    that does not answer is named through warn and the others still stream."""
+    import queue
+    import threading
+
+    found = hosts_of(name)
+    if found is None:
+        raise ClusterError(f"no multi-host cluster named {name!r}")
+    specs, record = found
+    clients, errors = connect_all(specs, tls_of(record, tls_files))
+    for error in errors.values():
+        if warn:
+            warn(error)
+    f = {"label": f"{LABEL_CLUSTER}={name}"}
+    picked = []
+    for client in clients.values():
+        for c in client.containers.list(all=True, filters=f):
+            role = c.labels.get("org.sorctl.role")
+            if not target or target in (role, c.name) or c.name == f"{name}-{target}":
+                picked.append((client, c))
+    if not picked:
+        _close(clients)
+        raise InputError(f"no container {target!r} of cluster {name!r} on the hosts that answer")
+    q: queue.Queue[tuple[str, str] | None] = queue.Queue()
+    kw = {"stream": True, "follow": follow, "tail": tail if tail is not None else "all"}
+
+    def pump(container) -> None:
+        buf = b""
+        try:
+            for chunk in container.logs(**kw):
+                buf += chunk
+                *done, buf = buf.split(b"\n")
+                for line in done:
+                    q.put((container.name, line.decode(errors="replace")))
+            if buf:
+                q.put((container.name, buf.decode(errors="replace")))
+        except Exception as exc:  # a host gone mid-stream: said once, the others go on
+            q.put((container.name, f"(log stream ended: {why(exc)})"))
+        finally:
+            q.put(None)
+
+    try:
+        if not follow:  # whole logs, one container after the other
+            for _, c in sorted(picked, key=lambda p: p[1].name):
+                pump(c)
+                while (item := q.get()) is not None:
+                    yield item
+            return
+        for _, c in picked:
+            threading.Thread(target=pump, args=(c,), daemon=True).start()
+        running = len(picked)
+        while running:
+            item = q.get()
+            if item is None:
+                running -= 1
+            else:
+                yield item
+    finally:
+        _close(clients)
