@@ -35,6 +35,16 @@ if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
     done < <(grep ' cgroup ' /proc/mounts)
 fi
 
+# cgroup v2 (GitHub's runners): move this shell out of the root cgroup and hand the
+# controllers down, as Docker's own dind script does, so dockerd can make child cgroups.
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    mount -o remount,rw /sys/fs/cgroup 2>/dev/null || true
+    mkdir -p /sys/fs/cgroup/init
+    xargs -rn1 </sys/fs/cgroup/cgroup.procs >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null || true
+    sed -e 's/ / +/g' -e 's/^/+/' </sys/fs/cgroup/cgroup.controllers \
+        >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+fi
+
 mkdir -p /run/sshd
 chmod 0600 /etc/ssh/ssh_host_ed25519_key
 /usr/sbin/sshd -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PasswordAuthentication=no \
