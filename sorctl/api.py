@@ -423,6 +423,11 @@ def up_hosts(
     )  # fmt: skip
 
 
+def multihost_clusters() -> list[str]:
+    """The names of the clusters across hosts (from their host lists in the config directory)."""
+    return multihost.names()
+
+
 def is_multihost(name: str) -> bool:
     """Whether `name` is a cluster across hosts (its host list is in the config directory)."""
     return multihost.hosts_of(name) is not None

@@ -231,8 +231,12 @@ def down(
         if not hosts_cmd.down(name, (None, None, None)):
             raise typer.Exit(1)
         return
+    cleaned, removed_any = True, False
+    if all_clusters:  # the clusters across hosts first, each on all its hosts
+        for n in api.multihost_clusters():
+            cleaned = hosts_cmd.down(n, (None, None, None)) and cleaned
+            removed_any = True
     names = clusters() if all_clusters else [name]
-    removed_any = False
     for n in names:
         counts = Cluster(n, must_exist=False).down()
         if any(counts.values()):
@@ -241,6 +245,8 @@ def down(
                 f"cluster {n}: removed {counts['containers']} container(s), "
                 f"{counts['networks']} network(s), {counts['volumes']} volume(s)"
             )
+    if not cleaned:
+        raise typer.Exit(1)
     if not removed_any:
         err.print(
             "no sorctl clusters; nothing to remove"

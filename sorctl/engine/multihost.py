@@ -313,6 +313,14 @@ def hosts_of(name: str) -> tuple[list[HostSpec], dict] | None:
     return hostplan.load_hosts(material.cluster_dir(name))
 
 
+def names() -> list[str]:
+    """Every cluster across hosts this user brought up (their host lists)."""
+    root = material.home() / "clusters"
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir() if (d / hostplan.HOSTS_FILE).is_file())
+
+
 def tls_of(record: dict, given: TLSFiles | None) -> TLSFiles | None:
     """The TLS files given now, else those `up` used (their paths are in the host list)."""
     if given is not None or not record.get("tls"):
