@@ -15,7 +15,7 @@ from sorctl import api
 from sorctl.api import READY_TIMEOUT_S, Cluster, ClusterStatus, Reporter, clusters
 from sorctl.cli import hosts_cmd
 from sorctl.cluster.plan import Shape
-from sorctl.errors import ClusterError, EngineError
+from sorctl.errors import ClusterError, EngineError, InputError
 from sorctl.names import DEFAULT_CLUSTER
 
 err = Console(stderr=True)
@@ -94,6 +94,11 @@ def up(
 ) -> None:
     """Bring up a dispy cluster and wait until the scheduler counts every node."""
     if host:
+        if relay:
+            raise InputError(
+                "--relay is for one engine; across --host machines discovery is directed "
+                "(README, Several machines)"
+            )
         # --cpus-per-node left at its default: every CPU of each machine
         cpus = None if cpus_per_node == Shape.cpus_per_node else cpus_per_node
         hosts_cmd.up(
