@@ -70,7 +70,7 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  {'measured':>10}  target")
     for what, got, target in rows:
-        print(f"{what:<{width}}  {got:>10}  {target}")
+        print(f"{what:<{width}}  {got:>10}  {target}".rstrip())
 
 
 def solve_rows(lab, env, two_hosts, m, home) -> list[tuple[str, str, str]]:
