@@ -133,6 +133,11 @@ def scale(
     timeout: TimeoutOpt = READY_TIMEOUT_S,
 ) -> None:
     """Grow or shrink a running cluster to --nodes nodes."""
+    if api.is_multihost(name):
+        raise InputError(
+            f"cluster {name!r} runs one node per --host machine: `sorctl down` it and `sorctl "
+            "up` with the hosts you want"
+        )
     api.check_scale(nodes)  # bad flags fail before anything talks to the engine
     with _progress() as progress:
         before, after = Cluster(name).scale(nodes, timeout=timeout, reporter=RichReporter(progress))
@@ -185,8 +190,11 @@ def status(
         if as_json:
             print(json.dumps({"clusters": [data_hosts]}, indent=2))
         return
+    # without --name: the clusters across hosts too (printed as they come, each from its hosts)
+    multi = [hosts_cmd.status(n, as_json, (None, None, None))
+             for n in ([] if name else api.multihost_clusters())]  # fmt: skip
     names = [name] if name else clusters()
-    data = []
+    data: list[dict] = []
     for n in names:
         try:
             data.append(Cluster(n).status().to_dict())
@@ -195,9 +203,9 @@ def status(
         except ClusterError:  # not there (any more): said below, as for no clusters at all
             continue
     if as_json:
-        print(json.dumps({"clusters": data}, indent=2))
+        print(json.dumps({"clusters": multi + data}, indent=2))
         return
-    if not data:
+    if not data and not multi:
         err.print(f"no cluster named {name!r}" if name else "no sorctl clusters")
         return
     for d in data:

@@ -131,6 +131,10 @@ def test_up_across_hosts_counts_every_node_survives_a_scheduler_restart_and_down
         assert set(data["nodes"]) == want and all(c >= 1 for c in data["nodes"].values()), data
         assert all(h["reachable"] for h in data["hosts"])
         assert (tmp_path / "clusters" / name / "hosts.json").is_file()
+        every = json.loads(sorctl("status", "--json", env=env).stdout)["clusters"]
+        assert [c for c in every if c["name"] == name and "hosts" in c]  # listed without --name
+        scale = sorctl("scale", "--nodes", "5", "--name", name, env=env)
+        assert scale.returncode == 2 and "one node per" in scale.stderr, scale.stderr
         # logs of one container on the other subnet's host (reached over ssh)
         logs = sorctl("logs", "node-3", "--name", name, env=env)
         assert logs.returncode == 0 and f"{name}-node-3 | " in logs.stdout, logs.stderr
