@@ -98,7 +98,8 @@ def labelled_everywhere(lab, name: str) -> list[str]:
 def scheduler_counts(lab, name: str, since: int | None = None) -> dict[str, int]:
     from sorctl.cluster.readiness import parse_scheduler_log
 
-    logs = lab.client(lab.hosts[0]).api.logs(f"{name}-scheduler", since=since or 0)
+    kw = {"since": since} if since else {}
+    logs = lab.client(lab.hosts[0]).api.logs(f"{name}-scheduler", **kw)
     return parse_scheduler_log(logs.decode(errors="replace")).nodes
 
 
@@ -157,6 +158,40 @@ def test_up_across_hosts_counts_every_node_survives_a_scheduler_restart_and_down
     sorctl("down", "--name", name, env=env)
     assert again.returncode == 0, again.stderr
     assert "images sent" not in again.stderr
+
+
+def test_without_directed_discovery_a_restarted_scheduler_misses_the_other_subnet(lab, tmp_path):
+    """The negative of the restart test: the same scheduler without `--node ADDR` for each
+    member finds the nodes of its own subnet by broadcast, and never the other subnet's."""
+    import time
+
+    env, name = lab_env(lab, tmp_path), "mh-d"
+    assert sorctl("up", "--name", name, *host_args(lab), env=env).returncode == 0
+    try:
+        c1 = lab.client(lab.hosts[0])
+        old = c1.containers.get(f"{name}-scheduler")
+        cmd, kept = old.attrs["Config"]["Cmd"], []
+        for i, arg in enumerate(cmd):
+            if arg != "--node" and (i == 0 or cmd[i - 1] != "--node"):
+                kept.append(arg)
+        assert "--node" not in kept and len(kept) < len(cmd)
+        material, _ = old.get_archive("/run/sorctl")
+        material = b"".join(material)
+        old.remove(force=True)
+        new = c1.containers.create(old.image, kept, name=f"{name}-scheduler",
+                                   environment=old.attrs["Config"]["Env"], labels=old.labels,
+                                   network_mode="host")  # fmt: skip
+        assert new.put_archive("/run", material)
+        new.start()
+        same = {h.address for h in lab.hosts if h.subnet == lab.hosts[0].subnet}
+        wait_for("the scheduler's own subnet by broadcast",
+                 lambda: same <= set(scheduler_counts(lab, name)))  # fmt: skip
+        deadline = time.monotonic() + 8  # several discovery rounds: the other subnet stays out
+        while time.monotonic() < deadline:
+            assert lab.host("h3").address not in scheduler_counts(lab, name)
+            time.sleep(0.5)
+    finally:
+        sorctl("down", "--name", name, env=env)
 
 
 def test_an_unreachable_host_fails_up_in_one_line_and_nothing_is_left(lab, tmp_path):
