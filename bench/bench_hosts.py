@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,7 @@ def main() -> None:
             rows += solve_rows(lab, env, hosts[:4], args.m, home)
     finally:
         simlab.down(name)
+        shutil.rmtree(home, ignore_errors=True)
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  {'measured':>10}  target")
     for what, got, target in rows:

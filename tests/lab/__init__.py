@@ -20,6 +20,7 @@ import hashlib
 import io
 import ipaddress
 import os
+import shutil
 import socket
 import subprocess
 import tarfile
@@ -379,3 +380,4 @@ def fixture_lab(prefix: str = "mh-lab"):
         yield lab
     finally:
         down(name)
+        shutil.rmtree(lab.dir, ignore_errors=True)
