@@ -22,11 +22,13 @@ test: venv
 	./scripts/test.sh
 
 test-fast: venv
-	$(BIN)/pytest -m 'not docker' -q
+	$(BIN)/pytest -m 'not docker and not browser' -q
 
 lint: venv
-	$(BIN)/ruff check sorctl tests bench
-	$(BIN)/ruff format --check sorctl tests bench
+	$(BIN)/ruff check sorctl tests bench scripts
+	$(BIN)/ruff format --check sorctl tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python bench/bench_kernels.py

@@ -18,4 +18,4 @@ if [ "${KEEP:-0}" != "1" ]; then
     trap '"$BIN/sorctl" down' EXIT
 fi
 "$BIN/sorctl" status
-"$BIN/sorctl" solve "$EXAMPLE"
+"$BIN/sorctl" solve "$EXAMPLE" --cluster sorctl

@@ -7,12 +7,14 @@
 
 Layers, each importing only those below it (checked by tests/unit/test_layers.py):
     cli       typer commands: flags in, calls to the API, answers and exit codes out
+    dashboard the web page of `sorctl dashboard` (clusters through the API, solves through feeds)
     api       solve() and Cluster: the Python face of everything below
     engine    the Docker provider: the only code that calls the Docker SDK
     cluster   pure planning: topology plans, readiness parsing, the host's secret material
     distributed  the dispy side of a cluster solve (runs in the client container and nodes)
     solver    numerics: kernels, omega, files, the local driver (neither Docker nor dispy)
-and beside them all: errors, names (labels, ports, paths), options (SolveOptions).
+and beside them all: errors, names (labels, ports, paths), options (SolveOptions) and solvefeed
+(each solve's progress file, which the dashboard follows).
 
 The heavy parts load on first use, so `import sorctl` stays cheap (the node and client images
 import it in every Python process to apply the dispy shims).

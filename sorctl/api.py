@@ -23,13 +23,14 @@ from sorctl.cluster.hosts import parse_hosts
 from sorctl.cluster.plan import PlanError, Shape, check_nodes, validate
 from sorctl.engine import images, lifecycle, multihost, observe, ship, solve_container
 from sorctl.engine.apply import Reporter
-from sorctl.engine.connect import TLSFiles, connect, try_connect
+from sorctl.engine.connect import TLSFiles, engine, try_connect
 from sorctl.engine.images import Built, ImageRow
 from sorctl.engine.lifecycle import READY_TIMEOUT_S
 from sorctl.engine.ship import Shipped
 from sorctl.errors import ClusterError, InputError
 from sorctl.names import DEFAULT_CLUSTER
 from sorctl.options import DEFAULTS, SolveOptions
+from sorctl.solvefeed import FeedWriter
 from sorctl.solver import io, local
 from sorctl.solver.io import System
 from sorctl.solver.result import SolveResult
@@ -68,7 +69,34 @@ def solve(
     if cluster is not None:
         target = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
         return target.solve_system(system, opts, callback=callback)
-    return local.solve(system.A, system.b, opts, x0=system.x0, callback=callback)
+    return solve_local(system, opts, callback=callback)
+
+
+def solve_local(
+    system: System, options: SolveOptions, *, callback: Callback | None = None
+) -> SolveResult:
+    """Solve an already validated System (sorctl.solver.io) on this machine."""
+    with _feed(system, options, "local") as feed:
+        result = local.solve(
+            system.A, system.b, options, x0=system.x0, callback=_tee(feed.progress, callback)
+        )
+        feed.done(result.to_report())
+    return result
+
+
+def _feed(system: System, options: SolveOptions, backend: str, cluster: str | None = None):
+    """The solve's feed, which `sorctl dashboard` follows (sorctl.solvefeed)."""
+    return FeedWriter(backend=backend, cluster=cluster, n=system.n, nnz=system.nnz,
+                      options=asdict(options))  # fmt: skip
+
+
+def _tee(first: Callable[..., None], second: Callable[..., None] | None) -> Callable[..., None]:
+    def both(*args: Any) -> None:
+        first(*args)
+        if second is not None:
+            second(*args)
+
+    return both
 
 
 __all__ = [
@@ -86,6 +114,7 @@ __all__ = [
     "push_images",
     "remove_images",
     "solve",
+    "solve_local",
 ]
 
 
@@ -96,31 +125,22 @@ def build_images(
     for role in roles or []:
         if role not in images.ROLES:
             raise InputError(f"unknown role {role!r} (roles: {', '.join(images.ROLES)})")
-    client = connect()
-    try:
+    with engine() as client:
         return images.build(roles or None, force=force, log=log, client=client)
-    finally:
-        client.close()
 
 
 def list_images() -> list[ImageRow]:
     """Every sorctl image the engine has (any version), and this version's missing ones."""
-    client = connect()
-    try:
+    with engine() as client:
         return images.list_images(client)
-    finally:
-        client.close()
 
 
 def remove_images(
     *, all_versions: bool = False, base: bool = False, log: Callable[[str], None] = print
 ) -> list[str]:
     """Remove this version's role images (every version's, and the offline base, if asked)."""
-    client = connect()
-    try:
+    with engine() as client:
         return images.remove_images(client, all_versions=all_versions, base=base, log=log)
-    finally:
-        client.close()
 
 
 def push_images(
@@ -148,11 +168,8 @@ def push_images(
 
 def clusters() -> list[str]:
     """The names of every sorctl cluster the engine has anything of."""
-    client = connect()
-    try:
+    with engine() as client:
         return observe.cluster_names(client)
-    finally:
-        client.close()
 
 
 def cluster_for_solve(name: str | None) -> Cluster | None:
@@ -265,8 +282,7 @@ class Cluster:
         Ctrl-C everything this call created is removed (unless keep_on_failure)."""
         shape = Shape(nodes, relay, subnets, cpus_per_node, tls)
         _check(validate, name, shape)  # bad options fail before anything talks to the engine
-        client = connect()
-        try:
+        with engine() as client:
             result = lifecycle.up(
                 client,
                 name,
@@ -275,18 +291,13 @@ class Cluster:
                 keep_on_failure=keep_on_failure,
                 reporter=reporter,
             )
-        finally:
-            client.close()
         cluster = cls(name)
         cluster.created, cluster.ready_s = result.created, result.seconds
         return cluster
 
     def _info(self) -> observe.ClusterInfo | None:
-        client = connect()
-        try:
+        with engine() as client:
             return observe.find_cluster(client, self.name)
-        finally:
-            client.close()
 
     def info(self) -> observe.ClusterInfo:
         """The cluster as the engine has it now (ClusterError when it is gone)."""
@@ -297,14 +308,11 @@ class Cluster:
 
     def status(self) -> ClusterStatus:
         """Containers, networks, the nodes and CPUs the scheduler counts, how to connect."""
-        client = connect()
-        try:
+        with engine() as client:
             info = observe.find_cluster(client, self.name)
             if info is None:
                 raise ClusterError(f"no cluster named {self.name!r}")
             return ClusterStatus(**observe.status_dict(client, info))
-        finally:
-            client.close()
 
     def scale(
         self,
@@ -316,11 +324,8 @@ class Cluster:
         """Grow (waiting until the scheduler counts the new nodes) or shrink to `nodes` nodes;
         returns (before, after)."""
         check_scale(nodes)
-        client = connect()
-        try:
+        with engine() as client:
             return lifecycle.scale(client, self.name, nodes, timeout=timeout, reporter=reporter)
-        finally:
-            client.close()
 
     def logs(
         self, target: str | None = None, *, follow: bool = False, tail: int | None = None
@@ -329,11 +334,8 @@ class Cluster:
         router) or container (`node-2` or its full name); with follow, until they stop."""
         info = self.info()
         picked = observe.pick_containers(info, target)
-        client = connect()
-        try:
+        with engine() as client:
             yield from observe.stream_logs(client, [c.name for c in picked], follow, tail)
-        finally:
-            client.close()
 
     def solve(
         self,
@@ -348,7 +350,9 @@ class Cluster:
         **options: Any,
     ) -> SolveResult:
         """sorctl.solve on this cluster: same options and result, plus the distributed fields
-        (nodes, blocks, events, ...). `checkpoint`: a file that keeps the last gathered x."""
+        (nodes, blocks, events, ...). `checkpoint`: a file that keeps the last gathered x.
+        `on_event(dict)` gets the driver's events as they happen, and per round of iterations a
+        `round` event with each worker's sweep_s, wait_s, residual_s and sent_bytes."""
         system = io.system_from_arrays(A, b, x0, allow_nonsymmetric=allow_nonsymmetric)
         return self.solve_system(
             system,
@@ -372,24 +376,25 @@ class Cluster:
         info = self.info()
         if not _running(info):
             raise ClusterError(f"cluster {self.name!r} is not running (see `sorctl status`)")
-        return solve_container.run(
-            info,
-            system,
-            options.for_cluster(),
-            checkpoint=checkpoint,
-            progress=callback,
-            on_event=on_event,
-            log=log,
-        )
+        options = options.for_cluster()
+        with _feed(system, options, f"cluster:{self.name}", self.name) as feed:
+            result = solve_container.run(
+                info,
+                system,
+                options,
+                checkpoint=checkpoint,
+                progress=_tee(feed.progress, callback),
+                on_event=_tee(feed.event, on_event),
+                log=log,
+            )
+            feed.done(result.to_report())
+        return result
 
     def down(self) -> dict[str, int]:
         """Remove every container, network and volume with the cluster's labels, and its secret
         on this host; returns how many of each were removed."""
-        client = connect()
-        try:
+        with engine() as client:
             return lifecycle.down(client, self.name)
-        finally:
-            client.close()
 
 
 # ---- a cluster across several machines' Docker engines (`sorctl up --host ...`)

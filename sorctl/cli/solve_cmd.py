@@ -24,7 +24,6 @@ from sorctl.cli.exit_codes import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, EXIT_OK
 from sorctl.errors import InputError, SorctlError
 from sorctl.options import DEFAULTS, METHODS
 from sorctl.solver import io
-from sorctl.solver.local import solve as local_solve
 from sorctl.solver.result import SolveResult
 
 err = Console(stderr=True, highlight=False)
@@ -228,7 +227,7 @@ def solve(
                 if not local
                 else "solving on the local backend (--local)"
             )
-            result = local_solve(system.A, system.b, options, x0=system.x0, callback=progress)
+            result = api.solve_local(system, options, callback=progress)
 
     if result.reason == "interrupted":
         err.print("sorctl: interrupted: no solution file written")

@@ -37,7 +37,8 @@ MAX_NODES_PER_SUBNET = 100
 CLIENT_RANGE = (128, 26)  # .128/26 -> .128-.191
 ROUTER_HOST = 254
 
-# -d: the scheduler logs each node it counts only at debug level, and readiness reads that.
+# -d: the scheduler's log says which nodes it counts and drops (`sorctl logs scheduler`);
+# readiness reads the table images/run-daemon.py publishes instead, which does not rotate.
 # --pulse_interval 1: a killed node is dropped after ~5 s (SharedJobCluster clients cannot ask
 # for it themselves), so jobs on it are reported instead of hanging.
 SCHEDULER_ARGS = ("-d", "--pulse_interval", "1")

@@ -1,23 +1,18 @@
-"""What the scheduler sees: parsed from its own debug log (the CLI starts it with `-d`).
+"""What the scheduler sees: its own table of nodes, which images/run-daemon.py publishes as JSON
+in the scheduler container (names.SCHEDULER_VIEW_FILE) once a second.
 
-dispyscheduler logs every node it adds ('Discovered ADDR:PORT (NAME) with N cpus'), cpu
-changes and the nodes it drops; it has no other way to ask it without joining as a client.
+Only a node's secret mismatch is not in that table (the scheduler ignores such a node): its
+warning line in the scheduler's log gives the hint `up` prints for a missing node.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-_DISCOVERED = re.compile(
-    r"Discovered (?P<addr>[\d.]+):\d+ \((?P<name>[^)]*)\) with (?P<cpus>\d+) cpus"
-)
-_REDISCOVERED = re.compile(r"Node (?P<addr>[\d.]+) rediscovered")
-_CPUS = re.compile(r"Setting cpus for (?P<addr>[\d.]+) to (?P<cpus>-?\d+)")
-_DROPPED = re.compile(
-    r"Node (?P<addr>[\d.]+) is not responding; removing it"
-    r"|Failed to run job \S+ on (?P<addr2>[\d.]+) for computation .*; removing this node"
-)
+STALE_S = 10.0  # a table older than this: its scheduler no longer runs
+
 _MISMATCH = re.compile(r"Ignoring node (?P<addr>[\d.]+) due to \"secret\" mismatch")
 
 
@@ -25,40 +20,37 @@ _MISMATCH = re.compile(r"Ignoring node (?P<addr>[\d.]+) due to \"secret\" mismat
 class SchedulerView:
     nodes: dict[str, int]  # address -> cpus the scheduler counts
     names: dict[str, str]  # address -> the node's host name
-    secret_mismatch: set[str]
+    secret_mismatch: set[str] = field(default_factory=set)
+    since: dict[str, float] = field(default_factory=dict)  # address -> UNIX time first counted
 
 
-def parse_scheduler_log(text: str) -> SchedulerView:
-    view = SchedulerView({}, {}, set())
-    for line in text.splitlines():
-        if m := _DISCOVERED.search(line):
-            view.nodes[m["addr"]] = int(m["cpus"])
-            view.names[m["addr"]] = m["name"]
-        elif m := _REDISCOVERED.search(line):
-            view.nodes.setdefault(m["addr"], 0)
-        elif m := _CPUS.search(line):
-            if m["addr"] in view.nodes:
-                view.nodes[m["addr"]] = max(int(m["cpus"]), 0)
-        elif m := _DROPPED.search(line):
-            view.nodes.pop(m["addr"] or m["addr2"], None)
-        elif m := _MISMATCH.search(line):
-            view.secret_mismatch.add(m["addr"])
+def parse_view(text: str, now: float) -> SchedulerView:
+    """The published table (empty when missing, unreadable or stale at UNIX time `now`)."""
+    view = SchedulerView({}, {})
+    try:
+        doc = json.loads(text)
+        if now - float(doc["t"]) > STALE_S:
+            return view
+        for addr, node in doc["nodes"].items():
+            view.nodes[addr] = max(int(node.get("cpus") or 0), 0)
+            view.names[addr] = str(node.get("name") or "")
+            view.since[addr] = float(node.get("since") or 0.0)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return SchedulerView({}, {})
     return view
 
 
-def missing_nodes(
-    view: SchedulerView, expected: dict[str, str], recent: SchedulerView | None = None
-) -> list[str]:
-    """Names (from `expected`: address -> container name) the scheduler does not count yet.
+def secret_mismatches(log_text: str) -> set[str]:
+    """Addresses of nodes the scheduler ignored for a wrong secret (from its log)."""
+    return {m["addr"] for m in _MISMATCH.finditer(log_text)}
 
-    `recent`, the log since the nodes started, must mention each node: a node re-created at
-    an address the scheduler still remembers is logged only as "rediscovered", and its cpus
-    then come from `view` (the log as it was before).
-    """
-    if recent is None:
-        return [name for addr, name in expected.items() if view.nodes.get(addr, 0) <= 0]
+
+def missing_nodes(view: SchedulerView, expected: dict[str, str], since: float = 0.0) -> list[str]:
+    """Names (from `expected`: address -> container name) the scheduler does not count, or
+    counted only before UNIX time `since` (a node re-created at an address the scheduler still
+    remembers counts once the scheduler has seen the new one sign on)."""
     return [
         name
         for addr, name in expected.items()
-        if addr not in recent.nodes or (recent.nodes[addr] or view.nodes.get(addr, 0)) <= 0
+        if view.nodes.get(addr, 0) <= 0 or view.since.get(addr, 0.0) < since
     ]

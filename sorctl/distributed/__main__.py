@@ -6,8 +6,8 @@ JSON job document (sorctl.distributed.job.SolveJob: the solve's options and the 
 address), puts both into a client container on the cluster's network and runs this. Progress,
 events and checkpoints go to stdout as JSON lines (sorctl.distributed.wire), human-readable
 logs to stderr; the result is a solution file (sorctl.solver.io.save_solution). Exit codes as
-the CLI's: 0 converged, 3 not converged, 2 bad input, 1 cluster failure, 130 interrupted (no
-result file then).
+the CLI's: 0 converged, 3 not converged, 2 bad input, 1 cluster failure, 130 interrupted (with
+a result file when the solve itself was under way: reason 'interrupted', the last gathered x).
 """
 
 from __future__ import annotations
@@ -99,25 +99,27 @@ def main(argv: list[str] | None = None) -> int:
             on_event=lambda ev: wire.emit("event", **ev),
             backend=job.backend,
         )
-        if result.reason == "interrupted":
-            raise KeyboardInterrupt
+        # an interrupted solve has a result too (the last gathered x), as a local one has
         io.save_solution(job.result_path, result.x, result.residuals, result.to_report())
         wire.emit(
             "done", path=str(job.result_path), converged=result.converged, reason=result.reason
         )
-        code = 0 if result.converged else 3
+        if result.reason == "interrupted":
+            code = wire.INTERRUPTED
+        else:
+            code = wire.CONVERGED if result.converged else wire.NOT_CONVERGED
     except KeyboardInterrupt:
-        wire.emit("error", message="interrupted", code=130)
-        code = 130
+        code = wire.INTERRUPTED
+        wire.emit("error", message="interrupted", code=code)
     except InputError as exc:
-        wire.emit("error", message=str(exc), code=2)
-        code = 2
+        code = wire.BAD_INPUT
+        wire.emit("error", message=str(exc), code=code)
     except ClusterError as exc:
-        wire.emit("error", message=str(exc), code=1)
-        code = 1
+        code = wire.FAILED
+        wire.emit("error", message=str(exc), code=code)
     except Exception as exc:  # noqa: BLE001 -- one line for the host, never a traceback there
-        wire.emit("error", message=f"{type(exc).__name__}: {exc}", code=1)
-        code = 1
+        code = wire.FAILED
+        wire.emit("error", message=f"{type(exc).__name__}: {exc}", code=code)
     if executor is not None:
         executor.close()
     sys.stdout.flush()

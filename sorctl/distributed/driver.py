@@ -298,7 +298,8 @@ class _Runner:
         if iterations == 0:  # a residual check alone: not part of the per-iteration figures
             self.stats.add("residual", time.perf_counter() - start)
             return math.sqrt(sum(a["r2"] for a in answers.values()))
-        self.stats.add("iterate", time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        self.stats.add("iterate", seconds)
         self.stats.iterations += iterations
         self.stats.compute += max(a["sweep_s"] + a["residual_s"] for a in answers.values())
         self.stats.sent_bytes += sum(a["sent_bytes"] for a in answers.values())
@@ -306,6 +307,11 @@ class _Runner:
             mine = self.stats.per_worker.setdefault(slot, dict.fromkeys(a, 0.0))
             for key, value in a.items():
                 mine[key] = mine.get(key, 0.0) + value
+        if self.on_event:  # live per-worker figures; not kept in the report's events
+            workers = {s: {k: v for k, v in a.items() if k != "r2"} for s, a in answers.items()}
+            t = round(time.monotonic() - self.t0, 3)
+            self.on_event({"event": "round", "t": t, "iterations": iterations,
+                           "seconds": seconds, "workers": workers})  # fmt: skip
         return math.sqrt(sum(a["r2"] for a in answers.values()))
 
     def gather(self, ids: list[int] | None = None) -> np.ndarray:

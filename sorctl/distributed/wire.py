@@ -16,6 +16,8 @@ import numpy as np
 from sorctl.solver.result import SolveResult
 
 PREFIX = "sorctl:"  # marks our lines among anything else a library might print
+# The client container's exit codes (the host turns them back into outcomes).
+CONVERGED, FAILED, BAD_INPUT, NOT_CONVERGED, INTERRUPTED = 0, 1, 2, 3, 130
 LOG_PREFIX = "sorctl-client:"  # human-readable log lines (stderr), forwarded by the host
 
 

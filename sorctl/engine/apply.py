@@ -174,10 +174,8 @@ def wait_nodes(
     expected = {s.address: s.name for s in node_specs}
     info = observe.find_cluster(client, plan.name)
     assert info is not None
-    # The whole log once (it grows with every job run); then only what is new.
-    view = observe.scheduler_view(client, info)
     while True:
-        missing = missing_nodes(view, expected, observe.scheduler_view(client, info, since=since))
+        missing = missing_nodes(observe.scheduler_view(client, info), expected, since)
         reporter.nodes(len(expected) - len(missing), len(expected))
         if not missing:
             return
@@ -187,9 +185,10 @@ def wait_nodes(
                 f"cluster {plan.name!r} not ready: the scheduler counts "
                 f"{len(expected) - len(missing)} of {len(expected)} node(s); missing:"
             ]
+            mismatched = observe.scheduler_secret_mismatches(client, info)
             for name in missing:
                 addr = next(a for a, n in expected.items() if n == name)
-                hint = " (secret mismatch)" if addr in view.secret_mismatch else ""
+                hint = " (secret mismatch)" if addr in mismatched else ""
                 parts.append(f"  {name} ({addr}){hint}, last log lines:")
                 parts.extend(f"    {line}" for line in observe.last_log_lines(client, name))
             raise ClusterError("\n".join(parts))
@@ -213,7 +212,7 @@ def bring_up(
         create_network(client, net)
     reporter.step("creating containers")
     create_containers(client, list(plan.containers), material, created)
-    since = time.time() - 1  # log timestamps have 1 s resolution
+    since = time.time()  # a node counted before this is an earlier one at the same address
     first, relays = plan.start_groups()
     reporter.step("starting containers")
     start(client, first)
@@ -245,7 +244,7 @@ def add_nodes(
     """Start the node containers `names` of `plan` and wait until the scheduler counts them."""
     deadline = time.monotonic() + timeout
     specs = [c for c in plan.containers if c.name in names]
-    since = time.time() - 1
+    since = time.time()
     reporter.step(f"starting {len(specs)} node(s)")
     create_containers(client, specs, material, created)
     start(client, specs)

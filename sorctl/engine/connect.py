@@ -4,7 +4,8 @@ machines' engines named by `--host` (sorctl.cluster.hosts parses those)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def try_connect() -> docker.DockerClient | None:
         return connect()
     except EngineError:
         return None
+
+
+@contextmanager
+def engine() -> Iterator[docker.DockerClient]:
+    """connect(), closed again at the end of the block."""
+    client = connect()
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 # ---- other machines' engines (`--host`) ----

@@ -218,7 +218,10 @@ def sorctl_wheel(dest: Path) -> Path:
     files = {
         f"sorctl/{p.relative_to(PACKAGE).as_posix()}": p.read_bytes() for p in _package_files()
     }
-    files[f"{info}/METADATA"] = (dist.read_text("METADATA") or "").encode()
+    # PKG-INFO: run from a checkout, the egg-info that `pip install -e` leaves there is found
+    # first, and it has no METADATA (an empty one makes pip fail in the image build)
+    meta = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    files[f"{info}/METADATA"] = meta.encode()
     files[f"{info}/WHEEL"] = (
         b"Wheel-Version: 1.0\nGenerator: sorctl\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )

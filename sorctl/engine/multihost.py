@@ -5,7 +5,9 @@ of hosts is kept beside the cluster's secret (the only way to know where to look
 
 from __future__ import annotations
 
+import io
 import socket
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,14 +19,14 @@ import requests
 from sorctl.cluster import hostplan, material
 from sorctl.cluster.hostplan import HostContainer, HostPlan
 from sorctl.cluster.hosts import HostSpec
-from sorctl.cluster.readiness import SchedulerView, missing_nodes, parse_scheduler_log
+from sorctl.cluster.readiness import SchedulerView, missing_nodes, parse_view
 from sorctl.engine import firewall as fw
 from sorctl.engine import ship
 from sorctl.engine.apply import _material_tar
 from sorctl.engine.connect import TLSFiles, connect_host, why
 from sorctl.engine.images import image_ref, sorctl_version
 from sorctl.errors import ClusterError, InputError, SorctlError
-from sorctl.names import LABEL_CLUSTER, RUN_DIR, container_name
+from sorctl.names import LABEL_CLUSTER, RUN_DIR, SCHEDULER_VIEW_FILE, container_name
 
 Log = Callable[[str], None]
 
@@ -149,12 +151,20 @@ def _create(client: docker.DockerClient, c: HostContainer, files: dict[str, byte
     client.api.start(c.name)
 
 
-def scheduler_view(
-    client: docker.DockerClient, name: str, since: float | None = None
-) -> SchedulerView:
-    kw = {"since": int(since)} if since else {}
-    logs = client.api.logs(container_name(name, "scheduler"), **kw)
-    return parse_scheduler_log(logs.decode(errors="replace"))
+def scheduler_view(client: docker.DockerClient, name: str) -> SchedulerView:
+    """The nodes the scheduler counts, from the table it publishes in its container (empty
+    while it starts, or when it is gone or its table is stale)."""
+    try:
+        stream, _stat = client.api.get_archive(
+            container_name(name, "scheduler"), SCHEDULER_VIEW_FILE
+        )
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            fh = tar.extractfile(member) if member else None
+            text = fh.read().decode(errors="replace") if fh else ""
+    except (docker.errors.NotFound, docker.errors.APIError, tarfile.TarError):
+        return SchedulerView({}, {})
+    return parse_view(text, time.time())
 
 
 def _fail_if_exited(clients: dict[str, docker.DockerClient], plan: HostPlan) -> None:
@@ -171,15 +181,14 @@ def _fail_if_exited(clients: dict[str, docker.DockerClient], plan: HostPlan) -> 
 
 def wait_ready(
     clients: dict[str, docker.DockerClient], plan: HostPlan, deadline: float,
-    report: Callable[[int, int], None] | None = None, since: float | None = None,
+    report: Callable[[int, int], None] | None = None,
 ) -> SchedulerView:  # fmt: skip
-    """Until the scheduler counts every node with its CPUs (its own debug log says so)."""
+    """Until the scheduler counts every node with its CPUs (its own table says so)."""
     sched = clients[plan.scheduler_host]
     want = plan.expected_nodes
     while True:
         view = scheduler_view(sched, plan.name)
-        recent = scheduler_view(sched, plan.name, since) if since else None
-        missing = missing_nodes(view, want, recent)
+        missing = missing_nodes(view, want)
         if report:
             report(len(want) - len(missing), len(want))
         if not missing:
@@ -198,6 +207,18 @@ def _clean(client: docker.DockerClient, host: str, name: str, firewall: bool = T
     if firewall:
         fw.remove(client, host, name)
     return n
+
+
+def _rollback(client: docker.DockerClient, host: str, name: str, firewall: bool) -> str | None:
+    """_clean, twice if need be; None when done, else a line saying what is left there."""
+    for attempt in (1, 2):
+        try:
+            _clean(client, host, name, firewall)
+            return None
+        except Exception as exc:  # a transport hiccup: once more, then say so
+            if attempt == 2:
+                return f"rollback on {host} incomplete ({why(exc)}): `sorctl down --name {name}`"
+    return None
 
 
 def remove_on(client: docker.DockerClient, name: str) -> int:
@@ -281,11 +302,18 @@ def up(
         _parallel(lambda c: _create(clients[c.host], c, files), nodes)
         wait_ready(clients, plan, time.monotonic() + timeout, report)
         return UpResult(plan, shipped, time.monotonic() - t0)
-    except BaseException:
+    except BaseException as exc:
         if started and not keep_on_failure:
-            _parallel(lambda e: _clean(clients[e], e, name, use_firewall), list(clients))
-            material.remove(name)
-        raise
+            left = [e for e in _parallel(lambda e: _rollback(clients[e], e, name, use_firewall),
+                                         list(clients)) if e]  # fmt: skip
+            for line in left:
+                log(line)
+            if not left:
+                material.remove(name)
+        if isinstance(exc, (SorctlError, KeyboardInterrupt)):
+            raise
+        # a transport failure (ssh channel, TLS, HTTP) after connecting: one line
+        raise ClusterError(f"cluster {name}: up failed: {why(exc)}") from None
     finally:
         _close(clients)
 

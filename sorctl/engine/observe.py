@@ -6,9 +6,12 @@ its client container from a ClusterInfo).
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import queue
+import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,9 +21,16 @@ import docker.errors
 
 from sorctl.cluster import material
 from sorctl.cluster.plan import Shape
-from sorctl.cluster.readiness import SchedulerView, parse_scheduler_log
+from sorctl.cluster.readiness import SchedulerView, parse_view, secret_mismatches
 from sorctl.errors import ClusterError, InputError
-from sorctl.names import CLIENT_PORT, LABEL_CLUSTER, LABEL_INDEX, LABEL_ROLE, LABEL_SHAPE
+from sorctl.names import (
+    CLIENT_PORT,
+    LABEL_CLUSTER,
+    LABEL_INDEX,
+    LABEL_ROLE,
+    LABEL_SHAPE,
+    SCHEDULER_VIEW_FILE,
+)
 
 
 @dataclass
@@ -187,16 +197,32 @@ def find_cluster(client, name: str) -> ClusterInfo | None:
     )
 
 
-def scheduler_view(client, info: ClusterInfo, since: float | None = None) -> SchedulerView:
-    """The nodes the scheduler counts, from its log (since a UNIX time, if given)."""
+def scheduler_view(client, info: ClusterInfo) -> SchedulerView:
+    """The nodes the scheduler counts, from the table it publishes in its container."""
     sched = info.role("scheduler")
     if not sched:
-        return SchedulerView({}, {}, set())
-    kwargs: dict[str, Any] = {"stdout": True, "stderr": True}
-    if since is not None:
-        kwargs["since"] = int(since)
-    text = client.containers.get(sched[0].name).logs(**kwargs).decode(errors="replace")
-    return parse_scheduler_log(text)
+        return SchedulerView({}, {})
+    try:  # a stopped scheduler's table is stale, and parse_view says so
+        stream, _stat = client.containers.get(sched[0].name).get_archive(SCHEDULER_VIEW_FILE)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            fh = tar.extractfile(member) if member else None
+            text = fh.read().decode(errors="replace") if fh else ""
+    except (docker.errors.NotFound, docker.errors.APIError, tarfile.TarError):
+        return SchedulerView({}, {})  # not published yet (the scheduler is starting), or gone
+    return parse_view(text, time.time())
+
+
+def scheduler_secret_mismatches(client, info: ClusterInfo, tail: int = 2000) -> set[str]:
+    """Nodes the scheduler ignored for a wrong secret, from the end of its log."""
+    sched = info.role("scheduler")
+    if not sched:
+        return set()
+    try:
+        raw = client.containers.get(sched[0].name).logs(tail=tail)
+    except docker.errors.APIError:
+        return set()
+    return secret_mismatches(raw.decode(errors="replace"))
 
 
 def pick_containers(info: ClusterInfo, target: str | None) -> list[ContainerInfo]:

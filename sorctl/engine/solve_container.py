@@ -32,7 +32,6 @@ from sorctl.solver import io as sio
 from sorctl.solver.result import SolveResult
 
 STOP_GRACE_S = 20  # after Ctrl-C: time for the client to cancel its jobs and close
-EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130  # the client container's exit codes (its __main__)
 
 
 def run(
@@ -86,26 +85,41 @@ def run(
             container.start()
             last = _follow(container, progress, on_event, log, checkpoint)
             code = int(container.wait(timeout=60).get("StatusCode", 1))
-            if code in (0, 3):
-                out = Path(tmp) / "result.npz"
-                _copy_out(container, str(job.result_path), out)
-                return wire.read_result(out)
+            if code in (wire.CONVERGED, wire.NOT_CONVERGED):
+                return _result(container, job, Path(tmp))
+            if code == wire.INTERRUPTED:
+                return _interrupted(container, job, Path(tmp))
             message = (last or {}).get("message") or (
                 f"the solve container exited with code {code}" + _tail(container)
             )
-            if code == EXIT_INTERRUPTED:
-                raise KeyboardInterrupt
-            error = InputError if code == EXIT_BAD_INPUT else ClusterError
+            error = InputError if code == wire.BAD_INPUT else ClusterError
             raise error(f"solve on cluster {info.name}: {message}")
         except KeyboardInterrupt:
-            if container is not None:
-                _stop(container)
-            raise
+            if container is None:
+                raise
+            _stop(container)
+            return _interrupted(container, job, Path(tmp))
         finally:
             if container is not None:
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
             client.close()
+
+
+def _result(container, job: SolveJob, tmp: Path) -> SolveResult:
+    out = tmp / "result.npz"
+    _copy_out(container, str(job.result_path), out)
+    return wire.read_result(out)
+
+
+def _interrupted(container, job: SolveJob, tmp: Path) -> SolveResult:
+    """Ctrl-C: the solve's 'interrupted' result, as a local solve gives one (or its answer, if
+    it finished meanwhile); KeyboardInterrupt when it was stopped before the solve was under
+    way, with no result to give."""
+    try:
+        return _result(container, job, tmp)
+    except Exception:  # noqa: BLE001 -- no result file: stopped while starting
+        raise KeyboardInterrupt from None
 
 
 def _follow(container, progress, on_event, log, checkpoint) -> dict[str, Any] | None:

@@ -1,43 +1,99 @@
-"""Runs a dispy daemon script (dispynode.py, dispyscheduler.py, dispynetrelay.py) in this process.
+"""Runs a dispy daemon script (dispynode.py, dispyscheduler.py, dispynetrelay.py) as PID 1.
 
+PID 1 has no default action for SIGTERM, and these two scripts install no handler, so
+`docker stop` would wait its full timeout and then SIGKILL. Here SIGTERM acts like Ctrl-C,
+which both scripts treat as "shut down". (dispynode.py handles SIGTERM itself.)
+
+For dispyscheduler.py it also publishes the scheduler's own table of nodes (the nodes it counts,
+with their CPUs) to VIEW_FILE once a second, replaced atomically: sorctl's readiness wait and
+`sorctl status` read it with the Docker API. The debug log said the same, but it rotates away,
+and dispy's --httpd monitor lists only the nodes of a client's computation.
     usage: python3 run-daemon.py [--secret-file FILE FLAG[,FLAG...]] SCRIPT [ARGS...]
 
 The secret: dispy takes it only as an option (--secret, --node_secret, --cluster_secret), and an
 option on a command line is visible to every user of the host in `ps` and /proc/PID/cmdline.
 So the launcher reads it from FILE and appends `FLAG SECRET` for each FLAG to the script's
 sys.argv in memory: the daemon parses it as usual, while the process's command line (fixed at
-exec) and its environment never hold it.
-
-SIGTERM: as PID 1 these scripts would get no default action for it, and dispyscheduler.py and
-dispynetrelay.py install no handler, so `docker stop` would wait its full timeout and SIGKILL.
-Here SIGTERM acts like Ctrl-C, which both treat as "shut down" (dispynode.py installs its own).
+exec) and its environment never hold it. (dispynode.py runs through this launcher too.)
 """
 
+import json
+import os
 import runpy
 import signal
 import sys
+import threading
+import time
+
+VIEW_FILE = "/home/sorctl/scheduler-nodes.json"  # sorctl.names.SCHEDULER_VIEW_FILE
+VIEW_EVERY_S = 1.0
 
 
-def main(argv: list[str]) -> None:
-    extra: list[str] = []
-    if argv[:1] == ["--secret-file"]:
-        if len(argv) < 4:
-            sys.exit("run-daemon: usage: --secret-file FILE FLAG[,FLAG...] SCRIPT [ARGS...]")
-        path, flags, argv = argv[1], argv[2], argv[3:]
+def _scheduler():
+    """dispyscheduler's _Scheduler, once it exists (pycos.Singleton keeps the instance)."""
+    pycos = sys.modules.get("pycos")
+    memo = getattr(getattr(pycos, "Singleton", None), "_memo", {})
+    return next((obj for cls, obj in list(memo.items()) if cls.__name__ == "_Scheduler"), None)
+
+
+def _publish_nodes() -> None:
+    # address -> ((port, auth), first time seen): a restarted node signs anew
+    seen: dict[str, tuple] = {}
+    while True:
+        time.sleep(VIEW_EVERY_S)
+        sched = _scheduler()
+        if sched is None:
+            continue
         try:
-            with open(path, encoding="utf-8") as f:
-                secret = f.read().strip()
+            nodes = dict(sched._nodes)  # a copy: the scheduler's own thread changes it
+        except RuntimeError:  # changed during the copy; next time
+            continue
+        table = {}
+        for addr, node in nodes.items():
+            key = (node.port, node.auth)
+            if seen.get(addr, (None,))[0] != key:
+                seen[addr] = (key, time.time())
+            table[addr] = {"name": node.name, "cpus": node.cpus, "avail_cpus": node.avail_cpus,
+                           "busy": node.busy, "since": seen[addr][1]}  # fmt: skip
+        doc = {"pid": os.getpid(), "t": time.time(), "nodes": table}
+        tmp = f"{VIEW_FILE}.tmp"
+        try:
+            with open(tmp, "w") as fh:
+                json.dump(doc, fh)
+            os.replace(tmp, VIEW_FILE)
         except OSError as exc:
-            sys.exit(f"run-daemon: cannot read the secret file {path}: {exc.strerror}")
-        if secret:
-            for flag in flags.split(","):
-                extra += [flag, secret]
+            sys.stderr.write(f"run-daemon: cannot write {VIEW_FILE}: {exc}\n")
+
+
+def _with_secret(argv: list[str]) -> list[str]:
+    """argv without the launcher's --secret-file FILE FLAGS, with `FLAG SECRET` appended."""
+    if argv[:1] != ["--secret-file"]:
+        return argv
+    if len(argv) < 4:
+        sys.exit("run-daemon: usage: --secret-file FILE FLAG[,FLAG...] SCRIPT [ARGS...]")
+    path, flags, argv = argv[1], argv[2], argv[3:]
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+    except OSError as exc:
+        sys.exit(f"run-daemon: cannot read the secret file {path}: {exc.strerror}")
+    extra: list[str] = []
+    if secret:
+        for flag in flags.split(","):
+            extra += [flag, secret]
+    return argv + extra
+
+
+def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sys.argv = argv + extra
+    sys.argv = _with_secret(sys.argv[1:])
+    if os.path.basename(sys.argv[0]) == "dispyscheduler.py":
+        threading.Thread(target=_publish_nodes, name="sorctl-nodes", daemon=True).start()
     try:
         runpy.run_path(sys.argv[0], run_name="__main__")
     except KeyboardInterrupt:
         sys.exit(0)
 
 
-main(sys.argv[1:])
+if __name__ == "__main__":
+    main()

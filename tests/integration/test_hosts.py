@@ -95,12 +95,12 @@ def labelled_everywhere(lab, name: str) -> list[str]:
     return [c.name for h in lab.hosts for c in lab.client(h).containers.list(all=True, filters=f)]
 
 
-def scheduler_counts(lab, name: str, since: int | None = None) -> dict[str, int]:
-    from sorctl.cluster.readiness import parse_scheduler_log
+def scheduler_counts(lab, name: str, since: float = 0.0) -> dict[str, int]:
+    """What the scheduler counts now (its published table): nodes first seen after `since`."""
+    from sorctl.engine.multihost import scheduler_view
 
-    kw = {"since": since} if since else {}
-    logs = lab.client(lab.hosts[0]).api.logs(f"{name}-scheduler", **kw)
-    return parse_scheduler_log(logs.decode(errors="replace")).nodes
+    view = scheduler_view(lab.client(lab.hosts[0]), name)
+    return {a: c for a, c in view.nodes.items() if c > 0 and view.since.get(a, 0) >= since}
 
 
 def wait_for(what, check, seconds: float = 60):
@@ -143,7 +143,7 @@ def test_up_across_hosts_counts_every_node_survives_a_scheduler_restart_and_down
 
         # The scheduler restarted: every node, the other subnet's included, counted again
         # without sorctl touching the nodes.
-        since = int(time.time())
+        since = time.time()
         lab.client(lab.hosts[0]).containers.get(f"{name}-scheduler").restart(timeout=5)
         wait_for("every node counted after the restart",
                  lambda: set(scheduler_counts(lab, name, since)) == want)  # fmt: skip
@@ -210,6 +210,8 @@ def test_a_failure_after_start_rolls_back_every_host(lab, tmp_path):
     """A host whose dispy port is taken, and a timeout after every container started."""
     env, name = lab_env(lab, tmp_path), "mh-z"
     h2 = lab.host("h2")
+    pushed = sorctl("images", "push", "--host", h2.tcp, "--role", "node", env=env)
+    assert pushed.returncode == 0, pushed.stderr
     squatter = lab.client(h2).containers.run(
         image_ref("node"),
         entrypoint=["python3", "-c", "import socket,time; s=socket.socket(); "

@@ -156,8 +156,18 @@ def test_each_role_alone_becomes_healthy_as_the_sorctl_user(net, role):
     image = client.images.get(images.image_ref(role))
     assert image.labels["org.sorctl.role"] == role
     assert image.labels["org.sorctl.version"] == images.sorctl_version()
-    assert image.labels["org.sorctl.dispy"] == "4.15.2"
-    assert image.labels["org.sorctl.pycos"] == "4.12.2"
+    # the pinned packages it carries, each with its version (the router runs no Python program)
+    pins = images.pins()
+    carried = {name: image.labels.get(f"org.sorctl.{name}") for name in pins}
+    if role == "router":
+        assert set(carried.values()) == {None}
+    else:
+        assert carried["dispy"] == "4.15.2" and carried["pycos"] == "4.12.2"
+        numeric = {name: carried[name] for name in ("numpy", "scipy", "numba")}
+        want = (
+            {n: pins[n] for n in numeric} if role in ("node", "client") else dict.fromkeys(numeric)
+        )
+        assert numeric == want
     assert len(image.labels["org.sorctl.inputs-hash"]) == 16
     assert container.labels["org.sorctl.role"] == role  # containers inherit the image labels
     if role in ("node", "scheduler", "relay"):
@@ -268,7 +278,7 @@ def compute(n, omega, sweeps):
     from numba.core.dispatcher import Dispatcher
     import numpy as np
     import scipy.sparse as sp
-    import solver
+    import sorctl.solver as solver
     from sorctl.solver.kernels import csr
     A = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csr")
     b = np.arange(1.0, n + 1.0)

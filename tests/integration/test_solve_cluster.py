@@ -249,3 +249,32 @@ def test_solve_without_cluster_picks_none_of_several_and_names_them(single, tls,
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert single.name in lines[0] and tls.name in lines[0] and "--cluster" in lines[0]
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_ctrl_c_in_python_gives_the_interrupted_result_a_local_solve_gives(single):
+    program = f"""
+import sorctl
+from sorctl.solver import gallery
+A, b = gallery.poisson2d(200)
+def progress(iteration, residual):
+    print("progress", iteration, flush=True)
+res = sorctl.Cluster({single.name!r}).solve(
+    A, b, rtol=1e-14, maxiter=10**7, omega=1.99, check_every=5, callback=progress
+)
+print("result", res.reason, res.converged, res.x.shape[0], flush=True)
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # wait until iterations are under way
+            if line.startswith("progress") and int(line.split()[1]) > 0:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "result interrupted False 40000" in out, out + err[-2000:]

@@ -1,51 +1,84 @@
-"""Reading the scheduler's own view of its nodes from its debug log."""
+"""Readiness from the scheduler's own table of nodes (published by images/run-daemon.py)."""
 
-from __future__ import annotations
+import json
+import runpy
+import sys
+import threading
+import time
+import types
 
-from sorctl.cluster.readiness import missing_nodes, parse_scheduler_log
+from sorctl.cluster.readiness import STALE_S, missing_nodes, parse_view, secret_mismatches
+from sorctl.engine.images import IMAGES
 
-LOG = """\
-2026-11-25 17:00:01 dispyscheduler - version: 4.15.2 (Python 3.11.2), PID: 7
-2026-11-25 17:00:02 pycos - Discovered 10.213.1.11:9701 (ct-node-1) with 2 cpus
-2026-11-25 17:00:02 dispyscheduler - Discovered 10.213.1.12:9701 (ct-node-2) with 2 cpus
-2026-11-25 17:00:03 dispyscheduler - Ignoring node 10.213.1.13 due to "secret" mismatch
-2026-11-25 17:00:04 dispyscheduler - Setting cpus for 10.213.1.12 to 1
-2026-11-25 17:00:09 dispyscheduler - Node 10.213.1.11 is not responding; removing it (1, 2, 3)
-2026-11-25 17:00:10 dispyscheduler - Discovered 10.213.1.14:9701 (ct-node-4) with 1 cpus
-2026-11-25 17:00:11 s - Failed to run job 1 on 10.213.1.14 for computation c; removing this node
-"""
+NOW = 1_800_000_000.0
+TABLE = {
+    "pid": 7,
+    "t": NOW - 0.5,
+    "nodes": {
+        "10.213.1.11": {"name": "ct-node-1", "cpus": 2, "since": NOW - 30},
+        "10.213.1.12": {"name": "ct-node-2", "cpus": 1, "since": NOW - 2},
+        "10.213.1.14": {"name": "ct-node-4", "cpus": 0, "since": NOW - 2},
+    },
+}  # fmt: skip
 
 
-def test_parse_counts_discovered_updates_cpus_and_drops_dead_nodes():
-    view = parse_scheduler_log(LOG)
-    assert view.nodes == {"10.213.1.12": 1}
-    assert view.names["10.213.1.11"] == "ct-node-1"
-    assert view.secret_mismatch == {"10.213.1.13"}
+def test_the_table_gives_each_node_its_cpus_and_name():
+    view = parse_view(json.dumps(TABLE), NOW)
+    assert view.nodes == {"10.213.1.11": 2, "10.213.1.12": 1, "10.213.1.14": 0}
+    assert view.names["10.213.1.12"] == "ct-node-2"
 
 
 def test_missing_nodes_names_what_the_scheduler_does_not_count():
-    view = parse_scheduler_log(LOG)
-    expected = {"10.213.1.11": "n1", "10.213.1.12": "n2", "10.213.1.13": "n3"}
-    assert missing_nodes(view, expected) == ["n1", "n3"]
+    view = parse_view(json.dumps(TABLE), NOW)
+    expected = {f"10.213.1.1{i}": f"n{i}" for i in (1, 2, 3, 4)}
+    assert missing_nodes(view, expected) == ["n3", "n4"]
 
 
-def test_empty_log_counts_nothing():
-    view = parse_scheduler_log("")
-    assert view.nodes == {} and missing_nodes(view, {"1.2.3.4": "n"}) == ["n"]
+def test_a_node_counted_before_it_was_started_is_an_earlier_one():
+    view = parse_view(json.dumps(TABLE), NOW)
+    expected = {"10.213.1.11": "n1", "10.213.1.12": "n2"}
+    assert missing_nodes(view, expected, since=NOW - 10) == ["n1"]
 
 
-def test_a_node_recreated_at_a_known_address_counts_once_mentioned_again():
-    before = parse_scheduler_log(LOG)
-    expected = {"10.213.1.12": "n2"}
-    assert missing_nodes(before, expected, parse_scheduler_log("")) == ["n2"]
-    recent = parse_scheduler_log("2026-11-25 17:01:00 s - Node 10.213.1.12 rediscovered\n")
-    assert recent.nodes["10.213.1.12"] == 0  # cpus not in this line: taken from before
-    assert missing_nodes(before, expected, recent) == []
+def test_a_missing_garbled_or_stale_table_counts_nothing():
+    stale = {**TABLE, "t": NOW - STALE_S - 1}
+    for text in ("", "{", "[]", json.dumps({"t": NOW}), json.dumps(stale)):
+        view = parse_view(text, NOW)
+        assert view.nodes == {} and missing_nodes(view, {"1.2.3.4": "n"}) == ["n"]
 
 
-def test_a_node_new_since_the_earlier_log_counts_with_its_recent_cpus():
-    before = parse_scheduler_log(LOG)
-    recent = parse_scheduler_log(
-        "2026-11-25 17:02:00 s - Discovered 10.213.1.20:9701 (ct-node-9) with 3 cpus\n"
+def test_secret_mismatch_lines():
+    log = (
+        '2026-11-25 17:00:05 dispyscheduler - Ignoring node 10.213.1.13 due to "secret" mismatch\n'
+        "2026-11-25 17:00:06 dispyscheduler - Discovered 10.213.1.11:9701 (n) with 2 cpus\n"
     )
-    assert missing_nodes(before, {"10.213.1.20": "n9"}, recent) == []
+    assert secret_mismatches(log) == {"10.213.1.13"}
+
+
+def test_run_daemon_publishes_the_scheduler_singletons_nodes(tmp_path, monkeypatch):
+    """images/run-daemon.py's publisher against a stand-in for dispyscheduler's objects."""
+
+    class _Scheduler:
+        pass
+
+    node = types.SimpleNamespace(name="n1", cpus=2, avail_cpus=2, busy=0.0, port=9701, auth="a")
+    sched = _Scheduler()
+    sched._nodes = {"10.0.0.11": node}
+    fake = types.ModuleType("pycos")
+    fake.Singleton = type("Singleton", (), {"_memo": {_Scheduler: sched}})
+    monkeypatch.setitem(sys.modules, "pycos", fake)
+    ns = runpy.run_path(str(IMAGES / "run-daemon.py"), run_name="run_daemon_under_test")
+    out = tmp_path / "view.json"
+    ns["_publish_nodes"].__globals__.update(VIEW_FILE=str(out), VIEW_EVERY_S=0.05)
+    threading.Thread(target=ns["_publish_nodes"], daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    view = parse_view(out.read_text(), time.time())
+    assert view.nodes == {"10.0.0.11": 2} and view.names == {"10.0.0.11": "n1"}
+    first = view.since["10.0.0.11"]
+    node.auth = "b"  # the node restarted: a new signature
+    deadline = time.monotonic() + 10
+    while parse_view(out.read_text(), time.time()).since["10.0.0.11"] == first:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

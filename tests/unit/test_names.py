@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (IMAGES / "Dockerfile").read_text()
 ENTRYPOINT = (IMAGES / "entrypoint.sh").read_text()
 HEALTHCHECK = (IMAGES / "healthcheck.sh").read_text()
+RUN_DAEMON = (IMAGES / "run-daemon.py").read_text()
 COMPOSE = sorted((ROOT / "compose").glob("docker-compose.*.yml"))
 
 
@@ -47,6 +48,10 @@ def test_healthcheck_ports_and_host_file():
     seen = {role: int(port) for roles, port in ports.items() for role in roles.split(" | ")}
     assert seen == names.HEALTH_PORTS
     assert names.HOST_FILE in HEALTHCHECK
+
+
+def test_run_daemon_publishes_the_scheduler_view_where_observe_reads_it():
+    assert f'VIEW_FILE = "{names.SCHEDULER_VIEW_FILE}"' in RUN_DAEMON
 
 
 @pytest.mark.parametrize("path", COMPOSE, ids=lambda p: p.name)
