@@ -219,12 +219,15 @@ def test_a_failure_after_start_rolls_back_every_host(lab, tmp_path):
         network_mode="host", detach=True, name="mh-squatter",
     )  # fmt: skip
     try:
+        wait_for("the squatter listening", lambda: reaches(h2.container, h2.address, 9701), 30)
         r = sorctl("up", "--name", name, *host_args(lab), env=env)
         assert r.returncode != 0
         last = r.stderr.strip().splitlines()[-1]
         assert h2.tcp in last and "9701" in last, r.stderr
     finally:
         squatter.remove(force=True)
+        if (tmp_path / "clusters" / name).exists():  # the test failed: leave no cluster behind
+            sorctl("down", "--name", name, env=env)
     assert labelled_everywhere(lab, name) == []
     # Every container started, then the scheduler cannot count them in time: all removed.
     r = sorctl("up", "--name", name, *host_args(lab), "--timeout", "0.1", env=env)
