@@ -16,14 +16,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from sorctl.cluster.hosts import parse_hosts
 from sorctl.cluster.plan import PlanError, Shape, check_nodes, validate
-from sorctl.engine import images, lifecycle, observe, solve_container
+from sorctl.engine import images, lifecycle, multihost, observe, ship, solve_container
 from sorctl.engine.apply import Reporter
-from sorctl.engine.connect import engine, try_connect
+from sorctl.engine.connect import TLSFiles, engine, try_connect
 from sorctl.engine.images import Built, ImageRow
 from sorctl.engine.lifecycle import READY_TIMEOUT_S
+from sorctl.engine.ship import Shipped
 from sorctl.errors import ClusterError, InputError
 from sorctl.names import DEFAULT_CLUSTER
 from sorctl.options import DEFAULTS, SolveOptions
@@ -108,6 +111,7 @@ __all__ = [
     "cluster_for_solve",
     "clusters",
     "list_images",
+    "push_images",
     "remove_images",
     "solve",
     "solve_local",
@@ -139,6 +143,29 @@ def remove_images(
         return images.remove_images(client, all_versions=all_versions, base=base, log=log)
 
 
+def push_images(
+    hosts: list[str],
+    *,
+    roles: list[str] | None = None,
+    tls_files: tuple[Path | None, Path | None, Path | None] = (None, None, None),
+    progress: Callable[[str, int], None] | None = None,
+    warn: Callable[[str], None] = print,
+) -> list[Shipped]:
+    """Send this version's images to other machines' engines (`--host` endpoints) that lack
+    them, over the same connection (no registry). Raises ClusterError naming every host that
+    failed, after the others are done; tls_files: (CA, certificate, key) or DOCKER_CERT_PATH."""
+    for role in roles or []:
+        if role not in images.ROLES:
+            raise InputError(f"unknown role {role!r} (roles: {', '.join(images.ROLES)})")
+    tls = TLSFiles.resolve(*tls_files)
+    specs = parse_hosts(hosts, tls=tls is not None)
+    outcomes = ship.push(specs, tls, roles or list(ship.HOST_ROLES), progress, warn)
+    failed = [o.error for o in outcomes if o.error]
+    if failed:
+        raise ClusterError("; ".join(e for e in failed if e))
+    return [o.value for o in outcomes if o.value is not None]
+
+
 def clusters() -> list[str]:
     """The names of every sorctl cluster the engine has anything of."""
     with engine() as client:
@@ -149,6 +176,8 @@ def cluster_for_solve(name: str | None) -> Cluster | None:
     """The cluster a solve should use: `name` if given (ClusterError unless it runs); else the
     one running cluster, None when none runs (or no engine answers), and a ClusterError naming
     them when several run."""
+    if name is not None and is_multihost(name):
+        return HostsCluster(name)  # type: ignore[return-value]
     client = try_connect()
     if client is None:
         if name is not None:
@@ -366,3 +395,85 @@ class Cluster:
         on this host; returns how many of each were removed."""
         with engine() as client:
             return lifecycle.down(client, self.name)
+
+
+# ---- a cluster across several machines' Docker engines (`sorctl up --host ...`)
+
+TLSPaths = tuple[Path | None, Path | None, Path | None]
+
+
+def up_hosts(
+    name: str,
+    hosts: list[str],
+    *,
+    scheduler_host: str | None = None,
+    cpus_per_node: int | None = None,
+    tls: bool = False,
+    tls_files: TLSPaths = (None, None, None),
+    timeout: float = READY_TIMEOUT_S,
+    keep_on_failure: bool = False,
+    log: Callable[[str], None] = print,
+    ship_progress: Callable[[str, int], None] | None = None,
+    report: Callable[[int, int], None] | None = None,
+    firewall: bool = True,
+) -> multihost.UpResult:
+    """One dispy cluster on every host (Docker endpoints): the scheduler on the first (or
+    scheduler_host), one node per host. Fails as a whole, every host rolled back."""
+    files = TLSFiles.resolve(*tls_files)
+    specs = parse_hosts(hosts, tls=files is not None)
+    return multihost.up(
+        name, specs, files, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node,
+        tls=tls, timeout=timeout, keep_on_failure=keep_on_failure, log=log,
+        ship_progress=ship_progress, report=report, use_firewall=firewall,
+    )  # fmt: skip
+
+
+def multihost_clusters() -> list[str]:
+    """The names of the clusters across hosts (from their host lists in the config directory)."""
+    return multihost.names()
+
+
+def is_multihost(name: str) -> bool:
+    """Whether `name` is a cluster across hosts (its host list is in the config directory)."""
+    return multihost.hosts_of(name) is not None
+
+
+def hosts_status(name: str, tls_files: TLSPaths = (None, None, None)) -> multihost.MultiStatus:
+    return multihost.status(name, TLSFiles.resolve(*tls_files))
+
+
+def hosts_logs(
+    name: str, target: str | None, *, follow: bool = False, tail: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Iterator[tuple[str, str]]:  # fmt: skip
+    """(container, line) of a cluster across hosts (all, one role, or one container)."""
+    return multihost.logs(name, target, follow, tail, warn)
+
+
+def down_hosts(
+    name: str, tls_files: TLSPaths = (None, None, None)
+) -> tuple[dict[str, int], dict[str, str]]:
+    """(host -> containers removed, host -> why it could not be reached)."""
+    return multihost.down(name, TLSFiles.resolve(*tls_files))
+
+
+class HostsCluster:
+    """A cluster across hosts, as `sorctl solve` uses it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def solve_system(
+        self,
+        system: System,
+        options: SolveOptions,
+        *,
+        callback: Callback | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        on_event: EventSink | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> SolveResult:
+        return multihost.solve(
+            self.name, system, options.for_cluster(), checkpoint=checkpoint, progress=callback,
+            on_event=on_event, log=log,
+        )  # fmt: skip

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from sorctl import api
 from sorctl.api import READY_TIMEOUT_S, Cluster, ClusterStatus, Reporter, clusters
+from sorctl.cli import hosts_cmd
 from sorctl.cluster.plan import Shape
-from sorctl.errors import ClusterError, EngineError
+from sorctl.errors import ClusterError, EngineError, InputError
 from sorctl.names import DEFAULT_CLUSTER
 
 err = Console(stderr=True)
@@ -84,8 +85,28 @@ def up(
     keep_on_failure: Annotated[
         bool, typer.Option("--keep-on-failure", help="Leave a failed cluster for inspection.")
     ] = False,
+    host: hosts_cmd.HostOpt = None,
+    scheduler_host: hosts_cmd.SchedulerHostOpt = None,
+    tlscacert: hosts_cmd.TLSCaOpt = None,
+    tlscert: hosts_cmd.TLSCertOpt = None,
+    tlskey: hosts_cmd.TLSKeyOpt = None,
+    no_firewall: hosts_cmd.NoFirewallOpt = False,
 ) -> None:
     """Bring up a dispy cluster and wait until the scheduler counts every node."""
+    if host:
+        if relay:
+            raise InputError(
+                "--relay is for one engine; across --host machines discovery is directed "
+                "(README, Several machines)"
+            )
+        # --cpus-per-node left at its default: every CPU of each machine
+        cpus = None if cpus_per_node == Shape.cpus_per_node else cpus_per_node
+        hosts_cmd.up(
+            name, host, scheduler_host=scheduler_host, cpus_per_node=cpus, tls=tls,
+            tls_files=(tlscacert, tlscert, tlskey), timeout=timeout,
+            keep_on_failure=keep_on_failure, firewall=not no_firewall,
+        )  # fmt: skip
+        return
     with _progress() as progress:
         cluster = Cluster.up(
             name,
@@ -112,6 +133,11 @@ def scale(
     timeout: TimeoutOpt = READY_TIMEOUT_S,
 ) -> None:
     """Grow or shrink a running cluster to --nodes nodes."""
+    if api.is_multihost(name):
+        raise InputError(
+            f"cluster {name!r} runs one node per --host machine: `sorctl down` it and `sorctl "
+            "up` with the hosts you want"
+        )
     api.check_scale(nodes)  # bad flags fail before anything talks to the engine
     with _progress() as progress:
         before, after = Cluster(name).scale(nodes, timeout=timeout, reporter=RichReporter(progress))
@@ -159,8 +185,16 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Containers, networks, the nodes the scheduler counts, and how a client connects."""
+    if name and api.is_multihost(name):  # every host: reachable?, its containers, the count
+        data_hosts = hosts_cmd.status(name, as_json, (None, None, None))
+        if as_json:
+            print(json.dumps({"clusters": [data_hosts]}, indent=2))
+        return
+    # without --name: the clusters across hosts too (printed as they come, each from its hosts)
+    multi = [hosts_cmd.status(n, as_json, (None, None, None))
+             for n in ([] if name else api.multihost_clusters())]  # fmt: skip
     names = [name] if name else clusters()
-    data = []
+    data: list[dict] = []
     for n in names:
         try:
             data.append(Cluster(n).status().to_dict())
@@ -169,9 +203,9 @@ def status(
         except ClusterError:  # not there (any more): said below, as for no clusters at all
             continue
     if as_json:
-        print(json.dumps({"clusters": data}, indent=2))
+        print(json.dumps({"clusters": multi + data}, indent=2))
         return
-    if not data:
+    if not data and not multi:
         err.print(f"no cluster named {name!r}" if name else "no sorctl clusters")
         return
     for d in data:
@@ -192,7 +226,11 @@ def logs(
     ] = None,
 ) -> None:
     """Print the logs of a cluster's containers, each line prefixed with its container."""
-    for container, line in Cluster(name).logs(target, follow=follow, tail=tail):
+    if api.is_multihost(name):
+        lines = api.hosts_logs(name, target, follow=follow, tail=tail, warn=err.print)
+    else:
+        lines = Cluster(name).logs(target, follow=follow, tail=tail)
+    for container, line in lines:
         sys.stdout.write(f"{container} | {line}\n")
         sys.stdout.flush()
 
@@ -202,8 +240,16 @@ def down(
     all_clusters: Annotated[bool, typer.Option("--all", help="Every sorctl cluster.")] = False,
 ) -> None:
     """Remove everything that carries the cluster's labels, and its host secret."""
+    if not all_clusters and api.is_multihost(name):
+        if not hosts_cmd.down(name, (None, None, None)):
+            raise typer.Exit(1)
+        return
+    cleaned, removed_any = True, False
+    if all_clusters:  # the clusters across hosts first, each on all its hosts
+        for n in api.multihost_clusters():
+            cleaned = hosts_cmd.down(n, (None, None, None)) and cleaned
+            removed_any = True
     names = clusters() if all_clusters else [name]
-    removed_any = False
     for n in names:
         counts = Cluster(n, must_exist=False).down()
         if any(counts.values()):
@@ -212,6 +258,8 @@ def down(
                 f"cluster {n}: removed {counts['containers']} container(s), "
                 f"{counts['networks']} network(s), {counts['volumes']} volume(s)"
             )
+    if not cleaned:
+        raise typer.Exit(1)
     if not removed_any:
         err.print(
             "no sorctl clusters; nothing to remove"

@@ -1,19 +1,23 @@
-"""`sorctl images build | list | rm`: progress on stderr, answers on stdout."""
+"""`sorctl images build | list | rm | push`: progress on stderr, answers on stdout."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from importlib.metadata import version as dist_version
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from sorctl import api
 
-images_app = typer.Typer(help="Build, list and remove the sorctl images.", no_args_is_help=True)
+images_app = typer.Typer(
+    help="Build, list, remove and push the sorctl images.", no_args_is_help=True
+)
 err = Console(stderr=True, highlight=False)
 
 
@@ -63,6 +67,51 @@ def rm_cmd(
     """Remove this version's role images (stop clusters that use them first)."""
     if not api.remove_images(all_versions=all_versions, base=base, log=_log):
         err.print("no sorctl images to remove")
+
+
+@images_app.command("push")
+def push_cmd(
+    host: Annotated[
+        list[str],
+        typer.Option(
+            "--host",
+            help="A Docker endpoint: ssh://USER@HOST[:PORT], tcp://HOST:PORT or a docker "
+            "context name (repeatable).",
+        ),
+    ],
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", help="Only this role (repeatable; default: the hosts' roles)."),
+    ] = None,
+    tlscacert: Annotated[
+        Path | None, typer.Option("--tlscacert", help="CA of the hosts' TLS engines.")
+    ] = None,
+    tlscert: Annotated[Path | None, typer.Option("--tlscert", help="TLS client certificate.")] = (
+        None
+    ),
+    tlskey: Annotated[Path | None, typer.Option("--tlskey", help="TLS client key.")] = None,
+) -> None:
+    """Send this version's images to other machines' Docker engines that lack them (docker
+    save here, docker load there, over the same connection: no registry needed)."""
+    with Progress(
+        TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
+        console=err, transient=True,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, TaskID] = {}
+
+        def progress(name: str, sent: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=None)
+            bar.update(tasks[name], completed=sent)
+
+        shipped = api.push_images(
+            host, roles=role or None, tls_files=(tlscacert, tlscert, tlskey),
+            progress=progress, warn=_log,
+        )  # fmt: skip
+    for done in shipped:
+        what = " ".join(done.refs) if done.refs else "up to date"
+        mb = done.bytes / 1e6
+        print(f"{done.host}\t{what}\t{mb:.0f} MB\t{done.seconds:.1f}s")
 
 
 def register(app: typer.Typer) -> None:

@@ -43,14 +43,17 @@ def run(
     progress: Callable[[int, float], None] | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] | None = None,
+    client=None,
 ) -> SolveResult:
     """Solve `system` (a validated sorctl.solver.io.System) on cluster `info` (a ClusterInfo).
+    client: the engine to run the client container on (default: the local one; a cluster
+    across hosts passes its scheduler host's, and info.network "host"). It is closed here.
 
     Raises ClusterError (cluster failures), InputError (the container refused the input),
     KeyboardInterrupt (Ctrl-C: nothing written but the checkpoint, if asked for).
     """
     options = options.for_cluster()
-    client = connect()
+    client = client or connect()
     require_images(client, ["client"])
     job = SolveJob(
         scheduler=info.scheduler_address,

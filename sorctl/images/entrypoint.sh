@@ -26,14 +26,27 @@ host=${SORCTL_HOST:-$(ip -4 -o addr show scope global | awk '{split($4, a, "/");
 # The healthcheck probes the address the daemon binds.
 echo "$host" >/run/sorctl-host
 
-# The secret stays out of the environment: read from a file put into the container.
-secret=
+# The secret stays out of every environment and command line: the daemon's launcher
+# (run-daemon.py) reads it from a copy only the user sorctl can read (the file put into the
+# container, or mounted by compose, may belong to root or the host's user).
 secret_file=${SORCTL_SECRET_FILE:-/run/sorctl/secret}
 if [ -f "$secret_file" ]; then
-    secret=$(<"$secret_file")
+    install -d -o sorctl -g sorctl -m 0700 "$home/private"
+    install -o sorctl -g sorctl -m 0600 "$secret_file" "$home/private/secret" ||
+        die "cannot read the secret file $secret_file"
+    secret_file=$home/private/secret
 elif [ -n "${SORCTL_SECRET_FILE:-}" ]; then
     die "SORCTL_SECRET_FILE=$SORCTL_SECRET_FILE does not exist"
+else
+    secret_file=
 fi
+# run_daemon FLAGS SCRIPT: the launcher, told which of the script's flags take the secret.
+launcher=/usr/local/lib/sorctl/run-daemon.py
+run_daemon() {
+    cmd=(python3 "$launcher")
+    [ -n "$secret_file" ] && cmd+=(--secret-file "$secret_file" "$1")
+    cmd+=("/opt/venv/bin/$2" --daemon)
+}
 
 # TLS files may be root-only (0600): give the daemon its own copies.
 certfile= keyfile=
@@ -51,26 +64,26 @@ fi
 
 case $role in
 node)
-    cmd=(dispynode.py --daemon --clean -i "$host" --dest_path_prefix "$home/dispynode")
+    run_daemon --secret dispynode.py
+    cmd+=(--clean -i "$host" --dest_path_prefix "$home/dispynode")
     [ -n "${SORCTL_EXT_HOST:-}" ] && cmd+=(--ext_host "$SORCTL_EXT_HOST")
     [ -n "${SORCTL_CPUS:-}" ] && cmd+=(--cpus "$SORCTL_CPUS")
     [ -n "${SORCTL_SCHEDULER:-}" ] && cmd+=(--scheduler_host "$SORCTL_SCHEDULER")
-    [ -n "$secret" ] && cmd+=(--secret "$secret")
     [ -n "$certfile" ] && cmd+=(--certfile "$certfile")
     [ -n "$keyfile" ] && cmd+=(--keyfile "$keyfile")
     ;;
 scheduler)
-    cmd=(python3 /usr/local/lib/sorctl/run-daemon.py /opt/venv/bin/dispyscheduler.py --daemon --clean -i "$host" --dest_path_prefix "$home/dispyscheduler")
+    run_daemon --node_secret,--cluster_secret dispyscheduler.py
+    cmd+=(--clean -i "$host" --dest_path_prefix "$home/dispyscheduler")
     [ -n "${SORCTL_EXT_HOST:-}" ] && cmd+=(--ext_host "$SORCTL_EXT_HOST")
     for node in ${SORCTL_NODES:-}; do cmd+=(--node "$node"); done
-    [ -n "$secret" ] && cmd+=(--node_secret "$secret" --cluster_secret "$secret")
     [ -n "$certfile" ] && cmd+=(--node_certfile "$certfile" --cluster_certfile "$certfile")
     [ -n "$keyfile" ] && cmd+=(--node_keyfile "$keyfile" --cluster_keyfile "$keyfile")
     ;;
 relay)
-    cmd=(python3 /usr/local/lib/sorctl/run-daemon.py /opt/venv/bin/dispynetrelay.py --daemon -i "$host")
+    run_daemon --secret dispynetrelay.py
+    cmd+=(-i "$host")
     [ -n "${SORCTL_SCHEDULER:-}" ] && cmd+=(--scheduler_node "$SORCTL_SCHEDULER")
-    [ -n "$secret" ] && cmd+=(--secret "$secret")
     [ -n "$certfile" ] && cmd+=(--certfile "$certfile")
     [ -n "$keyfile" ] && cmd+=(--keyfile "$keyfile")
     ;;

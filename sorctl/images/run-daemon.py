@@ -1,4 +1,4 @@
-"""Runs a dispy daemon script (dispyscheduler.py, dispynetrelay.py) as the container's PID 1.
+"""Runs a dispy daemon script (dispynode.py, dispyscheduler.py, dispynetrelay.py) as PID 1.
 
 PID 1 has no default action for SIGTERM, and these two scripts install no handler, so
 `docker stop` would wait its full timeout and then SIGKILL. Here SIGTERM acts like Ctrl-C,
@@ -8,7 +8,13 @@ For dispyscheduler.py it also publishes the scheduler's own table of nodes (the 
 with their CPUs) to VIEW_FILE once a second, replaced atomically: sorctl's readiness wait and
 `sorctl status` read it with the Docker API. The debug log said the same, but it rotates away,
 and dispy's --httpd monitor lists only the nodes of a client's computation.
-    usage: python3 run-daemon.py SCRIPT [ARGS...]
+    usage: python3 run-daemon.py [--secret-file FILE FLAG[,FLAG...]] SCRIPT [ARGS...]
+
+The secret: dispy takes it only as an option (--secret, --node_secret, --cluster_secret), and an
+option on a command line is visible to every user of the host in `ps` and /proc/PID/cmdline.
+So the launcher reads it from FILE and appends `FLAG SECRET` for each FLAG to the script's
+sys.argv in memory: the daemon parses it as usual, while the process's command line (fixed at
+exec) and its environment never hold it. (dispynode.py runs through this launcher too.)
 """
 
 import json
@@ -59,9 +65,28 @@ def _publish_nodes() -> None:
             sys.stderr.write(f"run-daemon: cannot write {VIEW_FILE}: {exc}\n")
 
 
+def _with_secret(argv: list[str]) -> list[str]:
+    """argv without the launcher's --secret-file FILE FLAGS, with `FLAG SECRET` appended."""
+    if argv[:1] != ["--secret-file"]:
+        return argv
+    if len(argv) < 4:
+        sys.exit("run-daemon: usage: --secret-file FILE FLAG[,FLAG...] SCRIPT [ARGS...]")
+    path, flags, argv = argv[1], argv[2], argv[3:]
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+    except OSError as exc:
+        sys.exit(f"run-daemon: cannot read the secret file {path}: {exc.strerror}")
+    extra: list[str] = []
+    if secret:
+        for flag in flags.split(","):
+            extra += [flag, secret]
+    return argv + extra
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sys.argv = sys.argv[1:]
+    sys.argv = _with_secret(sys.argv[1:])
     if os.path.basename(sys.argv[0]) == "dispyscheduler.py":
         threading.Thread(target=_publish_nodes, name="sorctl-nodes", daemon=True).start()
     try:

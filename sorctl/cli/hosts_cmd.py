@@ -1,0 +1,142 @@
+"""The several-machines side of `sorctl up / status / down` (`--host`): output for humans on
+stderr and stdout, or JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from sorctl import api
+
+err = Console(stderr=True, highlight=False)
+
+HostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--host",
+        help="Put the cluster on this Docker host (repeatable): ssh://USER@HOST[:PORT], "
+        "tcp://HOST:PORT (TLS on 2376) or a docker context name; ENDPOINT=ADDRESS sets the "
+        "address dispy binds there. The first host runs the scheduler.",
+    ),
+]
+SchedulerHostOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler-host", help="Which --host runs the scheduler (default: the first)."),
+]
+NoFirewallOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-firewall",
+        help="With --host: leave the hosts' packet filter alone (dispy's ports then answer "
+        "anyone who reaches them).",
+    ),
+]
+TLSCaOpt = Annotated[
+    Path | None, typer.Option("--tlscacert", help="CA of the hosts' Docker TLS endpoints.")
+]
+TLSCertOpt = Annotated[Path | None, typer.Option("--tlscert", help="Docker TLS client cert.")]
+TLSKeyOpt = Annotated[Path | None, typer.Option("--tlskey", help="Docker TLS client key.")]
+
+
+def _log(line: str) -> None:
+    err.print(line, markup=False)
+
+
+def up(
+    name: str,
+    hosts: list[str],
+    *,
+    scheduler_host: str | None,
+    cpus_per_node: int | None,
+    tls: bool,
+    tls_files: api.TLSPaths,
+    timeout: float,
+    keep_on_failure: bool,
+    firewall: bool,
+) -> None:
+    with Progress(
+        TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
+        console=err, transient=True,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, TaskID] = {}
+
+        def shipping(host: str, sent: int) -> None:
+            if host not in tasks:
+                tasks[host] = bar.add_task(f"images -> {host}", total=None)
+            bar.update(tasks[host], completed=sent)
+
+        res = api.up_hosts(
+            name, hosts, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node, tls=tls,
+            tls_files=tls_files, timeout=timeout, keep_on_failure=keep_on_failure, log=_log,
+            ship_progress=shipping, firewall=firewall,
+        )  # fmt: skip
+    for s in res.shipped:
+        if s.refs:
+            _log(f"images sent to {s.host}: {' '.join(s.refs)} ({s.bytes / 1e6:.0f} MB, "
+                 f"{s.seconds:.1f} s)")  # fmt: skip
+    err.print(f"ready in {res.ready_s:.1f} s")
+    plan = res.plan
+    nodes = ", ".join(f"{c.host}={c.env['SORCTL_HOST']}" for c in plan.containers
+                      if c.role == "node")  # fmt: skip
+    print(
+        f"cluster {name}: {len(plan.expected_nodes)} host(s), scheduler on {plan.scheduler_host} "
+        f"at {plan.scheduler_address}:9702; nodes {nodes}"
+    )
+
+
+def status(name: str, as_json: bool, tls_files: api.TLSPaths) -> dict:
+    st = api.hosts_status(name, tls_files)
+    data = asdict(st)
+    if as_json:
+        return data
+    out = Console()
+    t = Table(title=f"cluster {name}: across {len(st.hosts)} host(s)", title_justify="left")
+    for col in ("host", "reachable", "container", "role", "state"):
+        t.add_column(col)
+    for h in st.hosts:
+        if not h.reachable:
+            t.add_row(h.endpoint, f"no: {h.error}", "", "", "")
+        for c in h.containers:
+            t.add_row(h.endpoint, "yes", c["name"], c["role"] or "", c["state"])
+        if h.reachable and not h.containers:
+            t.add_row(h.endpoint, "yes", "(none)", "", "")
+    out.print(t)
+    for h in st.hosts:
+        if h.rules:
+            out.print(f"firewall on {h.endpoint}:", highlight=False)
+            for rule in h.rules:
+                out.print(f"  {rule}", highlight=False, markup=False)
+    if st.scheduler_error:
+        out.print(f"scheduler on {st.scheduler_host}: {st.scheduler_error}", highlight=False)
+    else:
+        cpus = sum(st.nodes.values())
+        out.print(
+            f"scheduler {st.scheduler_address}:9702 on {st.scheduler_host} counts "
+            f"{len(st.nodes)} node(s), {cpus} cpu(s): "
+            + ", ".join(f"{a} ({c})" for a, c in sorted(st.nodes.items())),
+            highlight=False,
+        )
+    return data
+
+
+def down(name: str, tls_files: api.TLSPaths) -> bool:
+    """Removes what it can on every host; True when every host was cleaned."""
+    removed, failed = api.down_hosts(name, tls_files)
+    for host, n in removed.items():
+        print(f"cluster {name}: {host}: removed {n} container(s)")
+    for error in failed.values():
+        err.print(f"could not clean: {error}", markup=False)
+    if failed:
+        err.print(f"the host list stays in place: `sorctl down --name {name}` again later")
+    return not failed
+
+
+def status_json(data: dict) -> str:
+    return json.dumps(data)

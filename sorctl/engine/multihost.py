@@ -1,0 +1,558 @@
+"""One dispy cluster across several machines' Docker engines: up (with rollback on every host),
+status, down. Planning is sorctl.cluster.hostplan's; this walks it with one client per engine,
+each client used by one thread at a time. Engine labels stay the state on every host; the list
+of hosts is kept beside the cluster's secret (the only way to know where to look)."""
+
+from __future__ import annotations
+
+import io
+import socket
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import docker
+import requests
+
+from sorctl.cluster import hostplan, material
+from sorctl.cluster.hostplan import HostContainer, HostPlan
+from sorctl.cluster.hosts import HostSpec
+from sorctl.cluster.readiness import SchedulerView, missing_nodes, parse_view
+from sorctl.engine import firewall as fw
+from sorctl.engine import ship
+from sorctl.engine.apply import _material_tar
+from sorctl.engine.connect import TLSFiles, connect_host, why
+from sorctl.engine.images import image_ref, sorctl_version
+from sorctl.errors import ClusterError, InputError, SorctlError
+from sorctl.names import LABEL_CLUSTER, RUN_DIR, SCHEDULER_VIEW_FILE, container_name
+
+Log = Callable[[str], None]
+
+
+def _parallel(fn: Callable, items: list) -> list:
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def connect_all(
+    specs: list[HostSpec], tls: TLSFiles | None, warn: Log | None = None
+) -> tuple[dict[str, docker.DockerClient], dict[str, str]]:
+    """(endpoint -> client for the hosts that answer, endpoint -> one-line error for the rest)."""
+
+    def one(spec: HostSpec):
+        try:
+            return spec.endpoint, connect_host(spec, tls, warn), None
+        except SorctlError as exc:
+            return spec.endpoint, None, str(exc)
+
+    clients, errors = {}, {}
+    for endpoint, client, error in _parallel(one, specs):
+        if client is not None:
+            clients[endpoint] = client
+        else:
+            errors[endpoint] = error
+    return clients, errors
+
+
+def _close(clients: dict[str, docker.DockerClient]) -> None:
+    for c in clients.values():
+        c.close()
+
+
+def _machine_address(spec: HostSpec, client: docker.DockerClient) -> str | None:
+    """The host's address as this machine resolves its endpoint (ssh config HostName included)."""
+    name = spec.hostname
+    if spec.kind == "ssh":
+        try:
+            import os
+
+            import paramiko
+
+            path = os.path.expanduser("~/.ssh/config")
+            if os.path.exists(path):
+                name = paramiko.SSHConfig.from_path(path).lookup(name).get("hostname", name)
+        except Exception:  # no usable config: the endpoint's own name
+            pass
+    if spec.kind == "context" or not name:
+        base = client.api.base_url
+        name = base.split("://", 1)[-1].split(":")[0].split("@")[-1]
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        return None
+
+
+def _probe(
+    spec: HostSpec, client: docker.DockerClient, target: str
+) -> tuple[str | None, list[int]]:
+    """On the host, with its networking: the source address of its route to `target`, and which
+    dispy ports something already binds."""
+    script = f"ip -4 -o route get {target}; echo ----; cat /proc/net/tcp /proc/net/udp"
+    try:
+        out = client.containers.run(
+            image_ref("node"), entrypoint=["bash", "-c", script], network_mode="host",
+            remove=True, user="root",
+        )  # fmt: skip
+    except docker.errors.ContainerError as exc:
+        raise ClusterError(f"host {spec.label}: no route to {target} ({exc.stderr!r})") from None
+    route, _, proc = out.decode(errors="replace").partition("----")
+    return hostplan.route_source(route), hostplan.ports_in_use(proc)
+
+
+def find_addresses(
+    specs: list[HostSpec], clients: dict[str, docker.DockerClient], sched: HostSpec
+) -> dict[str, str]:
+    """endpoint -> the address dispy binds there: given (ENDPOINT=ADDRESS), or the source of
+    that host's route to the scheduler (the scheduler's own: its route to another host).
+    Fails when a host's dispy ports are taken."""
+    others = [s for s in specs if s is not sched]
+    target = sched.address
+    if target is None:
+        peer = others[0] if others else sched
+        target = _machine_address(peer, clients[peer.endpoint])
+        if target is None:
+            raise ClusterError(
+                f"host {peer.label}: cannot resolve its address here; give it as "
+                f"--host {peer.endpoint}=ADDRESS"
+            )
+    sched_src, busy = _probe(sched, clients[sched.endpoint], target)
+    sched_addr = sched.address or sched_src
+    if not sched_addr:
+        raise ClusterError(f"host {sched.label}: no route to {target}")
+    if busy:
+        raise ClusterError(f"host {sched.label}: dispy port(s) {busy} are taken")
+    out = {sched.endpoint: sched_addr}
+
+    def one(spec: HostSpec) -> tuple[str, str]:
+        src, taken = _probe(spec, clients[spec.endpoint], sched_addr)
+        if taken:
+            raise ClusterError(f"host {spec.label}: dispy port(s) {taken} are taken")
+        addr = spec.address or src
+        if not addr:
+            raise ClusterError(f"host {spec.label}: no route to the scheduler {sched_addr}")
+        return spec.endpoint, addr
+
+    out.update(dict(_parallel(one, others)))
+    return out
+
+
+def _create(client: docker.DockerClient, c: HostContainer, files: dict[str, bytes]) -> None:
+    role = "scheduler" if c.role == "scheduler" else "node"
+    client.api.create_container(
+        image_ref(role), name=c.name, hostname=c.name, command=c.command or None,
+        environment=c.env, labels=c.labels, detach=True,
+        host_config=client.api.create_host_config(network_mode="host"),
+    )  # fmt: skip
+    client.api.put_archive(c.name, RUN_DIR.rsplit("/", 1)[0], _material_tar(files))
+    client.api.start(c.name)
+
+
+def scheduler_view(client: docker.DockerClient, name: str) -> SchedulerView:
+    """The nodes the scheduler counts, from the table it publishes in its container (empty
+    while it starts, or when it is gone or its table is stale)."""
+    try:
+        stream, _stat = client.api.get_archive(
+            container_name(name, "scheduler"), SCHEDULER_VIEW_FILE
+        )
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            fh = tar.extractfile(member) if member else None
+            text = fh.read().decode(errors="replace") if fh else ""
+    except (docker.errors.NotFound, docker.errors.APIError, tarfile.TarError):
+        return SchedulerView({}, {})
+    return parse_view(text, time.time())
+
+
+def _fail_if_exited(clients: dict[str, docker.DockerClient], plan: HostPlan) -> None:
+    for c in plan.containers:
+        try:
+            state = clients[c.host].api.inspect_container(c.name)["State"]
+        except docker.errors.APIError:
+            continue
+        if state.get("Status") == "exited":
+            tail = clients[c.host].api.logs(c.name, tail=3).decode(errors="replace")
+            last = " | ".join(x.strip() for x in tail.splitlines() if x.strip())
+            raise ClusterError(f"host {c.host}: {c.name} exited ({last})")
+
+
+def wait_ready(
+    clients: dict[str, docker.DockerClient], plan: HostPlan, deadline: float,
+    report: Callable[[int, int], None] | None = None,
+) -> SchedulerView:  # fmt: skip
+    """Until the scheduler counts every node with its CPUs (its own table says so)."""
+    sched = clients[plan.scheduler_host]
+    want = plan.expected_nodes
+    while True:
+        view = scheduler_view(sched, plan.name)
+        missing = missing_nodes(view, want)
+        if report:
+            report(len(want) - len(missing), len(want))
+        if not missing:
+            return view
+        _fail_if_exited(clients, plan)
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"cluster {plan.name}: the scheduler does not count {', '.join(missing)}"
+            )
+        time.sleep(0.5)
+
+
+def _clean(client: docker.DockerClient, host: str, name: str, firewall: bool = True) -> int:
+    """The cluster's containers and (if it has them) packet filter rules on one host."""
+    n = remove_on(client, name)
+    if firewall:
+        fw.remove(client, host, name)
+    return n
+
+
+def _rollback(client: docker.DockerClient, host: str, name: str, firewall: bool) -> str | None:
+    """_clean, twice if need be; None when done, else a line saying what is left there."""
+    for attempt in (1, 2):
+        try:
+            _clean(client, host, name, firewall)
+            return None
+        except Exception as exc:  # a transport hiccup: once more, then say so
+            if attempt == 2:
+                return f"rollback on {host} incomplete ({why(exc)}): `sorctl down --name {name}`"
+    return None
+
+
+def remove_on(client: docker.DockerClient, name: str) -> int:
+    f = {"label": f"{LABEL_CLUSTER}={name}"}
+    found = client.containers.list(all=True, filters=f)
+    for c in found:
+        c.remove(force=True, v=True)
+    return len(found)
+
+
+@dataclass
+class UpResult:
+    plan: HostPlan
+    shipped: list[ship.Shipped] = field(default_factory=list)
+    ready_s: float = 0.0
+
+
+def up(
+    name: str,
+    specs: list[HostSpec],
+    tls_files: TLSFiles | None,
+    *,
+    scheduler_host: str | None = None,
+    cpus_per_node: int | None = None,
+    tls: bool = False,
+    timeout: float = 120.0,
+    keep_on_failure: bool = False,
+    log: Log = print,
+    ship_progress: ship.Progress | None = None,
+    report: Callable[[int, int], None] | None = None,
+    use_firewall: bool = True,
+) -> UpResult:
+    """Bring the cluster up on every host, or fail as a whole (every host rolled back)."""
+    t0 = time.monotonic()
+    sched = hostplan.pick_scheduler_host(specs, scheduler_host)
+    if hostplan.load_hosts(material.cluster_dir(name)) is not None:
+        raise ClusterError(f"cluster {name!r} is already up across hosts; `sorctl down` it first")
+    clients, errors = connect_all(specs, tls_files, log)
+    if errors:
+        _close(clients)
+        raise ClusterError("; ".join(errors.values()))
+    started = False
+    try:
+        log("images: checking every host (sending what a host lacks)")
+        # the scheduler's host also runs the client container of each solve
+        roles = {s.endpoint: ["node"] + (["scheduler", "client"] if s is sched else [])
+                 for s in specs}  # fmt: skip
+
+        def send(spec: HostSpec) -> ship.Shipped:
+            from sorctl.engine.connect import connect
+
+            here = connect()
+            try:
+                return ship.ship(here, clients[spec.endpoint], spec.label, roles[spec.endpoint],
+                                 ship_progress)  # fmt: skip
+            finally:
+                here.close()
+
+        shipped = _parallel(send, specs)
+        log("addresses: each host's route to the scheduler")
+        addresses = find_addresses(specs, clients, sched)
+        plan = hostplan.make_host_plan(
+            name, specs, addresses, sched.endpoint, version=sorctl_version(),
+            cpus_per_node=cpus_per_node, tls=tls,
+        )  # fmt: skip
+        mat = material.create(name, tls)
+        hostplan.save_hosts(
+            material.cluster_dir(name), plan, specs, tls_files.paths() if tls_files else None,
+            firewall=use_firewall,
+        )  # fmt: skip
+        files = mat.files()
+        started = True
+        if use_firewall:
+            members = sorted(set(addresses.values()))
+            log(f"firewall: dispy ports on every host open to the {len(members)} member(s) only")
+            _parallel(lambda s: fw.add(clients[s.endpoint], s.label, name, members), specs)
+        log(f"starting the scheduler on {sched.label} ({plan.scheduler_address})")
+        _create(clients[sched.endpoint], plan.on(sched.endpoint)[0], files)
+        nodes = [c for c in plan.containers if c.role == "node"]
+        log(f"starting {len(nodes)} node(s), one per host")
+        _parallel(lambda c: _create(clients[c.host], c, files), nodes)
+        wait_ready(clients, plan, time.monotonic() + timeout, report)
+        return UpResult(plan, shipped, time.monotonic() - t0)
+    except BaseException as exc:
+        if started and not keep_on_failure:
+            left = [e for e in _parallel(lambda e: _rollback(clients[e], e, name, use_firewall),
+                                         list(clients)) if e]  # fmt: skip
+            for line in left:
+                log(line)
+            if not left:
+                material.remove(name)
+        if isinstance(exc, (SorctlError, KeyboardInterrupt)):
+            raise
+        # a transport failure (ssh channel, TLS, HTTP) after connecting: one line
+        raise ClusterError(f"cluster {name}: up failed: {why(exc)}") from None
+    finally:
+        _close(clients)
+
+
+@dataclass
+class HostStatus:
+    endpoint: str
+    reachable: bool
+    error: str | None
+    containers: list[dict]
+    rules: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MultiStatus:
+    name: str
+    scheduler_host: str
+    scheduler_address: str
+    hosts: list[HostStatus]
+    nodes: dict[str, int]  # address -> CPUs the scheduler counts
+    scheduler_error: str | None = None
+
+
+def hosts_of(name: str) -> tuple[list[HostSpec], dict] | None:
+    return hostplan.load_hosts(material.cluster_dir(name))
+
+
+def names() -> list[str]:
+    """Every cluster across hosts this user brought up (their host lists)."""
+    root = material.home() / "clusters"
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir() if (d / hostplan.HOSTS_FILE).is_file())
+
+
+def tls_of(record: dict, given: TLSFiles | None) -> TLSFiles | None:
+    """The TLS files given now, else those `up` used (their paths are in the host list)."""
+    if given is not None or not record.get("tls"):
+        return given
+    from pathlib import Path
+
+    return TLSFiles(*(Path(p) for p in record["tls"]))
+
+
+def status(name: str, tls_files: TLSFiles | None) -> MultiStatus:
+    found = hosts_of(name)
+    if found is None:
+        raise ClusterError(f"no multi-host cluster named {name!r}")
+    specs, record = found
+    clients, errors = connect_all(specs, tls_of(record, tls_files))
+    try:
+        hosts = []
+        for spec in specs:
+            client = clients.get(spec.endpoint)
+            rows = []
+            if client is not None:
+                f = {"label": f"{LABEL_CLUSTER}={name}"}
+                for c in client.containers.list(all=True, filters=f):
+                    rows.append({"name": c.name, "role": c.labels.get("org.sorctl.role"),
+                                 "state": c.status})  # fmt: skip
+            rules = []
+            if client is not None and record.get("firewall", True):
+                rules = fw.rules(client, spec.endpoint, name)
+            hosts.append(HostStatus(spec.endpoint, client is not None,
+                                    errors.get(spec.endpoint), rows, rules))  # fmt: skip
+        nodes: dict[str, int] = {}
+        sched_err = None
+        sched = clients.get(record["scheduler_host"])
+        if sched is None:
+            sched_err = errors.get(record["scheduler_host"], "unreachable")
+        else:
+            try:
+                nodes = scheduler_view(sched, name).nodes
+            except docker.errors.APIError as exc:
+                sched_err = f"scheduler: {exc.explanation}"
+        return MultiStatus(name, record["scheduler_host"], record["scheduler_address"], hosts,
+                           nodes, sched_err)  # fmt: skip
+    finally:
+        _close(clients)
+
+
+def down(name: str, tls_files: TLSFiles | None) -> tuple[dict[str, int], dict[str, str]]:
+    """(endpoint -> containers removed, endpoint -> why not). The host list and secret stay
+    while a host could not be cleaned, so that a later `down` finishes the job."""
+    found = hosts_of(name)
+    if found is None:
+        return {}, {}
+    specs, record = found
+    clients, errors = connect_all(specs, tls_of(record, tls_files))
+    removed: dict[str, int] = {}
+    try:
+
+        def one(endpoint: str) -> tuple[str, int | None, str | None]:
+            try:
+                n = _clean(clients[endpoint], endpoint, name, record.get("firewall", True))
+                return endpoint, n, None
+            except (SorctlError, docker.errors.APIError) as exc:
+                return endpoint, None, f"host {endpoint}: {exc}"
+
+        for endpoint, n, error in _parallel(one, list(clients)):
+            if error:
+                errors[endpoint] = error
+            else:
+                removed[endpoint] = n or 0
+    finally:
+        _close(clients)
+    if not errors:
+        material.remove(name)
+    return removed, errors
+
+
+@dataclass
+class _Node:
+    state: str
+
+
+@dataclass
+class SolveTarget:
+    """What solve_container.run reads of a cluster, for one across hosts: the client container
+    runs on the scheduler's host with host networking (no NAT between it and the nodes)."""
+
+    name: str
+    scheduler_address: str
+    secret_file: object
+    cert_file: object
+    key_file: object
+    nodes: list[_Node]
+    scheduler_port: int = 9702
+    network: str = "host"
+    routes: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
+
+    def client_env(self) -> dict[str, str]:
+        return {"SORCTL_SCHEDULER": self.scheduler_address}
+
+
+def solve_target(
+    name: str, tls_files: TLSFiles | None = None
+) -> tuple[docker.DockerClient, SolveTarget]:
+    """(a client of the scheduler's host, the cluster as solve_container.run reads it)."""
+    found = hosts_of(name)
+    if found is None:
+        raise ClusterError(f"no multi-host cluster named {name!r}")
+    specs, record = found
+    sched = next(s for s in specs if s.endpoint == record["scheduler_host"])
+    client = connect_host(sched, tls_of(record, tls_files))
+    try:
+        view = scheduler_view(client, name)
+    except docker.errors.APIError as exc:
+        client.close()
+        raise ClusterError(f"cluster {name}: its scheduler: {exc.explanation}") from None
+    mat = material.load(name)
+    nodes = [_Node("running") for _ in view.nodes]
+    target = SolveTarget(name, record["scheduler_address"], mat.secret_file, mat.cert_file,
+                         mat.key_file, nodes)  # fmt: skip
+    return client, target
+
+
+def solve(name: str, system, options, **kw):
+    """solve_container.run on the cluster across hosts; the scheduler's host lost mid-solve (its
+    engine no longer answers) is one line naming it."""
+    from sorctl.engine import solve_container
+
+    client, target = solve_target(name)
+    try:
+        return solve_container.run(target, system, options, client=client, **kw)
+    except SorctlError:
+        raise
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        host = hosts_of(name)[1]["scheduler_host"]  # type: ignore[index]
+        raise ClusterError(
+            f"cluster {name}: the scheduler's host {host} stopped answering mid-solve ({why(exc)})"
+        ) from None
+
+
+def logs(
+    name: str, target: str | None, follow: bool, tail: int | None,
+    warn: Log | None = None, tls_files: TLSFiles | None = None,
+) -> Iterator[tuple[str, str]]:  # fmt: skip
+    """(container, line) from the cluster's containers on every host (one role's, or one
+    container's: `node-2` or its full name); followed ones interleaved as lines arrive. A host
+    that does not answer is named through warn and the others still stream."""
+    import queue
+    import threading
+
+    found = hosts_of(name)
+    if found is None:
+        raise ClusterError(f"no multi-host cluster named {name!r}")
+    specs, record = found
+    clients, errors = connect_all(specs, tls_of(record, tls_files))
+    for error in errors.values():
+        if warn:
+            warn(error)
+    f = {"label": f"{LABEL_CLUSTER}={name}"}
+    picked = []
+    for client in clients.values():
+        for c in client.containers.list(all=True, filters=f):
+            role = c.labels.get("org.sorctl.role")
+            if not target or target in (role, c.name) or c.name == f"{name}-{target}":
+                picked.append((client, c))
+    if not picked:
+        _close(clients)
+        raise InputError(f"no container {target!r} of cluster {name!r} on the hosts that answer")
+    q: queue.Queue[tuple[str, str] | None] = queue.Queue()
+    kw = {"stream": True, "follow": follow, "tail": tail if tail is not None else "all"}
+
+    def pump(container) -> None:
+        buf = b""
+        try:
+            for chunk in container.logs(**kw):
+                buf += chunk
+                *done, buf = buf.split(b"\n")
+                for line in done:
+                    q.put((container.name, line.decode(errors="replace")))
+            if buf:
+                q.put((container.name, buf.decode(errors="replace")))
+        except Exception as exc:  # a host gone mid-stream: said once, the others go on
+            q.put((container.name, f"(log stream ended: {why(exc)})"))
+        finally:
+            q.put(None)
+
+    try:
+        if not follow:  # whole logs, one container after the other
+            for _, c in sorted(picked, key=lambda p: p[1].name):
+                pump(c)
+                while (item := q.get()) is not None:
+                    yield item
+            return
+        for _, c in picked:
+            threading.Thread(target=pump, args=(c,), daemon=True).start()
+        running = len(picked)
+        while running:
+            item = q.get()
+            if item is None:
+                running -= 1
+            else:
+                yield item
+    finally:
+        _close(clients)
