@@ -18,6 +18,8 @@ LABEL_INDEX = "org.sorctl.index"
 # What `up` was asked for, minus the node count (`scale` changes that): "relay=1 subnets=2 ...".
 LABEL_SHAPE = "org.sorctl.shape"
 LABEL_INPUTS_HASH = "org.sorctl.inputs-hash"
+# Which engine a container of a cluster across hosts lives on (its endpoint as typed).
+LABEL_HOST = "org.sorctl.host"
 # Image labels that record a pinned package version: org.sorctl.<package>.
 IMAGE_PACKAGE_LABEL = "org.sorctl.{}"
 

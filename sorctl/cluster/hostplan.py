@@ -26,6 +26,7 @@ from sorctl.names import (
     CLIENT_PORT,
     DISPY_PORT,
     LABEL_CLUSTER,
+    LABEL_HOST,
     LABEL_INDEX,
     LABEL_ROLE,
     LABEL_SHAPE,
@@ -34,8 +35,6 @@ from sorctl.names import (
     container_name,
 )
 
-# Which engine a container lives on (its endpoint as the user typed it).
-LABEL_HOST = "org.sorctl.host"
 DISPY_PORTS = (DISPY_PORT, NODE_PORT, CLIENT_PORT)
 HOSTS_FILE = "hosts.json"  # beside the cluster's secret
 

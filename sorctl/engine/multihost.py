@@ -21,12 +21,12 @@ from sorctl.cluster.hostplan import HostContainer, HostPlan
 from sorctl.cluster.hosts import HostSpec
 from sorctl.cluster.readiness import SchedulerView, missing_nodes, parse_view
 from sorctl.engine import firewall as fw
-from sorctl.engine import ship
+from sorctl.engine import observe, ship
 from sorctl.engine.apply import _material_tar
 from sorctl.engine.connect import TLSFiles, connect_host, why
 from sorctl.engine.images import image_ref, sorctl_version
 from sorctl.errors import ClusterError, InputError, SorctlError
-from sorctl.names import LABEL_CLUSTER, RUN_DIR, SCHEDULER_VIEW_FILE, container_name
+from sorctl.names import LABEL_CLUSTER, LABEL_ROLE, RUN_DIR, SCHEDULER_VIEW_FILE, container_name
 
 Log = Callable[[str], None]
 
@@ -372,7 +372,7 @@ def status(name: str, tls_files: TLSFiles | None) -> MultiStatus:
             if client is not None:
                 f = {"label": f"{LABEL_CLUSTER}={name}"}
                 for c in client.containers.list(all=True, filters=f):
-                    rows.append({"name": c.name, "role": c.labels.get("org.sorctl.role"),
+                    rows.append({"name": c.name, "role": c.labels.get(LABEL_ROLE),
                                  "state": c.status})  # fmt: skip
             rules = []
             if client is not None and record.get("firewall", True):
@@ -499,9 +499,6 @@ def logs(
     """(container, line) from the cluster's containers on every host (one role's, or one
     container's: `node-2` or its full name); followed ones interleaved as lines arrive. A host
     that does not answer is named through warn and the others still stream."""
-    import queue
-    import threading
-
     found = hosts_of(name)
     if found is None:
         raise ClusterError(f"no multi-host cluster named {name!r}")
@@ -514,45 +511,14 @@ def logs(
     picked = []
     for client in clients.values():
         for c in client.containers.list(all=True, filters=f):
-            role = c.labels.get("org.sorctl.role")
+            role = c.labels.get(LABEL_ROLE)
             if not target or target in (role, c.name) or c.name == f"{name}-{target}":
                 picked.append((client, c))
     if not picked:
         _close(clients)
         raise InputError(f"no container {target!r} of cluster {name!r} on the hosts that answer")
-    q: queue.Queue[tuple[str, str] | None] = queue.Queue()
-    kw = {"stream": True, "follow": follow, "tail": tail if tail is not None else "all"}
-
-    def pump(container) -> None:
-        buf = b""
-        try:
-            for chunk in container.logs(**kw):
-                buf += chunk
-                *done, buf = buf.split(b"\n")
-                for line in done:
-                    q.put((container.name, line.decode(errors="replace")))
-            if buf:
-                q.put((container.name, buf.decode(errors="replace")))
-        except Exception as exc:  # a host gone mid-stream: said once, the others go on
-            q.put((container.name, f"(log stream ended: {why(exc)})"))
-        finally:
-            q.put(None)
-
     try:
-        if not follow:  # whole logs, one container after the other
-            for _, c in sorted(picked, key=lambda p: p[1].name):
-                pump(c)
-                while (item := q.get()) is not None:
-                    yield item
-            return
-        for _, c in picked:
-            threading.Thread(target=pump, args=(c,), daemon=True).start()
-        running = len(picked)
-        while running:
-            item = q.get()
-            if item is None:
-                running -= 1
-            else:
-                yield item
+        containers = [c for _, c in sorted(picked, key=lambda p: p[1].name)]
+        yield from observe.interleave_logs(containers, follow, tail)
     finally:
         _close(clients)

@@ -243,35 +243,45 @@ def pick_containers(info: ClusterInfo, target: str | None) -> list[ContainerInfo
 def stream_logs(
     client, names: list[str], follow: bool, tail: int | None
 ) -> Iterator[tuple[str, str]]:
-    """(container, line) from each container's log; several followed at once are interleaved
-    as lines arrive."""
+    """(container, line) from the logs of containers `names` of one engine."""
+    return interleave_logs([client.containers.get(n) for n in names], follow, tail)
+
+
+def interleave_logs(containers: list, follow: bool, tail: int | None) -> Iterator[tuple[str, str]]:
+    """(container name, line) from each container's log (on any engines): whole logs one after
+    the other, or, followed, interleaved as lines arrive. A stream that breaks (its engine gone)
+    ends with one line saying why, and the others go on."""
     kwargs = {"stream": True, "follow": follow, "tail": tail if tail is not None else "all"}
 
-    def lines(name: str) -> Iterator[str]:
+    def lines(container) -> Iterator[tuple[str, str]]:
         buf = b""
-        for chunk in client.containers.get(name).logs(**kwargs):
-            buf += chunk
-            *done, buf = buf.split(b"\n")
-            yield from (line.decode(errors="replace") for line in done)
-        if buf:
-            yield buf.decode(errors="replace")
+        try:
+            for chunk in container.logs(**kwargs):
+                buf += chunk
+                *done, buf = buf.split(b"\n")
+                yield from ((container.name, line.decode(errors="replace")) for line in done)
+            if buf:
+                yield container.name, buf.decode(errors="replace")
+        except Exception as exc:  # noqa: BLE001 -- said once; the other streams go on
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            yield container.name, f"(log stream ended: {reason})"
 
-    if not follow or len(names) == 1:
-        for name in names:
-            yield from ((name, line) for line in lines(name))
+    if not follow or len(containers) == 1:
+        for container in containers:
+            yield from lines(container)
         return
     q: queue.Queue[tuple[str, str] | None] = queue.Queue()
 
-    def pump(name: str) -> None:
+    def pump(container) -> None:
         try:
-            for line in lines(name):
-                q.put((name, line))
+            for item in lines(container):
+                q.put(item)
         finally:
             q.put(None)
 
-    for name in names:
-        threading.Thread(target=pump, args=(name,), daemon=True).start()
-    running = len(names)
+    for container in containers:
+        threading.Thread(target=pump, args=(container,), daemon=True).start()
+    running = len(containers)
     while running:
         item = q.get()
         if item is None:

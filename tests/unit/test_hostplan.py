@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sorctl import names
 from sorctl.cluster import hostplan
 from sorctl.cluster.hosts import parse_hosts
 from sorctl.errors import InputError
@@ -26,7 +27,7 @@ def test_scheduler_on_the_first_host_and_one_node_per_host():
     assert all(c.env["SORCTL_SCHEDULER"] == "10.0.4.2" for c in nodes)
     cmd = sched[0].command
     assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--node"] == ["*", *ADDRS.values()]
-    assert all(c.labels[hostplan.LABEL_HOST] == c.host for c in plan.containers)
+    assert all(c.labels[names.LABEL_HOST] == c.host for c in plan.containers)
     assert plan.expected_nodes == {"10.0.4.2": "c-node-1", "10.0.5.7": "c-node-2",
                                    "10.0.6.9": "c-node-3"}  # fmt: skip
 
