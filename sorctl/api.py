@@ -352,7 +352,7 @@ class Cluster:
         """sorctl.solve on this cluster: same options and result, plus the distributed fields
         (nodes, blocks, events, ...). `checkpoint`: a file that keeps the last gathered x.
         `on_event(dict)` gets the driver's events as they happen, and per round of iterations a
-        `round` event with each worker's sweep_s, wait_s, residual_s and sent_bytes."""
+        `round` event with each worker's sweep_s, wait_s, residual_s, sent_bytes and send_s."""
         system = io.system_from_arrays(A, b, x0, allow_nonsymmetric=allow_nonsymmetric)
         return self.solve_system(
             system,

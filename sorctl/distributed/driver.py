@@ -335,7 +335,7 @@ class _Runner:
         self.stats.iterations += done
         self.stats.compute += max(a["sweep_s"] + a["residual_s"] for a in answers.values())
         self.stats.sent_bytes += sum(a["sent_bytes"] for a in answers.values())
-        figures = {s: {k: a[k] for k in WORKER_FIGURES} for s, a in answers.items()}
+        figures = {s: {k: a.get(k, 0.0) for k in WORKER_FIGURES} for s, a in answers.items()}
         for slot, f in figures.items():
             mine = self.stats.per_worker.setdefault(slot, dict.fromkeys(f, 0.0))
             for key, value in f.items():
@@ -537,7 +537,8 @@ def solve(
     )
 
 
-WORKER_FIGURES = ("sweep_s", "wait_s", "residual_s", "sent_bytes")  # per worker, per round
+# per worker, per round; send_s: the sender threads' seconds in send (they overlap the sweep)
+WORKER_FIGURES = ("sweep_s", "wait_s", "residual_s", "sent_bytes", "send_s")
 LOOK_AROUND_S = 0.2  # while waiting on one worker, how often to check on the others
 ROUND_S = 10.0  # a round of iterations should end about this soon (progress, Ctrl-C, timeouts)
 

@@ -37,6 +37,7 @@ class _Peer:
         self.conn = conn
         self.outbox: queue.Queue[Any] = queue.Queue()
         self.dead = False
+        self.send_s = 0.0  # seconds in conn.send, only ever added to (by this peer's thread)
         self.thread = threading.Thread(target=self._send_loop, daemon=True)
         self.thread.start()
 
@@ -44,10 +45,12 @@ class _Peer:
         while (msg := self.outbox.get()) is not None:
             if self.dead:
                 continue
+            t0 = time.perf_counter()
             try:
                 self.conn.send(msg)
             except (OSError, ValueError):
                 self.dead = True  # the driver hears of the node's loss and rewires
+            self.send_s += time.perf_counter() - t0
 
     def close(self) -> None:
         self.dead = True
@@ -73,6 +76,8 @@ class Mesh:
         self._accepted: dict[tuple[int, str], Any] = {}
         self._lock = threading.Lock()
         self._peers: dict[str, _Peer] = {}
+        self._send_s_gone = 0.0  # send seconds of the links of earlier wirings
+        self._send_s_read = 0.0  # the total at the last take_send_s()
         self._closed = False
         threading.Thread(target=self._accept_loop, daemon=True).start()
 
@@ -91,6 +96,7 @@ class Mesh:
         """Drop the links of earlier wirings and link to `peers` (slot -> listening address)."""
         for peer in self._peers.values():
             peer.close()
+            self._send_s_gone += peer.send_s
         self._peers = {}
         for slot, address in sorted(peers.items()):
             if slot > self.slot:
@@ -119,6 +125,14 @@ class Mesh:
     def send(self, slot: str, msg: Any) -> None:
         """Queue `msg` for `slot` (its thread sends it)."""
         self._peers[slot].outbox.put(msg)
+
+    def take_send_s(self) -> float:
+        """Seconds the sender threads spent sending since the last call. Each peer's counter
+        only grows and has one writer, so reading it needs no lock (a send still under way when
+        this reads counts next time)."""
+        total = self._send_s_gone + sum(p.send_s for p in list(self._peers.values()))
+        taken, self._send_s_read = total - self._send_s_read, total
+        return max(taken, 0.0)
 
     def recv(self, driver: Any, timeout: float | None = None) -> Any:
         """The next message from any live peer; DRIVER when `driver` (the driver's connection)

@@ -169,7 +169,7 @@ class BlockStore:
         rows (with every neighbour's latest values). Returns that and where the time went."""
         w = self.wiring[sid]
         mine = sorted(k for (s, k) in self.blocks if s == sid)
-        stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0}
+        stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0, "send_s": 0.0}
         plan = schedule.phases(w.ncolours, ssor)
         self.sweep_iterations(sid, w, mine, plan, iterations, omega, sweeps, stats)
         r2 = 0.0
@@ -178,7 +178,13 @@ class BlockStore:
             blk = self.blocks[(sid, k)]
             r2 += residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], blk["xext"])
         stats["residual_s"] = time.perf_counter() - t0
+        stats["send_s"] = self.send_seconds()
         return {"r2": float(r2), **stats}
+
+    def send_seconds(self) -> float:
+        """Seconds this worker's sender threads spent sending since the last round's answer
+        (they run beside the sweep: this overlaps sweep_s and wait_s)."""
+        return self.mesh.take_send_s() if self.mesh is not None else 0.0
 
     def sweep_iterations(
         self, sid: str, w: Wiring, mine: list[int], plan: list[tuple[int, bool]], iterations: int,

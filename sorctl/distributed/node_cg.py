@@ -37,7 +37,7 @@ def iterate_cg(
     w = store.wiring[sid]
     mine = sorted(k for (s, k) in store.blocks if s == sid)
     blocks = [store.blocks[(sid, k)] for k in mine]
-    stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0}
+    stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0, "send_s": 0.0}
     done, breakdown = 0, False
     st = w.cg
     if iterations > 0:
@@ -84,6 +84,7 @@ def iterate_cg(
         for blk in blocks
     )
     stats["residual_s"] = time.perf_counter() - t0
+    stats["send_s"] = store.send_seconds()
     return {
         "r2": float(r2),
         "rr": float(st.get("rr", math.nan)),

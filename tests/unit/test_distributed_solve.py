@@ -252,3 +252,19 @@ def test_omega_estimated_in_a_process_of_its_own_is_the_same_estimate():
         check=True,
     )  # fmt: skip
     assert float(out.stdout.strip()) == choose_omega(poisson2d(40), None)[0]
+
+
+@pytest.mark.parametrize("method", ["sor", "cg-ssor"])
+def test_send_seconds_per_worker_only_when_workers_send_each_other(method):
+    """send_s: the seconds each worker's sender threads spent in the links' send. With blocks
+    on two workers each sends its neighbour halos; a lone worker has no link to send on."""
+    A = poisson2d(30)
+    b = np.ones(A.shape[0])
+    with workers({"n1": 1, "n2": 1}) as ex:
+        res = solve(A, b, ex, method=method, omega=1.7, rtol=1e-8)
+    assert res.converged and sorted(res.extra["workers"]) == ["n1", "n2"]
+    assert all(w["send_s"] > 0 for w in res.extra["workers"].values())
+    with workers({"n": 1}) as ex:
+        res = solve(A, b, ex, method=method, omega=1.7, rtol=1e-8)
+    assert res.converged and len(res.extra["workers"]) == 1
+    assert all(w["send_s"] == 0 for w in res.extra["workers"].values())

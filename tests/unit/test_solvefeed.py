@@ -110,7 +110,8 @@ def test_nan_residuals_are_written_as_null(home):
 def test_rounds_are_summed_per_second_and_other_events_pass_at_once(home, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(solvefeed.time, "monotonic", lambda: clock[0])
-    w = {"a#0": {"sweep_s": 0.5, "wait_s": 0.25, "residual_s": 0.0, "sent_bytes": 100.0}}
+    w = {"a#0": {"sweep_s": 0.5, "wait_s": 0.25, "residual_s": 0.0, "sent_bytes": 100.0,
+                 "send_s": 0.125}}  # fmt: skip
     with solvefeed.FeedWriter(backend="cluster:x", n=1, nnz=1, options={}) as feed:
         feed.event({"event": "round", "iterations": 10, "seconds": 0.1, "workers": w})  # written
         for _ in range(3):  # within the second: held back and summed
@@ -123,7 +124,7 @@ def test_rounds_are_summed_per_second_and_other_events_pass_at_once(home, monkey
     assert events[0]["rounds"] == 1 and events[1]["rounds"] == 3
     assert events[1]["iterations"] == 30
     assert events[1]["workers"]["a#0"] == {"sweep_s": 1.5, "wait_s": 0.75, "residual_s": 0.0,
-                                           "sent_bytes": 300.0}  # fmt: skip
+                                           "sent_bytes": 300.0, "send_s": 0.375}  # fmt: skip
 
 
 def test_a_summary_reads_only_the_start_and_the_end_of_a_long_feed(home, monkeypatch):
