@@ -142,7 +142,7 @@ function take(records) {
     else if (r.type === "event" && r.event === "round") {
       state.lastRound = r;
       for (const [slot, w] of Object.entries(r.workers || {})) {
-        const sum = state.workers[slot] || (state.workers[slot] = {sweep_s: 0, wait_s: 0, residual_s: 0, sent_bytes: 0});
+        const sum = state.workers[slot] || (state.workers[slot] = {sweep_s: 0, wait_s: 0, residual_s: 0, sent_bytes: 0, send_s: 0});
         for (const key of Object.keys(sum)) sum[key] += w[key] || 0;
       }
     } else if (r.type === "event") {
@@ -188,20 +188,29 @@ function renderSolve() {
   }, {displaylogo: false, toImageButtonOptions: {filename: `sorctl-residuals-${state.current}`}});
 
   const slots = Object.keys(state.workers).sort();
-  const series = (key, name, color) => ({type: "bar", orientation: "h", name, y: slots, x: slots.map((k) => state.workers[k][key]), marker: {color}});
-  Plotly.react("workers-chart", slots.length ? [series("sweep_s", "sweep", "#1f77b4"), series("wait_s", "wait for neighbours", "#ff7f0e"), series("residual_s", "residual", "#2ca02c")] : [], {
-    title: {text: slots.length ? "Worker seconds, all rounds" : "Worker time: cluster solves only", x: 0.02, xanchor: "left"}, barmode: "stack",
+  // sweep, wait and residual stack up to the worker's round time; sending runs in the links' own
+  // threads beside them, so its bar stands apart (offsetgroup) instead of adding to the stack
+  const fig = (k, key) => state.workers[k][key] || 0;
+  const series = (key, name, color, base, group) => ({type: "bar", orientation: "h", name, y: slots, x: slots.map((k) => fig(k, key)),
+    base: slots.map(base), offsetgroup: group, marker: {color}});
+  Plotly.react("workers-chart", slots.length ? [
+    series("sweep_s", "sweep", "#1f77b4", () => 0, "time"),
+    series("wait_s", "wait for neighbours", "#ff7f0e", (k) => fig(k, "sweep_s"), "time"),
+    series("residual_s", "residual", "#2ca02c", (k) => fig(k, "sweep_s") + fig(k, "wait_s"), "time"),
+    series("send_s", "send (own threads, overlaps sweep and wait)", "#9467bd", () => 0, "send"),
+  ] : [], {
+    title: {text: slots.length ? "Worker seconds, all rounds" : "Worker time: cluster solves only", x: 0.02, xanchor: "left"}, barmode: "group",
     margin: {l: 120, r: 20, t: 40, b: 40}, legend: {orientation: "h"}, yaxis: {automargin: true},
   }, {displaylogo: false});
 
   const table = document.getElementById("workers-table");
-  table.replaceChildren(el("tr", {}, ...["worker", "sweep s", "wait s", "residual s", "sent", "last second"].map((h) => el("th", {}, h))));
+  table.replaceChildren(el("tr", {}, ...["worker", "sweep s", "wait s", "residual s", "send s", "sent", "last second"].map((h) => el("th", {}, h))));
   for (const slot of slots) {
     const w = state.workers[slot], lr = (state.lastRound.workers || {})[slot];
     const lost = state.lost.has(machine(slot));
-    table.append(el("tr", {class: lost ? "lost" : ""}, el("td", {}, slot, lost ? " " : null, lost ? badge("lost") : null),
+    table.append(el("tr", {class: lost ? "lost" : "", "data-slot": slot}, el("td", {}, slot, lost ? " " : null, lost ? badge("lost") : null),
       el("td", {}, fmt(w.sweep_s, 2)), el("td", {}, fmt(w.wait_s, 2)), el("td", {}, fmt(w.residual_s, 2)),
-      el("td", {}, bytes(w.sent_bytes)), el("td", {}, lr ? `${fmt(lr.sweep_s, 2)} / ${fmt(lr.wait_s, 2)} s` : "-")));
+      el("td", {class: "send"}, fmt(w.send_s, 2)), el("td", {}, bytes(w.sent_bytes)), el("td", {}, lr ? `${fmt(lr.sweep_s, 2)} / ${fmt(lr.wait_s, 2)} s` : "-")));
   }
 
   const events = document.getElementById("events");
