@@ -325,6 +325,7 @@ class HostStatus:
     error: str | None
     containers: list[dict]
     rules: list[str] = field(default_factory=list)
+    address: str | None = None  # the address its node binds (dispy's key for it)
 
 
 @dataclass
@@ -378,7 +379,8 @@ def status(name: str, tls_files: TLSFiles | None) -> MultiStatus:
             if client is not None and record.get("firewall", True):
                 rules = fw.rules(client, spec.endpoint, name)
             hosts.append(HostStatus(spec.endpoint, client is not None,
-                                    errors.get(spec.endpoint), rows, rules))  # fmt: skip
+                                    errors.get(spec.endpoint), rows, rules,
+                                    spec.address))  # fmt: skip
         nodes: dict[str, int] = {}
         sched_err = None
         sched = clients.get(record["scheduler_host"])

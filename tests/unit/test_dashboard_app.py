@@ -39,7 +39,8 @@ def test_page_scripts_and_plotly_come_from_sorctl_itself(home):
 
 def test_no_engine_is_an_empty_state_not_an_error(home):
     body = TestClient(server.create_app(cluster="dbx")).get("/api/clusters").json()
-    assert body == {"only": "dbx", "engine": False, "error": body["error"], "clusters": []}
+    assert body == {"only": "dbx", "engine": False, "error": body["error"], "clusters": [],
+                    "multihost": []}  # fmt: skip
     assert "Docker" in body["error"]
 
 

@@ -104,15 +104,40 @@ function renderCluster(c) {
       " (or just ", el("code", {}, `sorctl solve FILE --cluster ${c.name}`), ")"));
 }
 
+// A cluster across Docker hosts: one box per host (its endpoint, reachable or not, its
+// containers; the node's CPUs as the scheduler counts them; its firewall rules), side by side.
+function renderMultihost(c) {
+  const topo = el("div", {class: "topology"});
+  for (const h of c.hosts || []) {
+    const box = el("div", {class: "host net" + (h.reachable ? "" : " unreachable"), "data-host": h.endpoint},
+      el("div", {class: "net-title"}, `${h.endpoint} `, badge(h.reachable ? "reachable" : "unreachable"),
+        h.scheduler ? el("span", {class: "muted"}, " scheduler's host") : null),
+      el("div", {class: "muted"}, h.address ? `dispy address ${h.address}` : "address not recorded"));
+    if (!h.reachable) box.append(el("div", {class: "error"}, h.error || "does not answer"));
+    for (const ct of h.containers || []) box.append(containerBox({...ct, address: h.address}, ct.cpus || 0));
+    if (h.reachable && !(h.containers || []).length) box.append(el("div", {class: "muted"}, "no containers of this cluster"));
+    if (h.rules) box.append(el("div", {class: "rules"}, `firewall: ${h.rules} rule${h.rules > 1 ? "s" : ""}`));
+    topo.append(box);
+  }
+  const counted = c.scheduler_error ? `scheduler: ${c.scheduler_error}` : `scheduler counts ${c.counted} node(s), ${c.scheduler_cpus} CPUs`;
+  return el("div", {class: "cluster multihost", "data-cluster": c.name, "data-multihost": "1"},
+    el("div", {class: "cluster-head"}, el("h3", {}, c.name), el("span", {}, `across ${(c.hosts || []).length} Docker host(s)`),
+      el("span", {}, counted)),
+    topo,
+    el("div", {class: "connect"}, "Scheduler ", el("code", {}, `${c.scheduler_address}:9702`), " on ", el("code", {}, c.scheduler_host || "-"),
+      "; solve with ", el("code", {}, `sorctl solve FILE --cluster ${c.name}`)));
+}
+
 async function pollClusters() {
   const box = document.getElementById("clusters");
   try {
     const data = await getJSON("/api/clusters");
     box.replaceChildren();
+    const across = data.multihost || [];
     if (!data.engine) {
       box.append(el("div", {class: "empty", id: "no-cluster"}, `No Docker engine answers (${data.error}). `,
         "Start Docker, then bring a cluster up: ", el("code", {}, "sorctl up --nodes 4 --relay"), "."));
-    } else if (!data.clusters.length) {
+    } else if (!data.clusters.length && !across.length) {
       box.append(el("div", {class: "empty", id: "no-cluster"},
         data.only ? `Cluster ${data.only} is not running. Start it with ` : "No cluster is running. Start one with ",
         el("code", {}, data.only ? `sorctl up --name ${data.only} --nodes 4 --relay` : "sorctl up --nodes 4 --relay"),
@@ -120,6 +145,7 @@ async function pollClusters() {
     } else {
       for (const c of data.clusters) box.append(renderCluster(c));
     }
+    for (const c of across) box.append(renderMultihost(c));
   } catch (e) {
     box.replaceChildren(el("div", {class: "empty"}, "The dashboard server does not answer: " + e.message));
   }
