@@ -6,9 +6,14 @@ opens the dashboard with no cluster and no solve, and prints what the page showe
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
+import socket
 import subprocess
+import threading
+from collections.abc import Iterator
 
 from tests.browser.chrome import (
     ROOT,
@@ -77,6 +82,89 @@ def finished(driver, url: str) -> dict:
     }
 
 
+@contextlib.contextmanager
+def lab_dashboard() -> Iterator[str]:
+    """This process's own dashboard server whose sorctl.api sees one cluster across three Docker
+    hosts (the status api.hosts_status would give; no host is reached), and a cluster solve's
+    feed with per-worker figures. Yields its URL."""
+    import uvicorn
+
+    from sorctl import api
+    from sorctl.dashboard import server
+    from tests.unit.test_dashboard_data import lab
+
+    os.environ["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"  # no engine of its own
+    api.multihost_clusters = lambda: ["lab"]  # type: ignore[assignment]
+    api.hosts_status = lambda name, tls_files=(None, None, None): lab()  # type: ignore[assignment]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(server.create_app(), log_level="warning", access_log=False,
+                            lifespan="off")  # fmt: skip
+    web = uvicorn.Server(config)
+    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        web.should_exit = True
+        thread.join(10)
+
+
+def cluster_feed() -> str:
+    """A finished cluster solve's feed with two rounds of two workers' figures; its id."""
+    from sorctl import solvefeed
+
+    figures = {"10.0.5.5#0": {"sweep_s": 1.0, "wait_s": 0.5, "residual_s": 0.25,
+                              "sent_bytes": 4000.0, "send_s": 0.75},
+               "10.0.5.7#0": {"sweep_s": 2.0, "wait_s": 0.25, "residual_s": 0.25,
+                              "sent_bytes": 2000.0, "send_s": 0.5}}  # fmt: skip
+    options = {"method": "sor", "omega": 1.8, "rtol": 1e-8}
+    with solvefeed.FeedWriter(backend="cluster:lab", cluster="lab", n=100, nnz=460,
+                              options=options) as feed:  # fmt: skip
+        feed.progress(0, 1.0)
+        for _ in range(2):
+            feed.event({"event": "round", "iterations": 10, "seconds": 1.0, "workers": figures})
+            feed._flush()  # each round its own line, as a second apart
+        feed.progress(20, 1e-9)
+        feed.done({"reason": "rtol", "converged": True, "iterations": 20, "time_s": 2.0,
+                   "relative_residual": 1e-9, "omega": 1.8})  # fmt: skip
+    return feed.id
+
+
+def across_hosts(driver, url: str, feed_id: str) -> dict:
+    from selenium.webdriver.common.by import By
+
+    driver.get("about:blank")  # as in visit(): the previous page stops, its log is drained
+    failed_requests(driver)
+    driver.get(url)
+    hosts = wait_for("the host boxes", lambda: driver.find_elements(By.CSS_SELECTOR,
+                     '.cluster[data-multihost] .host[data-host]'), 30)  # fmt: skip
+    boxes = {h.get_attribute("data-host"): h.text for h in hosts}
+    nodes = {b.get_attribute("data-name"): b.text for b in driver.find_elements(
+        By.CSS_SELECTOR, ".host .box[data-role=node]")}  # fmt: skip
+    head = driver.find_element(By.CSS_SELECTOR, ".cluster[data-multihost] .cluster-head").text
+    no_engine = driver.find_element(By.ID, "no-cluster").text
+    row = f'#solves tr.pick[data-id$="{feed_id}"]'
+    wait_for("the cluster solve's row", lambda: driver.find_elements(By.CSS_SELECTOR, row), 30)
+    driver.execute_script(f"document.querySelector('{row}').click()")
+    wait_for("the workers", lambda: driver.find_elements(By.CSS_SELECTOR,
+             "#workers-table tr[data-slot] td.send"), 30)  # fmt: skip
+    screenshot(driver, "dashboard-offline-across-hosts")
+    return {
+        "hosts": boxes,
+        "nodes": nodes,
+        "head": head,
+        "no_engine": no_engine,
+        "header": [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#workers-table th")],
+        "send": {tr.get_attribute("data-slot"): tr.find_element(By.CSS_SELECTOR, "td.send").text
+                 for tr in driver.find_elements(By.CSS_SELECTOR, "#workers-table tr[data-slot]")},
+        "bars": driver.execute_script(
+            "return document.getElementById('workers-chart').data.map((t) => [t.name, t.x])"
+        ),
+        "failed": failed_requests(driver),
+    }  # fmt: skip
+
+
 def main() -> None:
     out = {}
     with chrome() as driver:
@@ -91,6 +179,10 @@ def main() -> None:
                         "--json"], check=True, capture_output=True, timeout=120)  # fmt: skip
         with dashboard() as url:
             out["solved"] = finished(driver, url)
+        # a cluster across Docker hosts (its status as the API gives it) and a cluster solve
+        feed_id = cluster_feed()
+        with lab_dashboard() as url:
+            out["across_hosts"] = across_hosts(driver, url, feed_id)
     print(json.dumps(out))
 
 

@@ -54,6 +54,28 @@ def test_a_finished_solve_shows_its_plot_a_save_button_and_its_report(page):
     assert "omega_source" in solved["report"] and "converged" in solved["report"]
 
 
+def test_a_cluster_across_hosts_is_drawn_host_by_host(page):
+    shown = page["across_hosts"]
+    assert shown["failed"] == []
+    assert sorted(shown["hosts"]) == ["ssh://alice@lab1", "ssh://alice@lab3", "tcp://10.0.5.7:2376"]
+    first = shown["hosts"]["ssh://alice@lab1"]
+    assert "reachable" in first and "scheduler" in first and "firewall: 2 rules" in first
+    assert "unreachable" in shown["hosts"]["ssh://alice@lab3"]
+    assert "connection refused" in shown["hosts"]["ssh://alice@lab3"]
+    assert "8 CPUs counted by the scheduler" in shown["nodes"]["lab-node-1"]
+    assert "exited" in shown["nodes"]["lab-node-2"] and "4 CPUs" in shown["nodes"]["lab-node-2"]
+    assert "across 3 Docker host(s)" in shown["head"] and "12 CPUs" in shown["head"]
+    assert "No Docker engine answers" in shown["no_engine"]  # this machine's own engine
+
+
+def test_worker_send_seconds_in_the_table_and_their_own_bar(page):
+    shown = page["across_hosts"]
+    assert "send s" in shown["header"]
+    assert shown["send"] == {"10.0.5.5#0": "1.5", "10.0.5.7#0": "1"}  # two rounds summed
+    bars = dict((name.split(" ")[0], x) for name, x in shown["bars"])
+    assert bars["send"] == [1.5, 1.0] and bars["sweep"] == [2.0, 4.0]
+
+
 def test_no_solve_says_how_to_run_one(page):
     for shown in (page["not_running"], page["no_engine"]):
         assert "No solve yet" in shown["solve"] and "sorctl solve" in shown["solve"]

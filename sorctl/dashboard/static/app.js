@@ -134,7 +134,10 @@ async function pollClusters() {
     const data = await getJSON("/api/clusters");
     box.replaceChildren();
     const across = data.multihost || [];
-    if (!data.engine) {
+    if (!data.engine && across.length) {
+      box.append(el("div", {class: "empty", id: "no-cluster"}, `No Docker engine answers on this machine (${data.error}): `,
+        "only the clusters across hosts below are shown."));
+    } else if (!data.engine) {
       box.append(el("div", {class: "empty", id: "no-cluster"}, `No Docker engine answers (${data.error}). `,
         "Start Docker, then bring a cluster up: ", el("code", {}, "sorctl up --nodes 4 --relay"), "."));
     } else if (!data.clusters.length && !across.length) {
