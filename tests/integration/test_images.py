@@ -205,6 +205,17 @@ def flag(args: list[str], name: str) -> str:
     return args[args.index(name) + 1]
 
 
+def secret_passed_privately(args: list[str], flags: str) -> bool:
+    """The launcher gets the secret as a file of the daemon user's and the daemon flags that
+    take it; the secret itself is on no command line."""
+    where = args.index("--secret-file")
+    return (
+        "s3cret-imgtest" not in args
+        and args[where + 1] == "/home/sorctl/private/secret"
+        and args[where + 2] == flags
+    )
+
+
 def test_entrypoint_turns_the_environment_into_daemon_flags(net, tls_material):
     _, run, network_name = net
     peer = run("router", "peer")  # the only address the daemons are told to contact
@@ -230,17 +241,15 @@ def test_entrypoint_turns_the_environment_into_daemon_flags(net, tls_material):
 
     args = pid1(scheduler)[1].split()
     assert flag(args, "--node") == peer_ip
-    assert flag(args, "--node_secret") == flag(args, "--cluster_secret") == "s3cret-imgtest"
+    assert secret_passed_privately(args, "--node_secret,--cluster_secret")
     assert flag(args, "--node_certfile") == flag(args, "--cluster_certfile") == mine
     assert flag(args, "-i") == address(scheduler, network_name)
     args = pid1(relay)[1].split()
     assert flag(args, "--scheduler_node") == peer_ip
-    assert flag(args, "--secret") == "s3cret-imgtest" and flag(args, "--certfile") == mine
+    assert secret_passed_privately(args, "--secret") and flag(args, "--certfile") == mine
     args = pid1(node)[1].split()
     assert flag(args, "--scheduler_host") == peer_ip and flag(args, "--ext_host") == peer_ip
-    assert flag(args, "--secret") == "s3cret-imgtest" and flag(args, "--keyfile").endswith(
-        "key.pem"
-    )
+    assert secret_passed_privately(args, "--secret") and flag(args, "--keyfile").endswith("key.pem")
     # The daemon's own copies of root-only TLS files: its user's, and private.
     code, out = node.exec_run(["stat", "-c", "%u %a", mine, "/home/sorctl/tls/key.pem"])
     assert out.decode().split() == ["990", "600", "990", "600"], out
