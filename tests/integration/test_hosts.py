@@ -214,12 +214,20 @@ def test_a_failure_after_start_rolls_back_every_host(lab, tmp_path):
     assert pushed.returncode == 0, pushed.stderr
     squatter = lab.client(h2).containers.run(
         image_ref("node"),
+        # SO_REUSEADDR: the earlier tests' nodes leave connections in TIME_WAIT on 9701, and a
+        # plain bind then fails; dispynode binds its port the same way.
         entrypoint=["python3", "-c", "import socket,time; s=socket.socket(); "
+                    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
                     "s.bind(('0.0.0.0', 9701)); s.listen(); time.sleep(600)"],
         network_mode="host", detach=True, name="mh-squatter",
     )  # fmt: skip
     try:
-        wait_for("the squatter listening", lambda: reaches(h2.container, h2.address, 9701), 30)
+        try:
+            wait_for("the squatter listening", lambda: reaches(h2.container, h2.address, 9701), 30)
+        except AssertionError:
+            squatter.reload()
+            tail = squatter.logs(tail=5).decode(errors="replace")
+            raise AssertionError(f"the squatter is {squatter.status}: {tail}") from None
         r = sorctl("up", "--name", name, *host_args(lab), env=env)
         assert r.returncode != 0
         last = r.stderr.strip().splitlines()[-1]
