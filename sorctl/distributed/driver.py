@@ -27,16 +27,18 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from sorctl.distributed.blocks import Block, build_blocks, links
+from sorctl.distributed.blocks import Block, Link, build_blocks, links
 from sorctl.distributed.executor import Executor, Job, NodeLost, machine
 from sorctl.distributed.partition import (
     block_graph,
     block_labels,
     colour_blocks,
     contiguous_blocks,
+    pipeline_strips,
     place_blocks,
     slots_of,
 )
+from sorctl.distributed.pipeline import Pipeline, plan_pipeline
 from sorctl.errors import ClusterError
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solver.monitor import MAX_GAP, Monitor
@@ -55,6 +57,8 @@ class Plan:
     blocks: list[Block]
     colour: np.ndarray
     node_of: list[str]
+    links: list[Link]
+    pipeline: Pipeline | None = None  # strips that sweep as a pipeline (cg-ssor), else None
 
     @property
     def ncolours(self) -> int:
@@ -67,20 +71,31 @@ def plan(
     node_cpus: dict[str, int],
     nblocks: int | None = None,
     parts: list[np.ndarray] | None = None,
+    pipelined: bool = False,
 ) -> Plan:
     """Cut A into blocks (default: two per CPU, so each of two colours keeps every CPU busy),
     colour them and place them on the nodes. `parts` overrides the cut (tests use a row colouring).
+    pipelined (cg-ssor): one strip per CPU in A's own order when A has such a split
+    (sorctl.distributed.partition.pipeline_strips), so the sweep is one machine's; else blocks.
     """
+    slots = slots_of(node_cpus)
+    if pipelined and parts is None and nblocks is None:
+        strips = pipeline_strips(A, len(slots))
+        if strips is not None:
+            blocks = build_blocks(A, b, strips)
+            lks = links(blocks, A.shape[0])
+            order = list(range(len(blocks)))
+            pipe = plan_pipeline(A, blocks, order, lks)
+            return Plan(
+                blocks, np.zeros(len(blocks), dtype=np.int64), slots[: len(blocks)], lks, pipe
+            )
     if parts is None:
-        cpus = sum(node_cpus.values())
-        parts = contiguous_blocks(A, nblocks or 2 * max(cpus, 1))
+        parts = contiguous_blocks(A, nblocks or 2 * max(len(slots), 1))
     label = block_labels(A.shape[0], parts)
     colour = colour_blocks(block_graph(A, label, len(parts)))
     blocks = build_blocks(A, b, parts)
-    node_of = place_blocks(
-        [blk.nnz + blk.size for blk in blocks], colour.tolist(), slots_of(node_cpus)
-    )
-    return Plan(blocks, colour, node_of)
+    node_of = place_blocks([blk.nnz + blk.size for blk in blocks], colour.tolist(), slots)
+    return Plan(blocks, colour, node_of, links(blocks, A.shape[0]))
 
 
 @dataclass
@@ -120,7 +135,7 @@ class _Runner:
         self.ex = executor
         self.plan = plan_
         self.x = x
-        self.links = links(plan_.blocks, x.size)
+        self.links = plan_.links
         self.job_timeout = job_timeout
         self.poll_s = poll_s
         self.on_event = on_event
@@ -272,6 +287,17 @@ class _Runner:
         if self.cg:
             peers = {other: self.listening[other] for other in workers if other != slot}
         colour = self.plan.colour
+        pipe = self.plan.pipeline
+        if pipe is not None:
+            pipe_wiring = {
+                "strip": dict(enumerate(pipe.strip)),
+                "bounds": {k: pipe.bounds[k] for k in mine},
+                "links": {
+                    key: (lp.forward, lp.ptr, lp.need, {int(c): p for p, c in enumerate(lp.chunk)})
+                    for key, lp in pipe.pieces.items()
+                    if slot in (node_of[key[0]], node_of[key[1]])
+                },
+            }
         return {
             "epoch": self.epoch,
             "workers": workers,
@@ -282,6 +308,7 @@ class _Runner:
             "remote": remote,
             "peers": peers,
             "halos": {k: self.x[self.plan.blocks[k].halo] for k in mine},
+            "pipe": pipe_wiring if pipe is not None else None,
         }
 
     # -- rounds -------------------------------------------------------------------------------
@@ -417,7 +444,7 @@ def solve(
     node_cpus = executor.nodes()
     if not node_cpus:
         raise ClusterError("the cluster has no nodes")
-    p = plan(A, b, node_cpus, options.blocks, parts)
+    p = plan(A, b, node_cpus, options.blocks, parts, pipelined=cg)
     x = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64)
     timings = {"plan_s": time.monotonic() - t0}
 
@@ -431,7 +458,7 @@ def solve(
         chosen = omega_estimate.result()
         timings["omega_wait_s"] = time.monotonic() - t
     relax, omega_source, omega_extra = chosen
-    if cg and omega_source == "estimated" and len(p.blocks) > p.ncolours:
+    if cg and omega_source == "estimated" and p.pipeline is None and len(p.blocks) > p.ncolours:
         # blocks of one colour sweep at once: not one machine's order (see the constant)
         relax = min(relax, BLOCK_COLOURED_SSOR_OMEGA_MAX)
 
@@ -510,6 +537,7 @@ def solve(
         "node_cpus": node_cpus,
         "blocks": len(p.blocks),
         "colours": p.ncolours,
+        "order": "pipelined" if p.pipeline is not None else "coloured",
         "inner_sweeps": sweeps,
         "bytes_per_iteration": round(st.sent_bytes / max(st.iterations, 1)),
         "block_data_bytes": sum(blk.nbytes() for blk in p.blocks),

@@ -82,6 +82,10 @@ class Wiring:
     sums: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # CG partial sums by seq
     seq: int = 0  # CG sums started in this wiring
     cg: dict[str, Any] = field(default_factory=dict)  # CG's scalars (sorctl.distributed.node_cg)
+    # pipelined strips (sorctl.distributed.pipeline): each block's strip and chunk bounds, and
+    # per link (forward?, piece pointers, pieces needed before each chunk, chunk -> piece)
+    pipe: dict[str, Any] | None = None
+    passes: dict[str, int] = field(default_factory=dict)  # pipelined passes per vector
 
 
 class BlockStore:
@@ -156,6 +160,7 @@ class BlockStore:
             late=late,
             sends={k: list(w["sends"].get(k, [])) for k in w["halos"]},
             workers=list(w.get("workers", [])),
+            pipe=w.get("pipe"),
         )
         if w["peers"]:
             if self.mesh is None:
@@ -253,6 +258,40 @@ class BlockStore:
             blk[vec] = np.zeros(blk["xext"].size)
         blk[vec][blk["diag"].size + 1 + w.recvs[(frm, to)]] = values
 
+    def _apply_piece(
+        self, sid: str, w: Wiring, vec: str, frm: int, to: int, piece: int, values: np.ndarray
+    ) -> None:
+        blk = self.blocks[(sid, to)]
+        if vec not in blk:  # sent before this worker's own pass made the vector
+            blk[vec] = np.zeros(blk["xext"].size)
+        assert w.pipe is not None
+        ptr = w.pipe["links"][(frm, to)][1]
+        slots = w.recvs[(frm, to)][ptr[piece] : ptr[piece + 1]]
+        blk[vec][blk["diag"].size + 1 + slots] = values
+
+    def send_piece(
+        self, sid: str, w: Wiring, vec: str, k: int, to: int, slot: str, piece: int,
+        values: np.ndarray, stats: dict[str, float],
+    ) -> None:  # fmt: skip
+        """Piece `piece` of block k's values of `vec` for block `to`: copied here, or sent."""
+        if slot:
+            assert self.mesh is not None
+            self.mesh.send(slot, (w.epoch, "~" + vec, k, to, (piece, values)))
+            stats["sent_bytes"] += values.nbytes
+        else:
+            self._apply_piece(sid, w, vec, k, to, piece, values)
+
+    def await_pieces(
+        self, sid: str, w: Wiring, vec: str, frm: int, to: int, need: int, stats: dict[str, float]
+    ) -> None:
+        """Take messages until the link frm -> to has brought `need` pieces of `vec` (in all)."""
+        if w.got.get((vec, frm, to), 0) >= need:
+            return
+        t0 = time.perf_counter()
+        while w.got.get((vec, frm, to), 0) < need:
+            self._take(sid, w)
+        stats["wait_s"] += time.perf_counter() - t0
+
     def exchange(self, sid: str, w: Wiring, vec: str, stats: dict[str, float]) -> None:
         """Every block's values of `vec` to the halos of the blocks that read them, and wait
         until the halos of this worker's blocks hold their neighbours' values in turn."""
@@ -301,6 +340,10 @@ class BlockStore:
             return
         if kind == "sum":
             w.sums.setdefault(a, {})[b] = values
+        elif kind.startswith("~"):  # a piece of a pipelined pass
+            vec = kind[1:]
+            self._apply_piece(sid, w, vec, a, b, *values)
+            w.got[(vec, a, b)] = w.got.get((vec, a, b), 0) + 1
         else:
             self._apply(sid, w, kind, a, b, values)
             w.got[(kind, a, b)] = w.got.get((kind, a, b), 0) + 1

@@ -96,3 +96,33 @@ def slots_of(node_cpus: dict[str, int]) -> list[str]:
     for i in range(most):
         slots.extend(node for node, cpus in sorted(node_cpus.items()) if cpus > i)
     return slots
+
+
+def pipeline_strips(
+    A: sp.csr_matrix, nstrips: int, max_strides: int = 16
+) -> list[np.ndarray] | None:
+    """`nstrips` row sets whose couplings all run one way in A's own order, or None.
+
+    Strip k holds the rows i with (i mod m) in the k-th of nstrips equal ranges of 0..m-1, for a
+    stride m taken from A's offsets j - i (a grid's line length: these strips are the columns of
+    a 2-D or 3-D grid in natural order). The split is kept only when every nonzero a_ij with
+    i < j has strip(i) <= strip(j): then a sweep in A's own order reads, in each strip, only
+    values of the same or lower strips, so the strips sweep at once as a pipeline (each one a
+    few rows behind the one below) and the result is one machine's sweep, not a block-coloured
+    one. A 9-point stencil or an irregular matrix has no such split.
+    """
+    n = A.shape[0]
+    if nstrips < 2 or n < 2 * nstrips:
+        return None
+    row = np.repeat(np.arange(n, dtype=np.int64), np.diff(A.indptr))
+    col = A.indices.astype(np.int64)
+    upper = col > row
+    i, j = row[upper], col[upper]
+    offsets = np.unique(j - i)
+    if offsets.size > max_strides:
+        return None
+    for m in offsets[offsets >= 2 * nstrips].tolist():
+        strip = (np.arange(n, dtype=np.int64) % m) * nstrips // m
+        if np.all(strip[i] <= strip[j]):
+            return [np.flatnonzero(strip == k) for k in range(nstrips)]
+    return None

@@ -13,6 +13,7 @@ from sorctl.distributed.driver import plan
 from sorctl.errors import InputError
 from sorctl.solver.omega import BLOCK_COLOURED_SSOR_OMEGA_MAX, choose_ssor_omega
 from tests.drivers import cluster_solve as solve
+from tests.drivers import local_solve
 from tests.systems import anisotropic2d, dense_spd, poisson2d, poisson3d, random_spd
 from tests.workers import workers
 
@@ -58,13 +59,36 @@ def test_iterates_equal_pcg_with_the_block_coloured_ssor_preconditioner(name):
     rng = np.random.default_rng(4)
     b, x0 = rng.standard_normal(n), rng.standard_normal(n)
     nodes = {"a": 1, "b": 2}
-    order = sweep_order(plan(A, b, nodes))
+    order = sweep_order(plan(A, b, nodes, 6))  # --blocks: blocks, not pipelined strips
     with workers(nodes) as ex:
         for its in (1, 6, 15):
-            res = solve(A, b, ex, x0=x0, method="cg-ssor", omega=1.4, rtol=0.0, maxiter=its)
+            res = solve(
+                A, b, ex, x0=x0, method="cg-ssor", omega=1.4, rtol=0.0, maxiter=its, blocks=6
+            )
+            assert res.extra["order"] == "coloured"
             want = reference_pcg(A, b, x0, 1.4, order, its)
             assert res.reason == "maxiter" and res.iterations == its
             np.testing.assert_allclose(res.x, want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("name", ["poisson2d", "poisson3d"])
+def test_pipelined_strips_give_the_local_solvers_iterates(name):
+    """A grid in natural order splits into strips that sweep as a pipeline: the cluster's CG is
+    then the local solver's, same omega rule and iterates to rounding, on 3 CPUs."""
+    A = poisson2d(23) if name == "poisson2d" else poisson3d(9)
+    n = A.shape[0]
+    rng = np.random.default_rng(8)
+    b, x0 = rng.standard_normal(n), rng.standard_normal(n)
+    with workers({"a": 1, "b": 2}) as ex:
+        for its in (1, 7, 19):
+            res = solve(A, b, ex, x0=x0, method="cg-ssor", rtol=0.0, maxiter=its)
+            want = local_solve(A, b, x0=x0, method="cg-ssor", rtol=0.0, maxiter=its)
+            assert res.extra["order"] == "pipelined" and res.extra["blocks"] == 3
+            assert res.iterations == want.iterations == its and res.omega == want.omega
+            np.testing.assert_allclose(res.x, want.x, rtol=1e-12, atol=1e-12 * np.abs(want.x).max())
+        res = solve(A, b, ex, method="cg-ssor", rtol=1e-8)
+        want = local_solve(A, b, method="cg-ssor", rtol=1e-8)
+    assert res.reason == want.reason == "rtol" and res.iterations == want.iterations
 
 
 SYSTEMS = {
@@ -93,11 +117,15 @@ def test_converges_to_scipys_solutions(name):
         np.testing.assert_allclose(res.x, want, atol=1e-5 * np.abs(want).max())
     assert res.omega_source == "estimated" and "lambda_min" in res.extra
     rule = choose_ssor_omega(A, None)[0]
-    # capped where a colour holds several blocks (not for dense A: one colour per block)
-    parallel = res.extra["blocks"] > res.extra["colours"]
+    # grids in natural order sweep as pipelined strips (one machine's order, the local rule);
+    # other blocks are coloured, and omega capped where a colour holds several blocks (not for
+    # dense A: one colour per block)
+    pipelined = res.extra["order"] == "pipelined"
+    assert pipelined == (name in ("poisson2d", "poisson3d"))
+    parallel = not pipelined and res.extra["blocks"] > res.extra["colours"]
     assert res.omega == (min(rule, BLOCK_COLOURED_SSOR_OMEGA_MAX) if parallel else rule)
-    assert parallel == (name != "dense")
-    assert res.extra["colours"] >= 2 and res.extra["nodes"] == 3
+    assert pipelined or parallel == (name != "dense")
+    assert (res.extra["colours"] >= 2 or pipelined) and res.extra["nodes"] == 3
     # CG takes far fewer iterations than SOR sweeps: only a few rounds, each ending in a check
     assert res.extra["rounds"]["iterate"] <= len(res.residuals)
 

@@ -23,17 +23,26 @@ from scipy.linalg import blas
 @numba.njit(cache=True, nogil=True)
 def split_scaled(indptr, indices, data, scale):
     """The strict lower and upper triangles of diag(scale) A diag(scale), as two CSR triples
-    (column indices of A's type). One pass to count, one to fill."""
+    (column indices of A's type)."""
+    return split_ranked(indptr, indices, data, scale, np.arange(indptr.shape[0] - 1))
+
+
+@numba.njit(cache=True, nogil=True)
+def split_ranked(indptr, indices, data, scale, rank):
+    """As split_scaled for a block whose columns reach past its rows (sorctl.distributed.blocks):
+    entry (i, j) is below the diagonal when rank[j] < i and above it when rank[j] > i (rank[j]
+    = j for the block's own rows, below 0 or past every row for values of blocks swept before or
+    after it). scale covers every column. One pass to count, one to fill."""
     n = indptr.shape[0] - 1
     lptr = np.zeros(n + 1, dtype=np.int64)
     uptr = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
         nl = nu = 0
         for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
-            if j < i:
+            r = rank[indices[k]]
+            if r < i:
                 nl += 1
-            elif j > i:
+            elif r > i:
                 nu += 1
         lptr[i + 1] = lptr[i] + nl
         uptr[i + 1] = uptr[i] + nu
@@ -44,10 +53,11 @@ def split_scaled(indptr, indices, data, scale):
         si = scale[i]
         for k in range(indptr[i], indptr[i + 1]):
             j = indices[k]
-            if j < i:
+            r = rank[j]
+            if r < i:
                 lidx[a], lval[a] = j, si * data[k] * scale[j]
                 a += 1
-            elif j > i:
+            elif r > i:
                 uidx[c], uval[c] = j, si * data[k] * scale[j]
                 c += 1
     return lptr, lidx, lval, uptr, uidx, uval
@@ -55,13 +65,20 @@ def split_scaled(indptr, indices, data, scale):
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
 def backward_direction(uptr, uidx, uval, omega, r, p, beta, t):
-    """p <- r + beta p, and t = (I/omega + U)^-1 p, rows n-1..0, in one pass.
+    """p <- r + beta p, and t = (I/omega + U)^-1 p, rows n-1..0, in one pass."""
+    backward_direction_rows(uptr, uidx, uval, omega, r, p, beta, t, 0, r.shape[0])
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def backward_direction_rows(uptr, uidx, uval, omega, r, p, beta, t, lo, hi):
+    """backward_direction over rows hi-1..lo; a range ending before row n continues a solve
+    (t[hi] is final). t may be longer than r (a block's halo follows its rows).
 
     As in the SOR kernels, the entry in column i+1 is kept aside and t[i+1] (in a register) is
     folded in last, so the row's other loads do not wait for the previous row.
     """
-    tnext = 0.0
-    for i in range(r.shape[0] - 1, -1, -1):
+    tnext = t[hi] if hi < r.shape[0] else 0.0
+    for i in range(hi - 1, lo - 1, -1):
         pi = r[i] + beta * p[i]
         p[i] = pi
         acc = pi
@@ -83,10 +100,17 @@ def backward_direction(uptr, uidx, uval, omega, r, p, beta, t):
 def forward_apply(lptr, lidx, lval, omega, p, t, s):
     """s = (I/omega + L)^-1 (p - (2/omega - 1) t), rows 0..n-1; returns p . (t + s), the
     curvature p^T (Lc^-1 A Uc^-1) p (with t = Uc^-1 p; with t = 0 it is a plain forward solve)."""
+    return forward_apply_rows(lptr, lidx, lval, omega, p, t, s, 0, p.shape[0])
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def forward_apply_rows(lptr, lidx, lval, omega, p, t, s, lo, hi):
+    """forward_apply over rows lo..hi-1, returning those rows' share of p . (t + s); a range
+    starting past row 0 continues a solve (s[lo-1] is final). s may be longer than p."""
     k2 = 2.0 / omega - 1.0
     pq = 0.0
-    sprev = 0.0
-    for i in range(p.shape[0]):
+    sprev = s[lo - 1] if lo > 0 else 0.0
+    for i in range(lo, hi):
         pi = p[i]
         ti = t[i]
         acc = pi - k2 * ti

@@ -1,0 +1,192 @@
+"""CG rounds on a worker whose blocks are pipeline strips: SSOR in A's own order, Eisenstat's form.
+
+The strips (sorctl.distributed.pipeline) couple one way, so the triangular solves of
+sorctl.solver.cg_ssor run on all of them at once, chunk by chunk, each strip a chunk or so
+behind the one it reads from: the backward solve t = Uc^-1 p from the highest strip down, the
+forward one s = Lc^-1 (p - (2/omega - 1) t) from the lowest up, and only t and s values cross
+between strips, piece by piece as their chunks finish. An iteration is one pass over A per
+worker (as on one machine) and CG's two inner products are summed among the workers. The
+iterates are the local solver's (same order, same omega) to rounding.
+
+Per block the worker keeps the unit-diagonal scaling S = D^-1/2 (halo included), the scaled
+triangles, CG's r and p, and x_s = S^-1 x; x itself (xext) is written back at the end of every
+round, where the true residual is measured, so gathers and restarts see the current iterate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from sorctl.solver.kernels import eisenstat
+from sorctl.solver.kernels.csr import residual_norm2
+
+
+def iterate(
+    store: Any, sid: str, iterations: int, omega: float, stop_below: float, restart: bool
+) -> dict[str, float]:
+    """As sorctl.distributed.node_cg.iterate_cg, for a pipelined wiring."""
+    w = store.wiring[sid]
+    mine = sorted(k for (s, k) in store.blocks if s == sid)
+    stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0, "send_s": 0.0}
+    done, breakdown = 0, False
+    st = w.cg
+    if iterations > 0:
+        if restart or not st:
+            _restart(store, sid, w, mine, omega, stats)
+
+        def backward(k: int, blk: dict, lo: int, hi: int) -> float:
+            """p <- r + beta p, t = Uc^-1 p on rows lo..hi-1 of block k."""
+            ptr, idx, val = st["upper"][k]
+            p, t = blk["p"], blk["text"]
+            eisenstat.backward_direction_rows(
+                ptr, idx, val, omega, blk["r"], p, st["beta"], t, lo, hi
+            )
+            return 0.0
+
+        def forward(k: int, blk: dict, lo: int, hi: int) -> float:
+            """s = Lc^-1 (p - (2/omega - 1) t) on rows lo..hi-1; their share of p . (t + s)."""
+            ptr, idx, val = st["lower"][k]
+            p, t, s = blk["p"], blk["text"], blk["sext"]
+            return float(eisenstat.forward_apply_rows(ptr, idx, val, omega, p, t, s, lo, hi))
+
+        while done < iterations and math.sqrt(st["rr"]) > stop_below:
+            _pass(store, sid, w, mine, False, "text", backward, stats)
+            pq_local = _pass(store, sid, w, mine, True, "sext", forward, stats)
+            pq = float(store.allreduce(sid, w, np.array([pq_local]), stats)[0])
+            if not pq > 0.0:  # not SPD (or NaN): CG cannot go on
+                breakdown = True
+                break
+            alpha = st["rr"] / pq
+            t0 = time.perf_counter()
+            rr_local = 0.0
+            for k in mine:
+                blk = store.blocks[(sid, k)]
+                rr_local += eisenstat.cg_update(
+                    alpha, blk["text"], blk["sext"], blk["xs"], blk["r"]
+                )
+            stats["sweep_s"] += time.perf_counter() - t0
+            rr = float(store.allreduce(sid, w, np.array([rr_local]), stats)[0])
+            st["beta"], st["rr"] = rr / st["rr"], rr
+            done += 1
+        for k in mine:  # x = S x_s, for the check below, gathers and restarts
+            blk = store.blocks[(sid, k)]
+            n = blk["diag"].size
+            np.multiply(blk["xs"], st["scale"][k][:n], out=blk["xext"][:n])
+    store.exchange(sid, w, "xext", stats)
+    t0 = time.perf_counter()
+    r2 = 0.0
+    for k in mine:
+        blk = store.blocks[(sid, k)]
+        r2 += residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], blk["xext"])
+    stats["residual_s"] = time.perf_counter() - t0
+    stats["send_s"] = store.send_seconds()
+    return {
+        "r2": float(r2),
+        "rr": float(st.get("rr", math.nan)),
+        "done": float(done),
+        "breakdown": float(breakdown),
+        **stats,
+    }
+
+
+def _restart(store: Any, sid: str, w: Any, mine: list[int], omega: float, stats) -> None:
+    """CG from the blocks' current x: r = Lc^-1 S (b - A x), p = 0 (a pipelined forward solve)."""
+    st = w.cg
+    if "scale" not in st:  # once per wiring: the neighbours' diagonals, then the triangles
+        for k in mine:
+            blk = store.blocks[(sid, k)]
+            n = blk["diag"].size
+            d = blk.setdefault("dext", np.ones(blk["xext"].size))  # a neighbour's may be in
+            d[:n], d[n] = blk["diag"], 1.0
+        store.exchange(sid, w, "dext", stats)
+        st.update(scale={}, lower={}, upper={}, mats={})
+        strip = w.pipe["strip"]
+        for k in mine:
+            blk = store.blocks[(sid, k)]
+            n, ext = blk["diag"].size, blk["xext"].size
+            scale = 1.0 / np.sqrt(blk.pop("dext"))
+            rank = np.empty(ext, dtype=np.int64)
+            rank[: n + 1] = np.arange(n + 1)
+            for (frm, to), slots in w.recvs.items():
+                if to == k:  # values of lower strips come before every row, higher ones after
+                    rank[n + 1 + slots] = -1 if strip[frm] < strip[k] else ext + 1
+            parts = eisenstat.split_ranked(blk["indptr"], blk["indices"], blk["data"], scale, rank)
+            st["scale"][k], st["lower"][k], st["upper"][k] = scale, parts[:3], parts[3:]
+            st["mats"][k] = sp.csr_matrix(
+                (blk["data"], blk["indices"], blk["indptr"]), shape=(n, ext)
+            )
+    store.exchange(sid, w, "xext", stats)
+    zero: dict[int, np.ndarray] = {}
+    for k in mine:
+        blk = store.blocks[(sid, k)]
+        n, ext = blk["diag"].size, blk["xext"].size
+        scale = st["scale"][k][:n]
+        blk["g"] = scale * (blk["b"] - st["mats"][k] @ blk["xext"])
+        blk["xs"] = blk["xext"][:n] / scale
+        blk["p"] = np.zeros(n)
+        for vec in ("text", "sext"):
+            blk.setdefault(vec, np.zeros(ext))
+        zero[k] = np.zeros(n)
+
+    def solve(k: int, blk: dict, lo: int, hi: int) -> float:
+        ptr, idx, val = st["lower"][k]
+        g, s = blk["g"], blk["sext"]
+        return float(eisenstat.forward_apply_rows(ptr, idx, val, omega, g, zero[k], s, lo, hi))
+
+    _pass(store, sid, w, mine, True, "sext", solve, stats)
+    rr_local = 0.0
+    for k in mine:
+        blk = store.blocks[(sid, k)]
+        blk["r"] = blk["sext"][: blk["diag"].size].copy()
+        rr_local += float(blk["r"] @ blk["r"])
+        del blk["g"]
+    st["rr"] = float(store.allreduce(sid, w, np.array([rr_local]), stats)[0])
+    st["beta"] = 0.0
+
+
+def _pass(
+    store: Any,
+    sid: str,
+    w: Any,
+    mine: list[int],
+    forward: bool,
+    vec: str,
+    step: Callable[[int, dict, int, int], float],
+    stats: dict[str, float],
+) -> float:
+    """One pipelined solve of `vec` over this worker's blocks: chunk by chunk in sweep order,
+    each block's chunk once the pieces it reads are in, and each finished chunk's pieces sent
+    on at once. Returns the sum of step's answers."""
+    pipe = w.pipe
+    strip = pipe["strip"]
+    order = sorted(mine, key=lambda k: strip[k], reverse=not forward)
+    nchunks = len(pipe["bounds"][mine[0]]) - 1 if mine else 0
+    base = w.passes.get(vec, 0)  # pieces of earlier passes of `vec` in this wiring
+    total = 0.0
+    for c in range(nchunks) if forward else range(nchunks - 1, -1, -1):
+        for k in order:
+            for frm, to in w.into.get(k, []):
+                way, ptr, need, _ = pipe["links"][(frm, to)]
+                if way == forward:
+                    store.await_pieces(sid, w, vec, frm, to, base * (len(ptr) - 1) + need[c], stats)
+            blk = store.blocks[(sid, k)]
+            lo, hi = pipe["bounds"][k][c], pipe["bounds"][k][c + 1]
+            t0 = time.perf_counter()
+            if hi > lo:
+                total += step(k, blk, int(lo), int(hi))
+            stats["sweep_s"] += time.perf_counter() - t0
+            for to, rows, slot in w.sends.get(k, []):
+                way, ptr, _, piece_of = pipe["links"][(k, to)]
+                p = piece_of.get(c)
+                if way == forward and p is not None:
+                    store.send_piece(
+                        sid, w, vec, k, to, slot, p, blk[vec][rows[ptr[p] : ptr[p + 1]]], stats
+                    )
+    w.passes[vec] = base + 1
+    return total
