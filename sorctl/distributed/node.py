@@ -23,7 +23,7 @@ import numpy as np
 from sorctl.distributed import schedule
 from sorctl.distributed.blocks import NODE_ARRAYS
 from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
-from sorctl.solver.kernels import vectors
+from sorctl.solver.kernels import eisenstat, vectors
 from sorctl.solver.kernels.csr import (
     residual_norm2,
     sor_backward,
@@ -57,6 +57,13 @@ def warm() -> None:
     vectors.dot(one, x, 1)
     vectors.direction(one, x, 1.0, 1)
     vectors.step(1.0, one, one, x, np.zeros(1), 1)
+    # pipelined cg-ssor (sorctl.distributed.node_pipeline): triangles of a block with a halo
+    rank = np.arange(2, dtype=np.int64)
+    lptr, lidx, lval, uptr, uidx, uval = eisenstat.split_ranked(indptr, indices, one, x, rank)
+    t, s = np.zeros(2), np.zeros(2)
+    eisenstat.backward_direction_rows(uptr, uidx, uval, 1.0, one, one.copy(), 0.0, t, 0, 1)
+    eisenstat.forward_apply_rows(lptr, lidx, lval, 1.0, one, t, s, 0, 1)
+    eisenstat.cg_update(1.0, t, s, np.zeros(1), np.zeros(1))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
@@ -114,15 +115,56 @@ def pipeline_strips(
     n = A.shape[0]
     if nstrips < 2 or n < 2 * nstrips:
         return None
-    row = np.repeat(np.arange(n, dtype=np.int64), np.diff(A.indptr))
-    col = A.indices.astype(np.int64)
-    upper = col > row
-    i, j = row[upper], col[upper]
-    offsets = np.unique(j - i)
+    offsets = _upper_offsets(A.indptr, A.indices, max_strides)
     if offsets.size > max_strides:
         return None
-    for m in offsets[offsets >= 2 * nstrips].tolist():
-        strip = (np.arange(n, dtype=np.int64) % m) * nstrips // m
-        if np.all(strip[i] <= strip[j]):
+    for m in np.sort(offsets).tolist():
+        if m >= 2 * nstrips and _one_way(A.indptr, A.indices, m, nstrips):
+            strip = (np.arange(n, dtype=np.int64) % m) * nstrips // m
             return [np.flatnonzero(strip == k) for k in range(nstrips)]
     return None
+
+
+@numba.njit(cache=True)
+def _upper_offsets(indptr, indices, most):
+    """The distinct offsets j - i > 0 of A's nonzeros, stopping once there are more than `most`."""
+    seen = np.empty(most + 1, dtype=np.int64)
+    count = 0
+    for i in range(indptr.shape[0] - 1):
+        for k in range(indptr[i], indptr[i + 1]):
+            d = np.int64(indices[k]) - i
+            if d <= 0:
+                continue
+            known = False
+            for q in range(count):
+                if seen[q] == d:
+                    known = True
+                    break
+            if not known:
+                seen[count] = d
+                count += 1
+                if count > most:
+                    return seen
+    return seen[:count]
+
+
+@numba.njit(cache=True)
+def _one_way(indptr, indices, m, nstrips):
+    """Whether every nonzero a_ij with i < j has strip(i) <= strip(j), strip(i) = (i mod m)
+    nstrips // m."""
+    for i in range(indptr.shape[0] - 1):
+        si = (i % m) * nstrips // m
+        for k in range(indptr[i], indptr[i + 1]):
+            j = np.int64(indices[k])
+            if j > i and (j % m) * nstrips // m < si:
+                return False
+    return True
+
+
+def warm() -> None:
+    """Compile (or load from numba's cache) the strip search for int32 and int64 indices."""
+    for itype in (np.int32, np.int64):
+        indptr = np.array([0, 2, 3], dtype=itype)
+        indices = np.array([0, 1, 1], dtype=itype)
+        _upper_offsets(indptr, indices, 4)
+        _one_way(indptr, indices, 2, 2)

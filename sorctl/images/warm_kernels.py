@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 SWEEPS = ("sor_sweeps", "ssor_sweeps", "multicolor_sweeps")
-WARM_HOOKS = ("sorctl.distributed.node",)
+WARM_HOOKS = ("sorctl.distributed.node", "sorctl.distributed.partition")
 
 
 def tiny_system(n: int = 6) -> tuple[sp.csr_matrix, np.ndarray]:
