@@ -47,7 +47,11 @@ def test_cg_ssor_solves_on_a_cluster(pair, name):
     by_cg, info = spla.cg(A, b, rtol=1e-11, maxiter=20 * A.shape[0])
     assert info == 0 and np.abs(res.x - by_cg).max() <= 1e-5 * np.abs(by_cg).max()
     assert res.method == "cg-ssor" and res.backend == f"cluster:{pair.name}"
-    assert res.extra["nodes"] == 2 and res.extra["colours"] >= 2 and res.omega_source == "estimated"
+    # a grid in natural order sweeps as pipelined strips; the others as coloured blocks
+    pipelined = res.extra["order"] == "pipelined"
+    assert pipelined == (name == "poisson3d")
+    assert res.extra["nodes"] == 2 and res.omega_source == "estimated"
+    assert res.extra["blocks"] == 2 if pipelined else res.extra["colours"] >= 2
     assert all(w["sent_bytes"] > 0 for w in res.extra["workers"].values())
 
 
@@ -65,6 +69,15 @@ def test_cli_cg_ssor_on_a_cluster(pair, tmp_path):
     assert report["backend"] == f"cluster:{pair.name}"
     x = sio.load_vector(tmp_path / "x.npz")
     assert np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
+    # pipelined strips: the local solver's order, omega and iterates
+    local = [*cmd[:3], "--local", *cmd[5:-1], str(tmp_path / "local.npz")]
+    proc = subprocess.run(local, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    here = json.loads(proc.stdout)
+    assert report["order"] == "pipelined" and report["blocks"] == 2
+    assert (report["iterations"], report["omega"]) == (here["iterations"], here["omega"])
+    x_local = sio.load_vector(tmp_path / "local.npz")
+    np.testing.assert_allclose(x, x_local, rtol=1e-10, atol=1e-10 * np.abs(x_local).max())
     bad = subprocess.run([*cmd, "--inner-sweeps", "2"], capture_output=True, text=True)
     assert bad.returncode == 2 and "inner-sweeps 1" in bad.stderr and "Traceback" not in bad.stderr
 
