@@ -5,7 +5,10 @@ For 2-D Poisson 2048^2 and 3-D Poisson 128^3 (--quick: 512^2 and 48^3), to rtol 
 time of `sorctl solve FILE --method M --json` with `--local` and with `--cluster cg-bench` (a
 cluster of 2 nodes of 1 CPU each that this script brings up and always removes), runs
 alternated, medians printed with the iterations and the solver's own time_s. speedup = local /
-cluster wall time (target >= 1.5 for cg-ssor).
+cluster wall time (target >= 1.5 for cg-ssor). Also per run: the omega estimate's seconds (local:
+the estimate; cluster: the wait for it after the cut and the loading it overlaps), the iterating
+phase's seconds and milliseconds per iteration (residual checks included), and that phase's
+speedup.
 
     .venv/bin/python bench/bench_cg_cluster.py [--quick] [--runs 2] [--methods cg-ssor,sor]
 
@@ -55,7 +58,8 @@ def main() -> None:
     try:
         print(f"to rtol {RTOL}; cluster {CLUSTER}: 2 nodes x 1 CPU; medians of {args.runs} runs")
         print(f"{'system':12} {'method':8} {'where':8} {'wall s':>8} {'solve s':>8} "
-              f"{'its':>6} {'omega':>7}  speedup local/cluster")  # fmt: skip
+              f"{'its':>6} {'omega':>7} {'omega s':>7} {'iter s':>7} {'ms/it':>6}  "
+              "speedup local/cluster: wall, per iteration")  # fmt: skip
         for name, kind, size in cases:
             path = tmp / f"{kind}-{size}.npz"
             sorctl("gen", kind, "--size", str(size), "-o", str(path))
@@ -72,18 +76,34 @@ def main() -> None:
                         walls[where].append(wall)
                         last[where] = report
                 med = {w: statistics.median(v) for w, v in walls.items()}
+                per_it = {w: _per_iteration(last[w]) for w in ("local", "cluster")}
                 for where in ("local", "cluster"):
                     rep = last[where]
-                    tail = f"  {med['local'] / med['cluster']:.2f}" if where == "cluster" else ""
+                    t = rep.get("timings", {})
+                    omega_s = t.get("omega_s", t.get("omega_wait_s", 0.0))
+                    tail = (
+                        f"  {med['local'] / med['cluster']:.2f}, "
+                        f"{per_it['local'] / per_it['cluster']:.2f}"
+                        if where == "cluster"
+                        else ""
+                    )
                     print(f"{name:12} {method:8} {where:8} {med[where]:8.2f} "
-                          f"{rep['time_s']:8.2f} {rep['iterations']:6d} {rep['omega']:7.4f}{tail}",
-                          flush=True)  # fmt: skip
+                          f"{rep['time_s']:8.2f} {rep['iterations']:6d} {rep['omega']:7.4f} "
+                          f"{omega_s:7.2f} {t.get('iterate_s', 0.0):7.2f} "
+                          f"{1e3 * per_it[where]:6.1f}{tail}", flush=True)  # fmt: skip
     finally:
         subprocess.run([sys.executable, "-m", "sorctl.cli.main", "down", "--name", CLUSTER],
                        capture_output=True)  # fmt: skip
         for f in tmp.glob("*.npz"):
             f.unlink()
         tmp.rmdir()
+
+
+def _per_iteration(report: dict) -> float:
+    """Seconds per iteration of the last run: its iterating phase (with its residual checks)
+    over its iterations."""
+    t = report.get("timings", {})
+    return (t.get("iterate_s", 0.0) + t.get("checks_s", 0.0)) / max(report["iterations"], 1)
 
 
 if __name__ == "__main__":
