@@ -81,6 +81,14 @@ def iterate_cg(
             stats["sweep_s"] += time.perf_counter() - t0
             st["rz_old"], st["have_z"] = st["rz"], False
             done += 1
+    return round_answer(store, sid, w, blocks, done, breakdown, stats)
+
+
+def round_answer(
+    store: Any, sid: str, w: Any, blocks: list, done: int, breakdown: bool, stats
+) -> dict[str, float]:
+    """A CG round's answer: x halos exchanged, this worker's share of ||b - A x||^2, CG's
+    recursive ||r||^2, the iterations done, whether CG broke down, where the time went."""
     store.exchange(sid, w, "xext", stats)
     t0 = time.perf_counter()
     r2 = sum(
@@ -91,7 +99,7 @@ def iterate_cg(
     stats["send_s"] = store.send_seconds()
     return {
         "r2": float(r2),
-        "rr": float(st.get("rr", math.nan)),
+        "rr": float(w.cg.get("rr", math.nan)),
         "done": float(done),
         "breakdown": float(breakdown),
         **stats,

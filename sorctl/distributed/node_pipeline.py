@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from sorctl.distributed.node_cg import round_answer
 from sorctl.solver.kernels import eisenstat
-from sorctl.solver.kernels.csr import residual_norm2
 
 
 def iterate(
@@ -78,21 +78,8 @@ def iterate(
             blk = store.blocks[(sid, k)]
             n = blk["diag"].size
             np.multiply(blk["xs"], st["scale"][k][:n], out=blk["xext"][:n])
-    store.exchange(sid, w, "xext", stats)
-    t0 = time.perf_counter()
-    r2 = 0.0
-    for k in mine:
-        blk = store.blocks[(sid, k)]
-        r2 += residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], blk["xext"])
-    stats["residual_s"] = time.perf_counter() - t0
-    stats["send_s"] = store.send_seconds()
-    return {
-        "r2": float(r2),
-        "rr": float(st.get("rr", math.nan)),
-        "done": float(done),
-        "breakdown": float(breakdown),
-        **stats,
-    }
+    blocks = [store.blocks[(sid, k)] for k in mine]
+    return round_answer(store, sid, w, blocks, done, breakdown, stats)
 
 
 def _restart(store: Any, sid: str, w: Any, mine: list[int], omega: float, stats) -> None:
