@@ -42,8 +42,8 @@ def make_sweeper(A, omega: float, method: str = "sor") -> Sweep:
 
         return dense_ssor
     A = _as_csr(A)
-    # Split once (the lower, diagonal and upper vectors, the other entries as CSR): about the
-    # size of A again, and fewer bytes than A for each sweep to read.
+    # Split once (the lower, diagonal and upper vectors, the other entries as CSR): a second
+    # copy a little smaller than A, and fewer bytes than A for each sweep to read.
     split: csr.Split = csr.split_tridiagonal(A.indptr, A.indices, A.data, A.shape[0])
     kernel = csr.sor_forward if method == "sor" else csr.ssor
     w = float(omega)
