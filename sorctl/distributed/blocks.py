@@ -4,7 +4,9 @@ A block's unknowns live in one "extended" vector on its node:
     xext = [ x_b (nb values) | one unused slot | halo values (nh values) ]
 and its rows of A are one CSR matrix whose column indices point into xext. The unused slot keeps
 column nb out of every row, so the compiled kernels' "split row" trick (columns i-1 and i+1 are
-folded in last) never mistakes a halo column for the neighbouring row of the block.
+folded in last) never mistakes a halo column for the neighbouring row of the block. The node
+splits these rows once at load (csr.split_tridiagonal: the i-1, i, i+1 columns as vectors, the
+rest as CSR) and sweeps that; the CSR here is what travels.
 """
 
 from __future__ import annotations

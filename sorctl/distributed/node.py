@@ -24,16 +24,21 @@ from sorctl.distributed import schedule
 from sorctl.distributed.blocks import NODE_ARRAYS
 from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
 from sorctl.solver.kernels import eisenstat, vectors
+from sorctl.solver.kernels.csr import Split as SplitArrays
 from sorctl.solver.kernels.csr import (
-    residual_norm2,
     sor_backward,
     sor_backward_rows,
     sor_forward,
     sor_forward_rows,
+    split_matvec,
+    split_residual_norm2,
+    split_tridiagonal,
 )
 
 Block = dict[str, np.ndarray]
 Send = tuple[int, np.ndarray, str]  # (to block, local rows, slot of its worker or "" if here)
+# A block's rows as the sweeps take them (csr.split_tridiagonal), made from its CSR at load
+SPLIT = ("fptr", "fidx", "fval", "lower", "diag", "upper")
 LINK_TIMEOUT_S = 60.0  # for the other workers of a wiring to link up
 
 
@@ -48,18 +53,22 @@ def warm() -> None:
     indices = np.array([0], dtype=np.int32)
     one = np.ones(1)
     x = np.zeros(2)
-    sor_forward(indptr, indices, one, one, one, x, 1.0, 1)
-    sor_backward(indptr, indices, one, one, one, x, 1.0, 1)
-    sor_forward_rows(indptr, indices, one, one, one, x, 1.0, 0, 1)
-    sor_backward_rows(indptr, indices, one, one, one, x, 1.0, 0, 1)
-    residual_norm2(indptr, indices, one, one, x)
+    split: SplitArrays = split_tridiagonal(indptr, indices, one, 1)
+    sor_forward(*split, one, x, 1.0, 1)
+    sor_backward(*split, one, x, 1.0, 1)
+    sor_forward_rows(*split, one, x, 1.0, 0, 1)
+    sor_backward_rows(*split, one, x, 1.0, 0, 1)
+    split_residual_norm2(*split, one, x)
+    split_matvec(*split, x, np.zeros(1))
     vectors.dots_rz_rr(one, x, 1)
     vectors.dot(one, x, 1)
     vectors.direction(one, x, 1.0, 1)
     vectors.step(1.0, one, one, x, np.zeros(1), 1)
     # pipelined cg-ssor (sorctl.distributed.node_pipeline): triangles of a block with a halo
     rank = np.arange(2, dtype=np.int64)
-    lptr, lidx, lval, uptr, uidx, uval = eisenstat.split_ranked(indptr, indices, one, x, rank)
+    fptr, fidx, fval, lower, _, upper = split
+    parts = eisenstat.split_ranked(fptr, fidx, fval, lower, upper, x, rank)
+    lptr, lidx, lval, uptr, uidx, uval = parts
     t, s = np.zeros(2), np.zeros(2)
     eisenstat.backward_direction_rows(uptr, uidx, uval, 1.0, one, one.copy(), 0.0, t, 0, 1)
     eisenstat.forward_apply_rows(lptr, lidx, lval, 1.0, one, t, s, 0, 1)
@@ -188,7 +197,7 @@ class BlockStore:
         t0 = time.perf_counter()
         for k in mine:
             blk = self.blocks[(sid, k)]
-            r2 += residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], blk["xext"])
+            r2 += residual_norm(blk)
         stats["residual_s"] = time.perf_counter() - t0
         stats["send_s"] = self.send_seconds()
         return {"r2": float(r2), **stats}
@@ -223,7 +232,7 @@ class BlockStore:
         of them, not when it ends: the rows next to a neighbour are often at the start, and its
         worker can go on meanwhile."""
         blk = self.blocks[(sid, k)]
-        arrays = (blk["indptr"], blk["indices"], blk["data"], blk["diag"], blk[rhs], blk[vec])
+        arrays = (*split_of(blk), blk[rhs], blk[vec])
         n = blk["diag"].size
         t0 = time.perf_counter()
         if sweeps == 1:
@@ -405,11 +414,33 @@ def _split_sends(
 
 
 def load(arrays: dict[str, np.ndarray], x_b: np.ndarray, nhalo: int) -> Block:
-    blk = {name: np.ascontiguousarray(arrays[name]) for name in NODE_ARRAYS}
+    """The block a worker keeps: its rows split for the sweeps (the CSR is not kept), b, and
+    xext (x_b, the unused slot, the halo)."""
+    csr = {name: np.ascontiguousarray(arrays[name]) for name in NODE_ARRAYS}
+    split = split_tridiagonal(csr["indptr"], csr["indices"], csr["data"], csr["diag"].size)
+    blk = dict(zip(SPLIT, split, strict=True))
+    blk["b"] = csr["b"]
     xext = np.zeros(x_b.size + 1 + int(nhalo))
     xext[: x_b.size] = x_b
     blk["xext"] = xext
     return blk
+
+
+def split_of(blk: Block) -> SplitArrays:
+    """The block's rows as the kernels take them."""
+    return blk["fptr"], blk["fidx"], blk["fval"], blk["lower"], blk["diag"], blk["upper"]
+
+
+def residual_norm(blk: Block, rhs: str = "b", vec: str = "xext") -> float:
+    """||rhs - A vec||^2 over the block's rows."""
+    return float(split_residual_norm2(*split_of(blk), blk[rhs], blk[vec]))
+
+
+def matvec(blk: Block, vec: str) -> np.ndarray:
+    """A vec over the block's rows (vec with its halo)."""
+    y = np.empty(blk["diag"].size)
+    split_matvec(*split_of(blk), blk[vec], y)
+    return y
 
 
 def _set_halo(blk: Block, halo: np.ndarray) -> None:

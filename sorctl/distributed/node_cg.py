@@ -20,11 +20,10 @@ import time
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from sorctl.distributed import schedule
+from sorctl.distributed.node import matvec, residual_norm
 from sorctl.solver.kernels import vectors
-from sorctl.solver.kernels.csr import residual_norm2
 
 
 def iterate_cg(
@@ -46,7 +45,7 @@ def iterate_cg(
     st = w.cg
     if iterations > 0:
         if restart or not st:
-            _restart(store, sid, w, mine, blocks, stats)
+            _restart(store, sid, w, blocks, stats)
         plan = schedule.phases(w.ncolours, True)
         while True:
             if not st["have_z"]:
@@ -66,8 +65,8 @@ def iterate_cg(
             store.exchange(sid, w, "pext", stats)
             t0 = time.perf_counter()
             pq_local = 0.0
-            for k, blk in zip(mine, blocks, strict=True):
-                blk["q"] = st["mats"][k] @ blk["pext"]
+            for blk in blocks:
+                blk["q"] = matvec(blk, "pext")
                 pq_local += vectors.dot(blk["pext"], blk["q"], blk["r"].size)
             stats["sweep_s"] += time.perf_counter() - t0
             pq = float(store.allreduce(sid, w, np.array([pq_local]), stats)[0])
@@ -91,10 +90,7 @@ def round_answer(
     recursive ||r||^2, the iterations done, whether CG broke down, where the time went."""
     store.exchange(sid, w, "xext", stats)
     t0 = time.perf_counter()
-    r2 = sum(
-        residual_norm2(blk["indptr"], blk["indices"], blk["data"], blk["b"], blk["xext"])
-        for blk in blocks
-    )
+    r2 = sum(residual_norm(blk) for blk in blocks)
     stats["residual_s"] = time.perf_counter() - t0
     stats["send_s"] = store.send_seconds()
     return {
@@ -106,21 +102,17 @@ def round_answer(
     }
 
 
-def _restart(store: Any, sid: str, w: Any, mine: list[int], blocks: list, stats) -> None:
+def _restart(store: Any, sid: str, w: Any, blocks: list, stats) -> None:
     """r = b - A x from the blocks' current x; p = z = 0; the next iteration is a first one."""
     store.exchange(sid, w, "xext", stats)
-    mats = {}
-    for k, blk in zip(mine, blocks, strict=True):
+    for blk in blocks:
         ext = blk["xext"].size
-        mats[k] = sp.csr_matrix(
-            (blk["data"], blk["indices"], blk["indptr"]), shape=(blk["diag"].size, ext)
-        )
-        blk["r"] = blk["b"] - mats[k] @ blk["xext"]
+        blk["r"] = blk["b"] - matvec(blk, "xext")
         # z's halo may hold a neighbour's first values already (and is 0 otherwise): keep it
         blk.setdefault("zext", np.zeros(ext))
         blk.setdefault("pext", np.zeros(ext))
     w.cg.clear()
-    w.cg.update(mats=mats, have_z=False, rz_old=None, rz=0.0, rr=math.nan)
+    w.cg.update(have_z=False, rz_old=None, rz=0.0, rr=math.nan)
 
 
 def _precondition(store, sid, w, mine, blocks, plan, omega: float, stats) -> None:

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
+from sorctl.distributed.node import matvec, split_of
 from sorctl.distributed.node_cg import round_answer
 from sorctl.solver.kernels import eisenstat
 
@@ -92,7 +92,7 @@ def _restart(store: Any, sid: str, w: Any, mine: list[int], omega: float, stats)
             d = blk.setdefault("dext", np.ones(blk["xext"].size))  # a neighbour's may be in
             d[:n], d[n] = blk["diag"], 1.0
         store.exchange(sid, w, "dext", stats)
-        st.update(scale={}, lower={}, upper={}, mats={})
+        st.update(scale={}, lower={}, upper={})
         strip = w.pipe["strip"]
         for k in mine:
             blk = store.blocks[(sid, k)]
@@ -103,18 +103,16 @@ def _restart(store: Any, sid: str, w: Any, mine: list[int], omega: float, stats)
             for (frm, to), slots in w.recvs.items():
                 if to == k:  # values of lower strips come before every row, higher ones after
                     rank[n + 1 + slots] = -1 if strip[frm] < strip[k] else ext + 1
-            parts = eisenstat.split_ranked(blk["indptr"], blk["indices"], blk["data"], scale, rank)
+            fptr, fidx, fval, lower, _, upper = split_of(blk)
+            parts = eisenstat.split_ranked(fptr, fidx, fval, lower, upper, scale, rank)
             st["scale"][k], st["lower"][k], st["upper"][k] = scale, parts[:3], parts[3:]
-            st["mats"][k] = sp.csr_matrix(
-                (blk["data"], blk["indices"], blk["indptr"]), shape=(n, ext)
-            )
     store.exchange(sid, w, "xext", stats)
     zero: dict[int, np.ndarray] = {}
     for k in mine:
         blk = store.blocks[(sid, k)]
         n, ext = blk["diag"].size, blk["xext"].size
         scale = st["scale"][k][:n]
-        blk["g"] = scale * (blk["b"] - st["mats"][k] @ blk["xext"])
+        blk["g"] = scale * (blk["b"] - matvec(blk, "xext"))
         blk["xs"] = blk["xext"][:n] / scale
         blk["p"] = np.zeros(n)
         for vec in ("text", "sext"):

@@ -99,9 +99,8 @@ def test_multicolour_on_a_nonsymmetric_pattern_still_proper():
 def test_plain_array_kernel_accepts_int64_and_unsorted_blocks():
     # The distributed node calls the kernel on raw arrays; sorting only matters for speed.
     A, b = irregular_spd(30, 8)
-    d = A.diagonal()
     x = np.zeros(30)
-    csr.sor_forward(A.indptr, A.indices, A.data, d, b, x, 1.2, SWEEPS)
+    csr.sor_forward(*csr.split_tridiagonal(A.indptr, A.indices, A.data, 30), b, x, 1.2, SWEEPS)
     rng = np.random.default_rng(1)
     indices, data = A.indices.astype(np.int64), A.data.copy()
     for i in range(30):  # shuffle within each row
@@ -109,7 +108,8 @@ def test_plain_array_kernel_accepts_int64_and_unsorted_blocks():
         p = s + rng.permutation(e - s)
         indices[s:e], data[s:e] = indices[p], data[p]
     y = np.zeros(30)
-    csr.sor_forward(A.indptr.astype(np.int64), indices, data, d, b, y, 1.2, SWEEPS)
+    split = csr.split_tridiagonal(A.indptr.astype(np.int64), indices, data, 30)
+    csr.sor_forward(*split, b, y, 1.2, SWEEPS)
     assert rel(y, x) < 1e-12
 
 
@@ -133,3 +133,57 @@ def test_multicolour_on_dense_is_lexicographic_sor():
     kernels.multicolor_sweeps(A, b, x, 1.2, 3)
     kernels.sor_sweeps(A, b, y, 1.2, 3)
     assert np.array_equal(x, y)
+
+
+def block_like(n=12, nhalo=5, seed=7):
+    """A block's rows as the node holds them: columns 0..n-1 its own, column n never used, the
+    halo after it; nonsymmetric, entries in scrambled order within each row, one duplicate."""
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((n, n + 1 + nhalo)) * (rng.random((n, n + 1 + nhalo)) < 0.5)
+    M[:, n] = 0.0
+    i = np.arange(n - 1)
+    M[i, i + 1] = np.where(i % 3 == 2, 0.0, -1.0 - rng.random(n - 1))  # some rows without one
+    M[i + 1, i] = np.where(i % 4 == 1, 0.0, -1.0 - rng.random(n - 1))
+    M[np.arange(n), np.arange(n)] = 8.0 + rng.random(n)
+    rows, cols = np.nonzero(M)
+    vals = M[rows, cols]
+    order = np.lexsort((rng.random(rows.size), rows))  # by row, shuffled within
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    # split a_{0,1} into two entries: duplicates are summed
+    k = int(np.flatnonzero((rows == 0) & (cols == 1))[0])
+    rows, cols = np.insert(rows, k, 0), np.insert(cols, k, 1)
+    vals = np.insert(vals, k, 0.25 * vals[k])
+    vals[k + 1] *= 0.75
+    indptr = np.searchsorted(rows, np.arange(n + 1)).astype(np.int32)
+    return M, indptr, cols.astype(np.int32), vals, rng.standard_normal(n)
+
+
+def test_split_layout_holds_the_block_and_its_sweeps_are_textbook():
+    n = 12
+    M, indptr, indices, data, b = block_like(n)
+    split = csr.split_tridiagonal(indptr, indices, data, n)
+    fptr, fidx, fval, lower, diag, upper = split
+    assert np.array_equal(diag, np.diag(M[:, :n]))
+    assert np.allclose(lower[1:], np.diag(M, -1)[: n - 1]) and lower[0] == 0.0
+    assert np.allclose(upper[:-1], np.diag(M, 1)[: n - 1]) and upper[-1] == 0.0
+    assert np.all(np.abs(fidx.astype(np.int64) - np.repeat(np.arange(n), np.diff(fptr))) > 1)
+    x0 = np.random.default_rng(3).standard_normal(M.shape[1])
+    x0[n] = 0.0  # the unused slot
+    assert np.isclose(csr.split_residual_norm2(*split, b, x0), np.sum((b - M @ x0) ** 2))
+    y = np.empty(n)
+    csr.split_matvec(*split, x0, y)
+    assert np.allclose(y, M @ x0)
+    omega = 1.3
+    for backward in (False, True):
+        order = range(n - 1, -1, -1) if backward else range(n)
+        expect = x0.copy()
+        for i in order:  # the textbook rule, halo values fixed
+            expect[i] += omega / M[i, i] * (b[i] - M[i] @ expect)
+        x = x0.copy()  # in two ranges, as a node sweeps when it sends rows early
+        if backward:
+            csr.sor_backward_rows(*split, b, x, omega, 5, n)
+            csr.sor_backward_rows(*split, b, x, omega, 0, 5)
+        else:
+            csr.sor_forward_rows(*split, b, x, omega, 0, 5)
+            csr.sor_forward_rows(*split, b, x, omega, 5, n)
+        assert rel(x, expect) < 1e-13

@@ -23,26 +23,17 @@ from scipy.linalg import blas
 @numba.njit(cache=True, nogil=True)
 def split_scaled(indptr, indices, data, scale):
     """The strict lower and upper triangles of diag(scale) A diag(scale), as two CSR triples
-    (column indices of A's type)."""
-    return split_ranked(indptr, indices, data, scale, np.arange(indptr.shape[0] - 1))
-
-
-@numba.njit(cache=True, nogil=True)
-def split_ranked(indptr, indices, data, scale, rank):
-    """As split_scaled for a block whose columns reach past its rows (sorctl.distributed.blocks):
-    entry (i, j) is below the diagonal when rank[j] < i and above it when rank[j] > i (rank[j]
-    = j for the block's own rows, below 0 or past every row for values of blocks swept before or
-    after it). scale covers every column. One pass to count, one to fill."""
+    (column indices of A's type). One pass to count, one to fill."""
     n = indptr.shape[0] - 1
     lptr = np.zeros(n + 1, dtype=np.int64)
     uptr = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
         nl = nu = 0
         for k in range(indptr[i], indptr[i + 1]):
-            r = rank[indices[k]]
-            if r < i:
+            j = indices[k]
+            if j < i:
                 nl += 1
-            elif r > i:
+            elif j > i:
                 nu += 1
         lptr[i + 1] = lptr[i] + nl
         uptr[i + 1] = uptr[i] + nu
@@ -53,13 +44,52 @@ def split_ranked(indptr, indices, data, scale, rank):
         si = scale[i]
         for k in range(indptr[i], indptr[i + 1]):
             j = indices[k]
-            r = rank[j]
-            if r < i:
+            if j < i:
                 lidx[a], lval[a] = j, si * data[k] * scale[j]
                 a += 1
-            elif r > i:
+            elif j > i:
                 uidx[c], uval[c] = j, si * data[k] * scale[j]
                 c += 1
+    return lptr, lidx, lval, uptr, uidx, uval
+
+
+@numba.njit(cache=True, nogil=True)
+def split_ranked(fptr, fidx, fval, lower, upper, scale, rank):
+    """split_scaled for a block kept in the sweeps' layout (sorctl.solver.kernels.csr.
+    split_tridiagonal: far entries, then a_{i,i-1} and a_{i,i+1}), whose columns reach past its
+    rows (sorctl.distributed.blocks): a far entry (i, j) is below the diagonal when rank[j] < i
+    and above it when rank[j] > i (rank[j] = j for the block's own rows, below 0 or past every
+    row for values of blocks solved before or after it). scale covers every column."""
+    n = fptr.shape[0] - 1
+    lptr = np.zeros(n + 1, dtype=np.int64)
+    uptr = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        nl = 1 if lower[i] != 0.0 else 0
+        nu = 1 if upper[i] != 0.0 else 0
+        for k in range(fptr[i], fptr[i + 1]):
+            if rank[fidx[k]] < i:
+                nl += 1
+            else:
+                nu += 1
+        lptr[i + 1] = lptr[i] + nl
+        uptr[i + 1] = uptr[i] + nu
+    lidx, uidx = np.empty(lptr[n], fidx.dtype), np.empty(uptr[n], fidx.dtype)
+    lval, uval = np.empty(lptr[n]), np.empty(uptr[n])
+    for i in range(n):
+        a, c = lptr[i], uptr[i]
+        si = scale[i]
+        for k in range(fptr[i], fptr[i + 1]):
+            j = fidx[k]
+            if rank[j] < i:
+                lidx[a], lval[a] = j, si * fval[k] * scale[j]
+                a += 1
+            else:
+                uidx[c], uval[c] = j, si * fval[k] * scale[j]
+                c += 1
+        if lower[i] != 0.0:
+            lidx[a], lval[a] = i - 1, si * lower[i] * scale[i - 1]
+        if upper[i] != 0.0:
+            uidx[c], uval[c] = i + 1, si * upper[i] * scale[i + 1]
     return lptr, lidx, lval, uptr, uidx, uval
 
 
