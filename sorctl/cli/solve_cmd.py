@@ -6,6 +6,7 @@ with --json). Exit codes: 0 converged, 3 not converged or diverged, 2 bad input,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -211,7 +212,10 @@ def solve(
             )
         if not np.all(np.isfinite(guess)):
             raise InputError(f"{x0}: starting guess contains NaN or Inf")
-        system.x0 = np.ascontiguousarray(guess, dtype=np.float64)
+        # no longer the file as it is: a cluster solve writes the system out again
+        system = dataclasses.replace(
+            system, x0=np.ascontiguousarray(guess, dtype=np.float64), file=None
+        )
 
     target = None if local else api.cluster_for_solve(cluster)
     cluster_only = {"--inner-sweeps": inner_sweeps != DEFAULTS.inner_sweeps,

@@ -67,8 +67,11 @@ def run(
     name = f"{info.name}-solve-{secrets.token_hex(3)}"
     container = None
     with tempfile.TemporaryDirectory(prefix="sorctl-solve-") as tmp:
-        sys_path = Path(tmp) / "system.npz"
-        sio.save_system(sys_path, system.A, system.b, system.x0)
+        if system.file is not None:  # the user's .npz as it is: no copy to write
+            sys_path = Path(system.file)
+        else:
+            sys_path = Path(tmp) / "system.npz"
+            sio.save_system(sys_path, system.A, system.b, system.x0)
         try:
             container = client.containers.create(
                 image_ref("client"),

@@ -36,6 +36,9 @@ class System:
     b: np.ndarray
     x0: np.ndarray | None
     source: str
+    # the .npz read, when it holds this system as it is (a cluster solve sends the file itself
+    # rather than a copy written again)
+    file: str | None = None
 
     @property
     def n(self) -> int:
@@ -67,7 +70,8 @@ def load_system(path, rhs=None, *, allow_nonsymmetric: bool = False) -> System:
     b = _check_vector(Path(rhs) if rhs is not None else path, "b", b, n)
     if x0 is not None:
         x0 = _check_vector(path, "x0", x0, n)
-    return System(A=A, b=b, x0=x0, source=str(path))
+    as_is = str(path) if kind == "npz" and rhs is None else None
+    return System(A=A, b=b, x0=x0, source=str(path), file=as_is)
 
 
 def system_from_arrays(

@@ -120,3 +120,50 @@ def test_a_block_waits_for_each_neighbours_latest_sweep_before_its_own():
     # colour 1 at 1, 4, 7 and colour 2 at 2, 3
     assert [sweeps_before(c, ssor, 8) for c in range(3)] == [3, 3, 2]
     assert sweeps_before(0, ssor, 0) == 0 and sweeps_before(0, ssor, 6) == 2
+
+
+def test_grids_in_natural_order_split_into_one_way_strips():
+    from sorctl.distributed.partition import pipeline_strips
+    from tests.systems import anisotropic2d, poisson3d
+
+    for A, m in ((poisson2d(20), 20), (poisson3d(8), 8)):
+        strips = pipeline_strips(A, 3)
+        assert strips is not None and len(strips) == 3
+        label = block_labels(A.shape[0], strips)
+        # strips are ranges of the grid's first coordinate, every one spanning the whole order
+        assert all(np.ptp(np.arange(A.shape[0])[label == k] % m) < m // 2 for k in range(3))
+        coo = sp.triu(A, 1).tocoo()  # upper entries (i < j): never from a higher strip down
+        assert np.all(label[coo.row] <= label[coo.col])
+    # a 9-point stencil couples (x, y) to (x - 1, y + 1): no one-way split; nor at random
+    assert pipeline_strips(anisotropic2d(20), 2) is None
+    assert pipeline_strips(random_spd(300, 0.02, 5), 2) is None
+    assert pipeline_strips(poisson2d(5), 3) is None  # lines too short for 3 strips
+
+
+def test_pipeline_pieces_and_waits():
+    """Each link's entries grouped by the sender's chunk, in the order its sweep makes them;
+    a reader's waits never decrease, never ask for a chunk ahead of its own (forward: the
+    sender's chunk <= the reader's; backward: >=), and end with every piece."""
+    from sorctl.distributed.partition import pipeline_strips
+    from sorctl.distributed.pipeline import plan_pipeline
+
+    A = poisson2d(24)
+    n = A.shape[0]
+    strips = pipeline_strips(A, 3)
+    blocks = build_blocks(A, np.ones(n), strips)
+    lks = links(blocks, n)
+    pipe = plan_pipeline(A, blocks, [0, 1, 2], lks, nchunks=6)
+    cuts = np.linspace(0, n, 7).round().astype(int)
+    for lk in lks:
+        lp = pipe.pieces[(lk.src, lk.dst)]
+        assert lp.forward == (lk.src < lk.dst)
+        made = np.searchsorted(cuts, blocks[lk.src].rows[lk.rows], side="right") - 1
+        order = np.diff(made)
+        assert np.all(order >= 0) if lp.forward else np.all(order <= 0)
+        steps = np.diff(lp.need)
+        assert np.all(steps >= 0) if lp.forward else np.all(steps <= 0)
+        assert lp.need.max() == lp.chunk.size
+        for c in range(6):
+            got = lp.chunk[: lp.need[c]]  # the pieces in hand before chunk c
+            assert np.all(got <= c) if lp.forward else np.all(got >= c)
+    assert all(bd[0] == 0 and bd[-1] == b.size for b, bd in zip(blocks, pipe.bounds, strict=True))

@@ -151,3 +151,15 @@ def test_format_key_variants(tmp_path, fmt):
     else:
         with pytest.raises(InputError, match="sparse format"):
             load_system(tmp_path / "f.npz")
+
+
+def test_a_system_read_as_it_is_names_its_file(tmp_path, small):
+    """A cluster solve sends an .npz read as it is instead of writing it again: only then."""
+    A, b = small
+    path = tmp_path / "s.npz"
+    save_system(path, A, b)
+    assert load_system(path).file == str(path)
+    np.save(tmp_path / "b.npy", 2 * b)
+    assert load_system(path, tmp_path / "b.npy").file is None  # b comes from elsewhere
+    scipy.io.mmwrite(tmp_path / "s.mtx", A)
+    assert load_system(tmp_path / "s.mtx", tmp_path / "b.npy").file is None
