@@ -46,6 +46,8 @@ RUN_DIR = "/run/sorctl"
 SECRET_PATH = f"{RUN_DIR}/secret"
 CERT_PATH = f"{RUN_DIR}/cert.pem"
 KEY_PATH = f"{RUN_DIR}/key.pem"
+# A cluster across hosts: the scheduler's members, one address a line (the entrypoint reads it).
+NODES_PATH = f"{RUN_DIR}/nodes"
 # The scheduler's table of the nodes it counts, published by images/run-daemon.py (JSON).
 SCHEDULER_VIEW_FILE = f"{HOME_DIR}/scheduler-nodes.json"
 # Where a solve's client container keeps its job, system and result.

@@ -77,6 +77,17 @@ scheduler)
     cmd+=(--clean -i "$host" --dest_path_prefix "$home/dispyscheduler")
     [ -n "${SORCTL_EXT_HOST:-}" ] && cmd+=(--ext_host "$SORCTL_EXT_HOST")
     for node in ${SORCTL_NODES:-}; do cmd+=(--node "$node"); done
+    # A cluster across hosts lists its members in a file that `sorctl scale` rewrites while
+    # the scheduler runs: read at every start, so a restarted scheduler pings the members of now.
+    nodes_file=/run/sorctl/nodes
+    if [ -f "$nodes_file" ]; then
+        while read -r node; do
+            [ -z "$node" ] && continue
+            [[ $node == '*' || $node =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
+                die "bad node address '$node' in $nodes_file"
+            cmd+=(--node "$node")
+        done <"$nodes_file"
+    fi
     [ -n "$certfile" ] && cmd+=(--node_certfile "$certfile" --cluster_certfile "$certfile")
     [ -n "$keyfile" ] && cmd+=(--node_keyfile "$keyfile" --cluster_keyfile "$keyfile")
     ;;

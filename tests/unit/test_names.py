@@ -38,6 +38,7 @@ def test_entrypoint_paths_and_user():
     assert f"home={names.HOME_DIR}" in ENTRYPOINT
     assert f"${{SORCTL_SECRET_FILE:-{names.SECRET_PATH}}}" in ENTRYPOINT
     assert f">{names.HOST_FILE}" in ENTRYPOINT
+    assert f"nodes_file={names.NODES_PATH}\n" in ENTRYPOINT
     assert f"--reuid={names.RUN_USER}" in ENTRYPOINT
     for role in names.ROLES:
         assert re.search(rf"^(\S+ \| )?{role}( \| \S+)?\)$", ENTRYPOINT, re.M), role
@@ -52,6 +53,7 @@ def test_healthcheck_ports_and_host_file():
 
 def test_run_daemon_publishes_the_scheduler_view_where_observe_reads_it():
     assert f'VIEW_FILE = "{names.SCHEDULER_VIEW_FILE}"' in RUN_DAEMON
+    assert f'MEMBERS_FILE = "{names.NODES_PATH}"' in RUN_DAEMON
 
 
 @pytest.mark.parametrize("path", COMPOSE, ids=lambda p: p.name)
