@@ -31,6 +31,7 @@ __all__ = [
     "ClusterError",
     "ClusterStatus",
     "EngineError",
+    "HostsCluster",
     "ImageError",
     "InputError",
     "SolveOptions",
@@ -44,6 +45,7 @@ __all__ = [
 _LAZY = {
     "Cluster": "sorctl.api",
     "ClusterStatus": "sorctl.api",
+    "HostsCluster": "sorctl.api",
     "clusters": "sorctl.api",
     "solve": "sorctl.api",
     "SolveOptions": "sorctl.options",
@@ -52,7 +54,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from sorctl.api import Cluster, ClusterStatus, clusters, solve
+    from sorctl.api import Cluster, ClusterStatus, HostsCluster, clusters, solve
     from sorctl.options import SolveOptions
     from sorctl.solver.io import load_system
     from sorctl.solver.result import SolveResult

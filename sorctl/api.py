@@ -104,6 +104,7 @@ __all__ = [
     "Built",
     "Cluster",
     "ClusterStatus",
+    "HostsCluster",
     "ImageRow",
     "Reporter",
     "build_images",
@@ -113,6 +114,7 @@ __all__ = [
     "list_images",
     "push_images",
     "remove_images",
+    "scale_hosts",
     "solve",
     "solve_local",
 ]
@@ -457,11 +459,68 @@ def down_hosts(
     return multihost.down(name, TLSFiles.resolve(*tls_files))
 
 
+def scale_hosts(
+    name: str,
+    *,
+    add: list[str] | tuple[str, ...] = (),
+    remove: list[str] | tuple[str, ...] = (),
+    tls_files: TLSPaths = (None, None, None),
+    timeout: float = READY_TIMEOUT_S,
+    log: Callable[[str], None] = print,
+    ship_progress: Callable[[str, int], None] | None = None,
+) -> multihost.ScaleResult:
+    """Add hosts (`ENDPOINT[=ADDRESS]`, as for up_hosts: a node on each, images sent if need
+    be) to, and remove hosts (their endpoints) from, a cluster across hosts that runs; returns
+    when the scheduler counts the new nodes and no longer the removed ones. Every member's
+    packet filter and the kept host list follow. Fails as a whole (InputError for a request
+    that cannot be done, ClusterError for a host that does not answer or a node not counted in
+    time), with the cluster left as it was."""
+    found = multihost.hosts_of(name)
+    if found is None:
+        raise ClusterError(
+            f"no multi-host cluster named {name!r} (scale --nodes is for one engine)"
+        )
+    files = multihost.tls_of(found[1], TLSFiles.resolve(*tls_files))
+    specs = parse_hosts(list(add), tls=files is not None)
+    return multihost.scale(name, specs, list(remove), files, timeout=timeout, log=log,
+                           ship_progress=ship_progress)  # fmt: skip
+
+
 class HostsCluster:
-    """A cluster across hosts, as `sorctl solve` uses it."""
+    """A cluster across hosts (`sorctl up --host ...`): solve on it, its status, scale it by
+    hosts, take it down.
+
+        c = sorctl.HostsCluster("lab")
+        c.scale(add=["ssh://me@lab4"], remove=["ssh://me@lab2"])
+        print(c.status().nodes)
+    """
 
     def __init__(self, name: str) -> None:
+        if not is_multihost(name):
+            raise ClusterError(f"no multi-host cluster named {name!r} (sorctl up --host ...)")
         self.name = name
+
+    def __repr__(self) -> str:
+        return f"HostsCluster({self.name!r})"
+
+    def status(self) -> multihost.MultiStatus:
+        """Every host (reachable?, its containers and rules) and what the scheduler counts."""
+        return hosts_status(self.name)
+
+    def scale(
+        self,
+        *,
+        add: list[str] | tuple[str, ...] = (),
+        remove: list[str] | tuple[str, ...] = (),
+        timeout: float = READY_TIMEOUT_S,
+        log: Callable[[str], None] = print,
+    ) -> multihost.ScaleResult:
+        """scale_hosts on this cluster."""
+        return scale_hosts(self.name, add=add, remove=remove, timeout=timeout, log=log)
+
+    def down(self) -> tuple[dict[str, int], dict[str, str]]:
+        """down_hosts on this cluster."""
+        return down_hosts(self.name)
 
     def solve_system(
         self,

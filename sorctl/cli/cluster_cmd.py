@@ -128,16 +128,38 @@ def up(
 
 
 def scale(
-    nodes: Annotated[int, typer.Option("--nodes", help="The new number of nodes.")],
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", help="The new number of nodes (one engine).")
+    ] = None,
+    add_host: hosts_cmd.AddHostOpt = None,
+    remove_host: hosts_cmd.RemoveHostOpt = None,
     name: NameOpt = DEFAULT_CLUSTER,
     timeout: TimeoutOpt = READY_TIMEOUT_S,
+    tlscacert: hosts_cmd.TLSCaOpt = None,
+    tlscert: hosts_cmd.TLSCertOpt = None,
+    tlskey: hosts_cmd.TLSKeyOpt = None,
 ) -> None:
-    """Grow or shrink a running cluster to --nodes nodes."""
+    """Grow or shrink a running cluster: to --nodes nodes on one engine, or by whole hosts
+    (--add-host / --remove-host) for a cluster made with --host."""
+    by_host = bool(add_host or remove_host)
     if api.is_multihost(name):
+        if nodes is not None:
+            raise InputError(
+                f"cluster {name!r} runs one node per --host machine: --nodes does not apply; "
+                "use --add-host ENDPOINT[=ADDRESS] or --remove-host ENDPOINT"
+            )
+        hosts_cmd.scale(
+            name, add_host or [], remove_host or [], tls_files=(tlscacert, tlscert, tlskey),
+            timeout=timeout,
+        )  # fmt: skip
+        return
+    if by_host:
         raise InputError(
-            f"cluster {name!r} runs one node per --host machine: `sorctl down` it and `sorctl "
-            "up` with the hosts you want"
+            f"--add-host/--remove-host are for a cluster made with --host, and {name!r} is "
+            "none (one engine: --nodes N)"
         )
+    if nodes is None:
+        raise InputError("scale: give --nodes N (or --add-host/--remove-host for --host clusters)")
     api.check_scale(nodes)  # bad flags fail before anything talks to the engine
     with _progress() as progress:
         before, after = Cluster(name).scale(nodes, timeout=timeout, reporter=RichReporter(progress))

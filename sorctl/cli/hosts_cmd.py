@@ -38,6 +38,23 @@ NoFirewallOpt = Annotated[
         "anyone who reaches them).",
     ),
 ]
+AddHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--add-host",
+        help="With a cluster made with --host: put a node on this Docker host too (repeatable; "
+        "ENDPOINT[=ADDRESS] as for --host). Images are sent if it lacks them, every member's "
+        "firewall lets it in.",
+    ),
+]
+RemoveHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--remove-host",
+        help="With a cluster made with --host: stop and remove its node on this host "
+        "(repeatable; not the scheduler's host); every member's firewall shuts it out.",
+    ),
+]
 TLSCaOpt = Annotated[
     Path | None, typer.Option("--tlscacert", help="CA of the hosts' Docker TLS endpoints.")
 ]
@@ -88,6 +105,40 @@ def up(
     print(
         f"cluster {name}: {len(plan.expected_nodes)} host(s), scheduler on {plan.scheduler_host} "
         f"at {plan.scheduler_address}:9702; nodes {nodes}"
+    )
+
+
+def scale(
+    name: str, add: list[str], remove: list[str], *, tls_files: api.TLSPaths, timeout: float
+) -> None:
+    with Progress(
+        TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
+        console=err, transient=True,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, TaskID] = {}
+
+        def shipping(host: str, sent: int) -> None:
+            if host not in tasks:
+                tasks[host] = bar.add_task(f"images -> {host}", total=None)
+            bar.update(tasks[host], completed=sent)
+
+        res = api.scale_hosts(
+            name, add=add, remove=remove, tls_files=tls_files, timeout=timeout, log=_log,
+            ship_progress=shipping,
+        )  # fmt: skip
+    for s in res.shipped:
+        if s.refs:
+            _log(f"images sent to {s.host}: {' '.join(s.refs)} ({s.bytes / 1e6:.0f} MB, "
+                 f"{s.seconds:.1f} s)")  # fmt: skip
+    for line in res.left:
+        _log(line)
+    err.print(f"done in {res.seconds:.1f} s")
+    changes = [f"+{h}={a}" for h, a in res.added.items()]
+    changes += [f"-{h}={a}" for h, a in res.removed.items()]
+    cpus = sum(res.nodes.values())
+    print(
+        f"cluster {name}: {' '.join(changes)}; the scheduler counts {len(res.nodes)} node(s), "
+        f"{cpus} cpu(s): " + ", ".join(f"{a} ({c})" for a, c in sorted(res.nodes.items()))
     )
 
 

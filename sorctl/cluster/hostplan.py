@@ -8,7 +8,12 @@ Discovery is directed both ways, so no broadcast has to cross a router and no re
 each node is started with `--scheduler_host` (it announces itself over TCP when it starts), and
 the scheduler is started with `--node ADDR` for every node (it pings each over TCP when it
 starts, so after a scheduler restart every node is counted again without touching the nodes).
-`--node '*'` keeps its broadcast on its own subnet for nodes added by hand.
+`--node '*'` keeps its broadcast on its own subnet for nodes added by hand. The members' list is
+a file in the scheduler's container (names.NODES_PATH, read by the entrypoint at each start), so
+`scale` changes it while the scheduler runs and a later restart pings the members of then.
+
+Scaling (`scale --add-host/--remove-host`) is planned here too: which hosts stay, come and go,
+and the index of each new node (never one a current node has).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from sorctl.names import (
     LABEL_SHAPE,
     LABEL_VERSION,
     NODE_PORT,
+    NODES_PATH,
+    RUN_DIR,
     container_name,
 )
 
@@ -48,6 +55,7 @@ class HostContainer:
     command: list[str]
     labels: dict[str, str]
     index: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)  # RUN_DIR name -> content (its own)
 
 
 @dataclass
@@ -87,13 +95,72 @@ def make_host_plan(
     version: str,
     cpus_per_node: int | None = None,
     tls: bool = False,
+    indexes: dict[str, int] | None = None,
 ) -> HostPlan:
-    """Containers for every host. addresses: endpoint -> address (found on each host)."""
+    """Containers for every host. addresses: endpoint -> address (found on each host);
+    indexes: endpoint -> its node's index (default: 1, 2, ... in order)."""
     if cpus_per_node is not None and cpus_per_node < 1:
         raise InputError(f"--cpus-per-node {cpus_per_node}: must be at least 1")
     for spec in specs:
         if spec.endpoint not in addresses:
             raise ClusterError(f"host {spec.label}: no address found for dispy")
+    check_distinct(specs, addresses)
+    sched_addr = addresses[scheduler_host]
+    indexes = indexes or {s.endpoint: i for i, s in enumerate(specs, start=1)}
+    plan = HostPlan(name, scheduler_host, sched_addr, dict(addresses))
+    node_addrs = [addresses[s.endpoint] for s in specs]
+    labels = _labels(name, version, len(specs), cpus_per_node, tls)
+    plan.containers.append(
+        HostContainer(
+            scheduler_host,
+            container_name(name, "scheduler"),
+            "scheduler",
+            {"SORCTL_HOST": sched_addr},
+            [*SCHEDULER_ARGS, "--node", "*"],
+            labels("scheduler", scheduler_host),
+            files={nodes_file_name(): nodes_file(node_addrs)},
+        )  # fmt: skip
+    )
+    for spec in specs:
+        plan.containers.append(
+            node_container(
+                name,
+                spec.endpoint,
+                indexes[spec.endpoint],
+                addresses[spec.endpoint],
+                sched_addr,
+                labels,
+                cpus_per_node,
+            )  # fmt: skip
+        )
+    return plan
+
+
+def _labels(name: str, version: str, hosts: int, cpus_per_node: int | None, tls: bool):
+    shape = f"hosts={hosts} cpus_per_node={cpus_per_node or 0} tls={int(tls)}"
+
+    def labels(role: str, host: str, index: int = 0) -> dict[str, str]:
+        out = {LABEL_CLUSTER: name, LABEL_ROLE: role, LABEL_VERSION: version,
+               LABEL_HOST: host, LABEL_SHAPE: shape}  # fmt: skip
+        if index:
+            out[LABEL_INDEX] = str(index)
+        return out
+
+    return labels
+
+
+def node_container(
+    name: str, host: str, index: int, address: str, sched_addr: str, labels,
+    cpus_per_node: int | None,
+) -> HostContainer:  # fmt: skip
+    env = {"SORCTL_HOST": address, "SORCTL_SCHEDULER": sched_addr}
+    if cpus_per_node:
+        env["SORCTL_CPUS"] = str(cpus_per_node)
+    return HostContainer(host, container_name(name, "node", index), "node", env, [],
+                         labels("node", host, index), index)  # fmt: skip
+
+
+def check_distinct(specs: list[HostSpec], addresses: dict[str, str]) -> None:
     seen: dict[str, str] = {}
     for spec in specs:
         addr = addresses[spec.endpoint]
@@ -103,47 +170,79 @@ def make_host_plan(
                 "keys nodes by address (one node per machine)"
             )
         seen[addr] = spec.label
-    sched_addr = addresses[scheduler_host]
-    shape = f"hosts={len(specs)} cpus_per_node={cpus_per_node or 0} tls={int(tls)}"
 
-    def labels(role: str, host: str, index: int = 0) -> dict[str, str]:
-        out = {LABEL_CLUSTER: name, LABEL_ROLE: role, LABEL_VERSION: version,
-               LABEL_HOST: host, LABEL_SHAPE: shape}  # fmt: skip
-        if index:
-            out[LABEL_INDEX] = str(index)
-        return out
 
-    plan = HostPlan(name, scheduler_host, sched_addr, dict(addresses))
-    node_addrs = [addresses[s.endpoint] for s in specs]
-    command = [*SCHEDULER_ARGS, "--node", "*"]
-    for addr in node_addrs:
-        command += ["--node", addr]
-    plan.containers.append(
-        HostContainer(
-            scheduler_host,
-            container_name(name, "scheduler"),
-            "scheduler",
-            {"SORCTL_HOST": sched_addr},
-            command,
-            labels("scheduler", scheduler_host),
-        )  # fmt: skip
-    )
-    for i, spec in enumerate(specs, start=1):
-        env = {"SORCTL_HOST": addresses[spec.endpoint], "SORCTL_SCHEDULER": sched_addr}
-        if cpus_per_node:
-            env["SORCTL_CPUS"] = str(cpus_per_node)
-        plan.containers.append(
-            HostContainer(
-                spec.endpoint,
-                container_name(name, "node", i),
-                "node",
-                env,
-                [],
-                labels("node", spec.endpoint, i),
-                i,
-            )  # fmt: skip
+def nodes_file_name() -> str:
+    """The members' file, as a name under RUN_DIR (where the material goes)."""
+    return NODES_PATH.removeprefix(RUN_DIR + "/")
+
+
+def nodes_file(addresses: list[str]) -> bytes:
+    """What the scheduler's entrypoint reads: one `--node` address a line (its command line
+    has `--node '*'` for its own subnet's broadcast)."""
+    return "".join(f"{a}\n" for a in addresses).encode()
+
+
+# ---- scale: hosts added to and removed from a cluster that runs
+
+
+@dataclass
+class ScalePlan:
+    kept: list[HostSpec]  # hosts that stay (the scheduler's among them)
+    added: list[HostSpec]
+    removed: list[HostSpec]
+    indexes: dict[str, int]  # endpoint -> node index, for the kept and the added hosts
+
+    @property
+    def after(self) -> list[HostSpec]:
+        return self.kept + self.added
+
+
+def plan_scale(
+    specs: list[HostSpec], record: dict, add: list[HostSpec], remove: list[str]
+) -> ScalePlan:
+    """Which hosts stay, come and go; InputError for a request that cannot be done (nothing
+    asked, a host already there or not there, the scheduler's host removed)."""
+    if not add and not remove:
+        raise InputError("scale: give --add-host ENDPOINT[=ADDRESS] or --remove-host ENDPOINT")
+    by_endpoint = {s.endpoint: s for s in specs}
+    seen: set[str] = set()
+    for spec in add:
+        if spec.endpoint in by_endpoint:
+            raise InputError(f"--add-host {spec.endpoint}: already a host of the cluster")
+        if spec.endpoint in seen:
+            raise InputError(f"--add-host {spec.endpoint} is given twice")
+        seen.add(spec.endpoint)
+    gone: list[HostSpec] = []
+    for endpoint in remove:
+        member = by_endpoint.get(endpoint) or next(
+            (s for s in specs if s.hostname and s.hostname == endpoint), None
         )
-    return plan
+        if member is None:
+            raise InputError(
+                f"--remove-host {endpoint}: not a host of the cluster ({', '.join(by_endpoint)})"
+            )
+        if member.endpoint == record["scheduler_host"]:
+            raise InputError(
+                f"--remove-host {endpoint}: it runs the scheduler; `sorctl down` the cluster and "
+                "`sorctl up` it elsewhere"
+            )
+        if member in gone:
+            raise InputError(f"--remove-host {endpoint} is given twice")
+        gone.append(member)
+    indexes = host_indexes(record)
+    kept = [s for s in specs if s not in gone]
+    nxt = max(indexes.values(), default=0) + 1
+    out = {s.endpoint: indexes[s.endpoint] for s in kept}
+    for i, spec in enumerate(add):
+        out[spec.endpoint] = nxt + i
+    return ScalePlan(kept, list(add), gone, out)
+
+
+def host_indexes(record: dict) -> dict[str, int]:
+    """endpoint -> its node's index, as kept in the host list (1, 2, ... for a list without)."""
+    return {h["endpoint"]: int(h.get("index") or i)
+            for i, h in enumerate(record["hosts"], start=1)}  # fmt: skip
 
 
 # ---- what a probe container prints on a host: `ip -4 -o route get ADDR`, /proc/net/{tcp,udp}
@@ -188,18 +287,30 @@ def save_hosts(
     specs: list[HostSpec],
     tls: list[str] | None = None,
     firewall: bool = True,
+    *,
+    cpus_per_node: int | None = None,
+    dispy_tls: bool = False,
 ) -> None:
-    """The host list (and the paths of the TLS client files `up` used), 0600."""
+    """The host list (with each node's index, and the paths of the TLS client files `up`
+    used), 0600; what `scale` needs to add a node like the others."""
+    index = {c.host: c.index for c in plan.containers if c.role == "node"}
     data = {
         "tls": tls,
         "firewall": firewall,
+        "cpus_per_node": cpus_per_node,
+        "dispy_tls": dispy_tls,
         "scheduler_host": plan.scheduler_host,
         "scheduler_address": plan.scheduler_address,
-        "hosts": [{**asdict(s), "address": plan.addresses[s.endpoint]} for s in specs],
+        "hosts": [
+            {**asdict(s), "address": plan.addresses[s.endpoint], "index": index.get(s.endpoint)}
+            for s in specs
+        ],  # fmt: skip
     }
     path = directory / HOSTS_FILE
-    path.write_text(json.dumps(data, indent=1))
-    path.chmod(0o600)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.chmod(0o600)
+    tmp.replace(path)
 
 
 def load_hosts(directory: Path) -> tuple[list[HostSpec], dict] | None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import docker
 import requests
@@ -126,18 +127,20 @@ def find_addresses(
     if busy:
         raise ClusterError(f"host {sched.label}: dispy port(s) {busy} are taken")
     out = {sched.endpoint: sched_addr}
-
-    def one(spec: HostSpec) -> tuple[str, str]:
-        src, taken = _probe(spec, clients[spec.endpoint], sched_addr)
-        if taken:
-            raise ClusterError(f"host {spec.label}: dispy port(s) {taken} are taken")
-        addr = spec.address or src
-        if not addr:
-            raise ClusterError(f"host {spec.label}: no route to the scheduler {sched_addr}")
-        return spec.endpoint, addr
-
-    out.update(dict(_parallel(one, others)))
+    out.update(dict(_parallel(lambda s: _address_for(s, clients[s.endpoint], sched_addr), others)))
     return out
+
+
+def _address_for(spec: HostSpec, client: docker.DockerClient, sched_addr: str) -> tuple[str, str]:
+    """(endpoint, the address its node binds): given, or its route's source to the scheduler;
+    its dispy ports must be free."""
+    src, taken = _probe(spec, client, sched_addr)
+    if taken:
+        raise ClusterError(f"host {spec.label}: dispy port(s) {taken} are taken")
+    addr = spec.address or src
+    if not addr:
+        raise ClusterError(f"host {spec.label}: no route to the scheduler {sched_addr}")
+    return spec.endpoint, addr
 
 
 def _create(client: docker.DockerClient, c: HostContainer, files: dict[str, bytes]) -> None:
@@ -147,7 +150,7 @@ def _create(client: docker.DockerClient, c: HostContainer, files: dict[str, byte
         environment=c.env, labels=c.labels, detach=True,
         host_config=client.api.create_host_config(network_mode="host"),
     )  # fmt: skip
-    client.api.put_archive(c.name, RUN_DIR.rsplit("/", 1)[0], _material_tar(files))
+    client.api.put_archive(c.name, RUN_DIR.rsplit("/", 1)[0], _material_tar({**files, **c.files}))
     client.api.start(c.name)
 
 
@@ -229,6 +232,25 @@ def remove_on(client: docker.DockerClient, name: str) -> int:
     return len(found)
 
 
+def _send_images(
+    specs: list[HostSpec], clients: dict[str, docker.DockerClient], roles: dict[str, list[str]],
+    progress: ship.Progress | None,
+) -> list[ship.Shipped]:  # fmt: skip
+    """This version's images of `roles[endpoint]` to each host that lacks them."""
+
+    def send(spec: HostSpec) -> ship.Shipped:
+        from sorctl.engine.connect import connect
+
+        here = connect()
+        try:
+            return ship.ship(here, clients[spec.endpoint], spec.label, roles[spec.endpoint],
+                             progress)  # fmt: skip
+        finally:
+            here.close()
+
+    return _parallel(send, specs)
+
+
 @dataclass
 class UpResult:
     plan: HostPlan
@@ -267,17 +289,7 @@ def up(
         roles = {s.endpoint: ["node"] + (["scheduler", "client"] if s is sched else [])
                  for s in specs}  # fmt: skip
 
-        def send(spec: HostSpec) -> ship.Shipped:
-            from sorctl.engine.connect import connect
-
-            here = connect()
-            try:
-                return ship.ship(here, clients[spec.endpoint], spec.label, roles[spec.endpoint],
-                                 ship_progress)  # fmt: skip
-            finally:
-                here.close()
-
-        shipped = _parallel(send, specs)
+        shipped = _send_images(specs, clients, roles, ship_progress)
         log("addresses: each host's route to the scheduler")
         addresses = find_addresses(specs, clients, sched)
         plan = hostplan.make_host_plan(
@@ -287,7 +299,7 @@ def up(
         mat = material.create(name, tls)
         hostplan.save_hosts(
             material.cluster_dir(name), plan, specs, tls_files.paths() if tls_files else None,
-            firewall=use_firewall,
+            firewall=use_firewall, cpus_per_node=cpus_per_node, dispy_tls=tls,
         )  # fmt: skip
         files = mat.files()
         started = True
@@ -425,6 +437,215 @@ def down(name: str, tls_files: TLSFiles | None) -> tuple[dict[str, int], dict[st
     if not errors:
         material.remove(name)
     return removed, errors
+
+
+# ---- scale: hosts added to and removed from a cluster that runs
+
+
+@dataclass
+class ScaleResult:
+    name: str
+    added: dict[str, str]  # endpoint -> the address its new node binds
+    removed: dict[str, str]  # endpoint -> the address its node had
+    nodes: dict[str, int]  # what the scheduler counts at the end: address -> CPUs
+    shipped: list[ship.Shipped] = field(default_factory=list)
+    seconds: float = 0.0
+    left: list[str] = field(default_factory=list)  # what a removed host still has, if anything
+
+
+def _put_nodes_file(client: docker.DockerClient, name: str, addresses: list[str]) -> None:
+    """The scheduler's members' file (read at its next start; the running one is not touched)."""
+    files = {hostplan.nodes_file_name(): hostplan.nodes_file(addresses)}
+    client.api.put_archive(container_name(name, "scheduler"), RUN_DIR.rsplit("/", 1)[0],
+                           _material_tar(files))  # fmt: skip
+
+
+def _wait_view(
+    client: docker.DockerClient, name: str, done: Callable[[SchedulerView], bool],
+    deadline: float, what: Callable[[SchedulerView], str], check: Callable[[], None] = lambda: None,
+) -> SchedulerView:  # fmt: skip
+    while True:
+        view = scheduler_view(client, name)
+        if done(view):
+            return view
+        check()
+        if time.monotonic() > deadline:
+            raise ClusterError(f"cluster {name}: {what(view)}")
+        time.sleep(0.5)
+
+
+def scale(
+    name: str,
+    add: list[HostSpec],
+    remove: list[str],
+    tls_files: TLSFiles | None,
+    *,
+    timeout: float = 120.0,
+    log: Log = print,
+    ship_progress: ship.Progress | None = None,
+) -> ScaleResult:
+    """Add hosts (a node on each, counted by the scheduler) and remove hosts (their node stopped
+    and no longer counted) on a cluster across hosts that runs. Every member's packet filter
+    follows, the scheduler's members' file and the host list too. Fails as a whole: what it did
+    is undone, the cluster left as it was."""
+    t0 = time.monotonic()
+    found = hosts_of(name)
+    if found is None:
+        raise ClusterError(f"no multi-host cluster named {name!r}")
+    specs, record = found
+    sp = hostplan.plan_scale(specs, record, add, remove)
+    use_fw = record.get("firewall", True)
+    sched_host, sched_addr = record["scheduler_host"], record["scheduler_address"]
+    old_addrs = {h["endpoint"]: h["address"] for h in record["hosts"]}
+    # Every host whose state changes: the scheduler's (its members' file), the added and removed
+    # ones, and with the firewall every member (their rules name the members).
+    touched = [s for s in specs if use_fw or s in sp.removed or s.endpoint == sched_host]
+    clients, errors = connect_all(touched + sp.added, tls_of(record, tls_files), log)
+    if errors:
+        _close(clients)
+        raise ClusterError("; ".join(errors.values()) + f" (cluster {name} left as it was)")
+    sched = clients[sched_host]
+    old_members = sorted(set(old_addrs.values()))
+    result = ScaleResult(name, {}, {s.endpoint: old_addrs[s.endpoint] for s in sp.removed}, {})
+    created: list[str] = []  # endpoints with containers or rules of this call
+    stopped: list[HostContainer] = []
+    fw_open, file_written = False, False
+    try:
+        if sp.added:
+            log(f"images: checking {len(sp.added)} new host(s) (sending what a host lacks)")
+            roles = {s.endpoint: ["node"] for s in sp.added}
+            result.shipped = _send_images(sp.added, clients, roles, ship_progress)
+            log("addresses: each new host's route to the scheduler")
+            result.added = dict(_parallel(
+                lambda s: _address_for(s, clients[s.endpoint], sched_addr), sp.added))  # fmt: skip
+        addresses = {s.endpoint: old_addrs[s.endpoint] for s in sp.kept} | result.added
+        hostplan.check_distinct(sp.after, addresses)
+        if use_fw and sp.added:
+            # while it changes, the rules let the old and the new members in (a removed node
+            # still says goodbye to the scheduler); the end keeps the members of after
+            during = sorted(set(old_members) | set(result.added.values()))
+            log(f"firewall: dispy ports on {len(sp.kept) + len(sp.added)} host(s) open to the "
+                f"new member(s) {', '.join(result.added.values())}")  # fmt: skip
+            created += [s.endpoint for s in sp.added]
+            fw_open = True
+            _parallel(lambda s: fw.add(clients[s.endpoint], s.label, name, during),
+                      sp.kept + sp.added)  # fmt: skip
+        # The members' file: the new ones in; the removed ones still in until they are stopped
+        # (taking one out makes the scheduler drop it, see images/run-daemon.py).
+        file_written = True
+        _put_nodes_file(sched, name, [addresses[s.endpoint] for s in sp.after]
+                        + [old_addrs[s.endpoint] for s in sp.removed])  # fmt: skip
+        if sp.added:
+            labels = hostplan._labels(
+                name,
+                sorctl_version(),
+                len(sp.after),
+                record.get("cpus_per_node"),
+                bool(record.get("dispy_tls")),
+            )
+            new = [hostplan.node_container(name, s.endpoint, sp.indexes[s.endpoint],
+                                           result.added[s.endpoint], sched_addr, labels,
+                                           record.get("cpus_per_node"))
+                   for s in sp.added]  # fmt: skip
+            files = material.load(name).files()
+            log(f"starting {len(new)} node(s) on the new host(s)")
+            created += [c.host for c in new if c.host not in created]
+            _parallel(lambda c: _create(clients[c.host], c, files), new)
+            want = {c.env["SORCTL_HOST"]: c.name for c in new}
+            probe = HostPlan(name, sched_host, sched_addr, addresses, new)
+            _wait_view(
+                sched, name, lambda v: not missing_nodes(v, want), t0 + timeout,
+                lambda v: f"the scheduler does not count {', '.join(missing_nodes(v, want))}",
+                lambda: _fail_if_exited(clients, probe),
+            )  # fmt: skip
+        if sp.removed:
+            gone = set(result.removed.values())
+            here = old_addrs[sched_host]  # its node stays: an empty table is no answer
+            log(f"stopping the node(s) on {', '.join(s.label for s in sp.removed)}")
+            for spec in sp.removed:
+                f = {"label": [f"{LABEL_CLUSTER}={name}", f"{LABEL_ROLE}=node"]}
+                for c in clients[spec.endpoint].containers.list(filters=f):
+                    stopped.append(HostContainer(spec.endpoint, c.name, "node", {}, [], {}))
+            _parallel(lambda c: clients[c.host].api.stop(c.name, timeout=10), stopped)
+            _put_nodes_file(sched, name, [addresses[s.endpoint] for s in sp.after])
+            _wait_view(
+                sched, name, lambda v: here in v.nodes and not gone & set(v.nodes), t0 + timeout,
+                lambda v: f"the scheduler still counts {', '.join(sorted(gone & set(v.nodes)))}"
+                if here in v.nodes else "its scheduler publishes no table of nodes",
+            )  # fmt: skip
+    except BaseException as exc:
+        for line in _undo_scale(
+            clients,
+            name,
+            sched_host,
+            sp,
+            created,
+            stopped,
+            use_fw and fw_open,
+            old_members,
+            file_written,
+            [old_addrs[s.endpoint] for s in specs],
+        ):
+            log(line)  # fmt: skip
+        _close(clients)
+        if isinstance(exc, (SorctlError, KeyboardInterrupt)):
+            raise
+        raise ClusterError(f"cluster {name}: scale failed: {why(exc)}") from None
+    # Done: from here on the new host list stands; what follows only tidies.
+    try:
+        plan = HostPlan(name, sched_host, sched_addr, addresses,
+                        [HostContainer(s.endpoint, "", "node", {}, [], {}, sp.indexes[s.endpoint])
+                         for s in sp.after])  # fmt: skip
+        tls = record.get("tls")
+        hostplan.save_hosts(material.cluster_dir(name), plan, sp.after, tls, use_fw,
+                            cpus_per_node=record.get("cpus_per_node"),
+                            dispy_tls=bool(record.get("dispy_tls")))  # fmt: skip
+        if use_fw and sp.removed:  # the removed members' addresses let in no more
+            after = sorted(set(addresses.values()))
+            _parallel(lambda s: fw.add(clients[s.endpoint], s.label, name, after), sp.after)
+        for spec in sp.removed:  # no longer in the host list: `down` will not look there
+            try:
+                _clean(clients[spec.endpoint], spec.endpoint, name, use_fw)
+            except Exception as exc:  # the host list is already saved: say what is left
+                result.left.append(
+                    f"host {spec.endpoint}: not cleaned ({why(exc)}); its containers labelled "
+                    f"{LABEL_CLUSTER}={name} (and iptables rules sorctl:{name}) are left there"
+                )
+        result.nodes = scheduler_view(sched, name).nodes
+    finally:
+        _close(clients)
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+def _undo_scale(
+    clients: dict[str, docker.DockerClient], name: str, sched_host: str, sp: hostplan.ScalePlan,
+    created: list[str], stopped: list[HostContainer], fw_changed: bool, old_members: list[str],
+    file_written: bool, old_nodes: list[str],
+) -> list[str]:  # fmt: skip
+    """Back to the cluster as it was; lines saying what could not be undone."""
+    lines: list[str] = []
+
+    def attempt(what: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # keep undoing the rest, then say what is left
+            lines.append(f"undo: {what}: {why(exc)}")
+
+    for endpoint in created:
+        line = _rollback(clients[endpoint], endpoint, name, fw_changed)
+        if line:
+            lines.append(line)
+    for c in stopped:
+        attempt(f"restart {c.name} on {c.host}", partial(clients[c.host].api.start, c.name))
+    if fw_changed:
+        for spec in sp.kept:
+            restore = partial(fw.add, clients[spec.endpoint], spec.label, name, old_members)
+            attempt(f"firewall on {spec.endpoint}", restore)
+    if file_written:
+        attempt("the scheduler's members",
+                lambda: _put_nodes_file(clients[sched_host], name, old_nodes))  # fmt: skip
+    return lines
 
 
 @dataclass

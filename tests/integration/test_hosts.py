@@ -175,8 +175,7 @@ def test_without_directed_discovery_a_restarted_scheduler_misses_the_other_subne
             if arg != "--node" and (i == 0 or cmd[i - 1] != "--node"):
                 kept.append(arg)
         assert "--node" not in kept and len(kept) < len(cmd)
-        material, _ = old.get_archive("/run/sorctl")
-        material = b"".join(material)
+        material = without_members_file(b"".join(old.get_archive("/run/sorctl")[0]))
         old.remove(force=True)
         new = c1.containers.create(old.image, kept, name=f"{name}-scheduler",
                                    environment=old.attrs["Config"]["Env"], labels=old.labels,
@@ -192,6 +191,22 @@ def test_without_directed_discovery_a_restarted_scheduler_misses_the_other_subne
             time.sleep(0.5)
     finally:
         sorctl("down", "--name", name, env=env)
+
+
+def without_members_file(tar_bytes: bytes) -> bytes:
+    """The material's tar minus the scheduler's members' file (its `--node ADDR` list)."""
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(tar_bytes)) as src,
+        tarfile.open(fileobj=out, mode="w") as dst,
+    ):
+        for m in src.getmembers():
+            if m.name != "sorctl/nodes":
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    return out.getvalue()
 
 
 def test_an_unreachable_host_fails_up_in_one_line_and_nothing_is_left(lab, tmp_path):
@@ -292,6 +307,106 @@ def test_firewall_non_member_gets_no_answer_members_work_and_down_removes_the_ru
         assert reaches(router, h1.address, 9702)
     finally:
         sorctl("down", "--name", name, env=env)
+
+
+# ---- scale: whole hosts added to and removed from a cluster that runs ----
+
+
+def rules_on(host) -> str:
+    """The host's iptables rules, as `iptables -S` prints them."""
+    import docker
+
+    return docker.from_env().containers.get(host.container).exec_run(["iptables", "-S"])[1].decode()
+
+
+def members_file(lab, name: str) -> str:
+    """The scheduler's members' file (the `--node` addresses it reads when it starts)."""
+    import io
+    import tarfile
+
+    stream, _ = lab.client(lab.hosts[0]).api.get_archive(f"{name}-scheduler", "/run/sorctl/nodes")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        return tar.extractfile(tar.getmembers()[0]).read().decode()  # type: ignore[union-attr]
+
+
+def hosts_kept(home, name: str) -> list[str]:
+    import json
+
+    return [h["endpoint"] for h in
+            json.loads((home / "clusters" / name / "hosts.json").read_text())["hosts"]]  # fmt: skip
+
+
+def test_scale_adds_and_removes_hosts_and_undoes_a_failed_add(lab, tmp_path):
+    import json
+    import time
+
+    env, name = lab_env(lab, tmp_path), "mh-sc"
+    h1, h2, h3 = lab.hosts[0], lab.host("h2"), lab.host("h3")
+    [a1, a2, a3] = [h.address for h in (h1, h2, h3)]
+    up = sorctl("up", "--name", name, *host_args(lab, h1, h2), env=env)
+    try:
+        assert up.returncode == 0, up.stderr
+        # --nodes does not apply: one line, exit 2
+        r = sorctl("scale", "--nodes", "3", "--name", name, env=env)
+        assert r.returncode == 2 and "--add-host" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+        # + h3 (the other subnet, over ssh): its node counted, every member's rules let it in
+        r = sorctl("scale", "--name", name, "--add-host", h3.ssh, env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"+{h3.ssh}={a3}" in r.stdout, r.stdout
+        data = json.loads(sorctl("status", "--name", name, "--json", env=env).stdout)
+        cluster = data["clusters"][0]
+        assert set(cluster["nodes"]) == {a1, a2, a3}, cluster
+        assert all(c >= 1 for c in cluster["nodes"].values())
+        for host in cluster["hosts"]:
+            assert any(a3 in rule for rule in host["rules"]), host
+        assert [c["name"] for c in cluster["hosts"][2]["containers"]] == [f"{name}-node-3"]
+        assert hosts_kept(tmp_path, name) == [h1.tcp, h2.tcp, h3.ssh]
+        assert members_file(lab, name).split() == [a1, a2, a3]
+        # a scheduler restart counts the added node of the other subnet again by itself
+        since = time.time()
+        lab.client(h1).containers.get(f"{name}-scheduler").restart(timeout=5)
+        wait_for("every node counted after the restart",
+                 lambda: set(scheduler_counts(lab, name, since)) == {a1, a2, a3})  # fmt: skip
+
+        # - h2: no longer counted, nothing of the cluster left there, shut out everywhere
+        r = sorctl("scale", "--name", name, "--remove-host", h2.tcp, env=env)
+        assert r.returncode == 0, r.stderr
+        assert set(scheduler_counts(lab, name)) == {a1, a3}
+        f = {"label": f"org.sorctl.cluster={name}"}
+        assert lab.client(h2).containers.list(all=True, filters=f) == []
+        assert f"sorctl:{name}" not in rules_on(h2)
+        assert a2 not in rules_on(h1) and a2 not in rules_on(h3)
+        assert hosts_kept(tmp_path, name) == [h1.tcp, h3.ssh]
+        assert members_file(lab, name).split() == [a1, a3]
+
+        # An unreachable host: one line naming it, nothing changed.
+        dead = h2.tcp.replace(a2, a2.rsplit(".", 1)[0] + ".97")
+        r = sorctl("scale", "--name", name, "--add-host", dead, env=env)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert dead in r.stderr.strip().splitlines()[-1], r.stderr
+        assert hosts_kept(tmp_path, name) == [h1.tcp, h3.ssh]
+
+        # A failure after the node started (not counted in time): undone on every host.
+        r = sorctl("scale", "--name", name, "--add-host", h2.tcp, "--timeout", "0.1", env=env)
+        assert r.returncode == 1 and "does not count" in r.stderr, r.stderr
+        assert lab.client(h2).containers.list(all=True, filters=f) == []
+        assert f"sorctl:{name}" not in rules_on(h2)
+        assert a2 not in rules_on(h1) and a2 not in rules_on(h3)
+        assert hosts_kept(tmp_path, name) == [h1.tcp, h3.ssh]
+        assert members_file(lab, name).split() == [a1, a3]
+
+        # h2 again, for good: a fresh node index (node-2 is not reused)
+        r = sorctl("scale", "--name", name, "--add-host", h2.tcp, env=env)
+        assert r.returncode == 0, r.stderr
+        assert [c.name for c in lab.client(h2).containers.list(filters=f)] == [f"{name}-node-4"]
+        assert set(scheduler_counts(lab, name)) == {a1, a2, a3}
+    finally:
+        down = sorctl("down", "--name", name, env=env)
+    assert down.returncode == 0, down.stderr
+    assert labelled_everywhere(lab, name) == []
+    assert f"sorctl:{name}" not in iptables_rules(lab)
 
 
 # ---- solving across the hosts; these come last: they kill lab hosts ----

@@ -26,7 +26,11 @@ def test_scheduler_on_the_first_host_and_one_node_per_host():
     # Discovery both ways: every node told the scheduler, the scheduler told every node
     assert all(c.env["SORCTL_SCHEDULER"] == "10.0.4.2" for c in nodes)
     cmd = sched[0].command
-    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--node"] == ["*", *ADDRS.values()]
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--node"] == ["*"]
+    # the members: a file of the scheduler's own (its entrypoint adds `--node ADDR` for each)
+    assert sched[0].files == {"nodes": "".join(f"{a}\n" for a in ADDRS.values()).encode()}
+    assert names.NODES_PATH == f"{names.RUN_DIR}/nodes"
+    assert all(not c.files for c in plan.containers if c.role == "node")
     assert all(c.labels[names.LABEL_HOST] == c.host for c in plan.containers)
     assert plan.expected_nodes == {"10.0.4.2": "c-node-1", "10.0.5.7": "c-node-2",
                                    "10.0.6.9": "c-node-3"}  # fmt: skip
@@ -61,3 +65,72 @@ def test_probe_output():
     assert hostplan.ports_in_use(busy) == [9700, 9701]
     established = "   0: 00000000:25E6 0C00A8C0:D431 01 0"
     assert hostplan.ports_in_use(established) == []
+
+
+def _record(tmp_path, specs=SPECS, addrs=ADDRS, indexes=None):
+    plan = hostplan.make_host_plan("c", specs, addrs, specs[0].endpoint, version="1",
+                                   indexes=indexes)  # fmt: skip
+    hostplan.save_hosts(tmp_path, plan, specs, cpus_per_node=2, dispy_tls=True)
+    loaded = hostplan.load_hosts(tmp_path)
+    assert loaded is not None
+    return loaded
+
+
+def test_the_host_list_keeps_each_node_index_and_what_scale_needs(tmp_path):
+    specs, record = _record(tmp_path, indexes={s.endpoint: i for i, s in
+                                               zip([1, 4, 7], SPECS, strict=True)})  # fmt: skip
+    # each with the address its node binds
+    assert [(s.endpoint, s.address) for s in specs] == list(ADDRS.items())
+    assert hostplan.host_indexes(record) == {"ssh://a@lab1": 1, "tcp://10.0.5.7:2376": 4,
+                                             "ctx3": 7}  # fmt: skip
+    assert record["cpus_per_node"] == 2 and record["dispy_tls"] is True
+    assert (tmp_path / hostplan.HOSTS_FILE).stat().st_mode & 0o777 == 0o600
+    # a list written before indexes were kept: 1, 2, ... in order
+    old = {"hosts": [{k: v for k, v in h.items() if k != "index"} for h in record["hosts"]]}
+    assert list(hostplan.host_indexes(old).values()) == [1, 2, 3]
+
+
+def test_scale_adds_with_fresh_indexes_and_removes_members(tmp_path):
+    specs, record = _record(tmp_path)
+    new = parse_hosts(["ssh://a@lab4", "tcp://10.0.5.9:2376=10.0.5.99"])
+    sp = hostplan.plan_scale(specs, record, new, ["tcp://10.0.5.7:2376"])
+    assert [s.endpoint for s in sp.kept] == ["ssh://a@lab1", "ctx3"]
+    assert [s.endpoint for s in sp.removed] == ["tcp://10.0.5.7:2376"]
+    assert sp.added == new and sp.after == [*sp.kept, *new]
+    # new nodes never reuse an index (node-2 is gone, its name is not given again)
+    assert sp.indexes == {"ssh://a@lab1": 1, "ctx3": 3, "ssh://a@lab4": 4,
+                          "tcp://10.0.5.9:2376": 5}  # fmt: skip
+    # a host may be named by its host name too
+    by_name = hostplan.plan_scale(specs, record, [], ["10.0.5.7"])
+    assert [s.endpoint for s in by_name.removed] == ["tcp://10.0.5.7:2376"]
+
+
+@pytest.mark.parametrize(
+    ("add", "remove", "words"),
+    [
+        ([], [], "give --add-host"),
+        (["ctx3"], [], "already a host"),
+        (["ssh://a@lab4", "ssh://a@lab4"], [], "given twice"),
+        ([], ["ssh://a@lab9"], "not a host of the cluster"),
+        ([], ["ssh://a@lab1"], "runs the scheduler"),
+        ([], ["ctx3", "ctx3"], "given twice"),
+    ],
+)
+def test_scale_requests_that_cannot_be_done(tmp_path, add, remove, words):
+    specs, record = _record(tmp_path)
+    with pytest.raises(InputError, match=words):
+        hostplan.plan_scale(specs, record, [hostplan_spec(a) for a in add], remove)
+
+
+def hostplan_spec(text):
+    from sorctl.cluster.hosts import parse_host
+
+    return parse_host(text)
+
+
+def test_nodes_file_and_distinct_addresses():
+    assert hostplan.nodes_file(["10.0.0.1", "10.0.0.2"]) == b"10.0.0.1\n10.0.0.2\n"
+    assert hostplan.nodes_file_name() == "nodes"
+    with pytest.raises(InputError, match="same address"):
+        hostplan.check_distinct(SPECS[:2], {SPECS[0].endpoint: "1.2.3.4",
+                                            SPECS[1].endpoint: "1.2.3.4"})  # fmt: skip
