@@ -418,15 +418,19 @@ def up_hosts(
     ship_progress: Callable[[str, int], None] | None = None,
     report: Callable[[int, int], None] | None = None,
     firewall: bool = True,
+    relay_hosts: list[str] | tuple[str, ...] = (),
 ) -> multihost.UpResult:
     """One dispy cluster on every host (Docker endpoints): the scheduler on the first (or
-    scheduler_host), one node per host. Fails as a whole, every host rolled back."""
+    scheduler_host), one node per host. relay_hosts: hosts (ENDPOINT[=ADDRESS]) on other
+    subnets that run a dispynetrelay and no node; the nodes of their subnets are then found
+    through them. Fails as a whole, every host rolled back."""
     files = TLSFiles.resolve(*tls_files)
-    specs = parse_hosts(hosts, tls=files is not None)
+    nodes = parse_hosts(hosts, tls=files is not None)
+    relays = parse_hosts(list(relay_hosts), tls=files is not None)
     return multihost.up(
-        name, specs, files, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node,
+        name, nodes, files, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node,
         tls=tls, timeout=timeout, keep_on_failure=keep_on_failure, log=log,
-        ship_progress=ship_progress, report=report, use_firewall=firewall,
+        ship_progress=ship_progress, report=report, use_firewall=firewall, relays=relays,
     )  # fmt: skip
 
 

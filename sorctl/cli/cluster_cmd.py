@@ -91,20 +91,27 @@ def up(
     tlscert: hosts_cmd.TLSCertOpt = None,
     tlskey: hosts_cmd.TLSKeyOpt = None,
     no_firewall: hosts_cmd.NoFirewallOpt = False,
+    relay_host: hosts_cmd.RelayHostOpt = None,
 ) -> None:
     """Bring up a dispy cluster and wait until the scheduler counts every node."""
+    if relay_host and not host:
+        raise InputError("--relay-host goes with --host (a cluster across machines)")
     if host:
-        if relay:
+        if relay and not relay_host:
             raise InputError(
-                "--relay is for one engine; across --host machines discovery is directed "
-                "(README, Several machines)"
+                "--relay with --host needs --relay-host ENDPOINT on each other subnet: a host "
+                "there that runs no node (README, Several machines)"
             )
+        if relay_host and not relay:
+            raise InputError("--relay-host needs --relay")
+        if subnets != Shape.subnets:
+            raise InputError("--subnets is for one engine; with --host the hosts make the subnets")
         # --cpus-per-node left at its default: every CPU of each machine
         cpus = None if cpus_per_node == Shape.cpus_per_node else cpus_per_node
         hosts_cmd.up(
             name, host, scheduler_host=scheduler_host, cpus_per_node=cpus, tls=tls,
             tls_files=(tlscacert, tlscert, tlskey), timeout=timeout,
-            keep_on_failure=keep_on_failure, firewall=not no_firewall,
+            keep_on_failure=keep_on_failure, firewall=not no_firewall, relay_hosts=relay_host,
         )  # fmt: skip
         return
     with _progress() as progress:

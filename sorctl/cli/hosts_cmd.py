@@ -38,6 +38,15 @@ NoFirewallOpt = Annotated[
         "anyone who reaches them).",
     ),
 ]
+RelayHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--relay-host",
+        help="With --host and --relay: run a dispynetrelay on this Docker host (repeatable, "
+        "one per other subnet; ENDPOINT[=ADDRESS]). It runs no node; the nodes of its subnet "
+        "are found through it instead of being told the scheduler.",
+    ),
+]
 AddHostOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -77,6 +86,7 @@ def up(
     timeout: float,
     keep_on_failure: bool,
     firewall: bool,
+    relay_hosts: list[str] | None = None,
 ) -> None:
     with Progress(
         TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
@@ -92,7 +102,7 @@ def up(
         res = api.up_hosts(
             name, hosts, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node, tls=tls,
             tls_files=tls_files, timeout=timeout, keep_on_failure=keep_on_failure, log=_log,
-            ship_progress=shipping, firewall=firewall,
+            ship_progress=shipping, firewall=firewall, relay_hosts=relay_hosts or [],
         )  # fmt: skip
     for s in res.shipped:
         if s.refs:
@@ -102,9 +112,12 @@ def up(
     plan = res.plan
     nodes = ", ".join(f"{c.host}={c.env['SORCTL_HOST']}" for c in plan.containers
                       if c.role == "node")  # fmt: skip
+    relays = ", ".join(f"{c.host}={c.env['SORCTL_HOST']}" for c in plan.containers
+                       if c.role == "relay")  # fmt: skip
     print(
         f"cluster {name}: {len(plan.expected_nodes)} host(s), scheduler on {plan.scheduler_host} "
         f"at {plan.scheduler_address}:9702; nodes {nodes}"
+        + (f"; relays {relays}" if relays else "")
     )
 
 

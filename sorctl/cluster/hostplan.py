@@ -96,19 +96,28 @@ def make_host_plan(
     cpus_per_node: int | None = None,
     tls: bool = False,
     indexes: dict[str, int] | None = None,
+    relays: list[HostSpec] | None = None,
+    relayed: set[str] | None = None,
 ) -> HostPlan:
-    """Containers for every host. addresses: endpoint -> address (found on each host);
-    indexes: endpoint -> its node's index (default: 1, 2, ... in order)."""
+    """Containers for every host. addresses: endpoint -> address (found on each host, the
+    relay hosts' too); indexes: endpoint -> its node's index (default: 1, 2, ... in order).
+    relays: hosts that run a dispynetrelay and no node; relayed: the node hosts found through
+    a relay (on a relay's subnet), which are then neither told the scheduler nor listed to it."""
     if cpus_per_node is not None and cpus_per_node < 1:
         raise InputError(f"--cpus-per-node {cpus_per_node}: must be at least 1")
-    for spec in specs:
+    relays, relayed = relays or [], relayed or set()
+    for spec in specs + relays:
         if spec.endpoint not in addresses:
             raise ClusterError(f"host {spec.label}: no address found for dispy")
-    check_distinct(specs, addresses)
+    check_distinct(specs + relays, addresses)
     sched_addr = addresses[scheduler_host]
+    if scheduler_host in relayed:
+        raise ClusterError("the scheduler's own node cannot be behind a relay")
     indexes = indexes or {s.endpoint: i for i, s in enumerate(specs, start=1)}
     plan = HostPlan(name, scheduler_host, sched_addr, dict(addresses))
-    node_addrs = [addresses[s.endpoint] for s in specs]
+    # the scheduler pings these when it starts: the directed nodes and the relays
+    node_addrs = [addresses[s.endpoint] for s in specs if s.endpoint not in relayed]
+    node_addrs += [addresses[r.endpoint] for r in relays]
     labels = _labels(name, version, len(specs), cpus_per_node, tls)
     plan.containers.append(
         HostContainer(
@@ -131,9 +140,48 @@ def make_host_plan(
                 sched_addr,
                 labels,
                 cpus_per_node,
+                directed=spec.endpoint not in relayed,
+            )  # fmt: skip
+        )
+    for i, relay in enumerate(relays, start=1):
+        env = {"SORCTL_HOST": addresses[relay.endpoint], "SORCTL_SCHEDULER": sched_addr}
+        plan.containers.append(
+            HostContainer(
+                relay.endpoint,
+                container_name(name, "relay", i),
+                "relay",
+                env,
+                [],
+                labels("relay", relay.endpoint, i),
+                i,
             )  # fmt: skip
         )
     return plan
+
+
+def relayed_nodes(
+    specs: list[HostSpec], relays: list[HostSpec], scheduler_host: str,
+    on_link: dict[str, dict[str, bool]],
+) -> set[str]:  # fmt: skip
+    """The node hosts found through a relay: those on a relay host's subnet (on_link: node
+    endpoint -> relay endpoint -> whether the node reaches it without a router). InputError for
+    a relay host on the scheduler's subnet (broadcast already finds its nodes there)."""
+    for relay in relays:
+        if on_link.get(scheduler_host, {}).get(relay.endpoint):
+            raise InputError(
+                f"--relay-host {relay.endpoint} is on the scheduler's subnet: a relay serves "
+                "another subnet"
+            )
+    return {
+        s.endpoint
+        for s in specs
+        if s.endpoint != scheduler_host and any(on_link.get(s.endpoint, {}).values())
+    }
+
+
+def on_link(route_text: str) -> bool:
+    """`ip -4 -o route get ADDR` says ADDR is on the host's own subnet (no `via` a router)."""
+    return bool(route_text.strip()) and " via " not in f" {route_text} "
 
 
 def _labels(name: str, version: str, hosts: int, cpus_per_node: int | None, tls: bool):
@@ -151,9 +199,12 @@ def _labels(name: str, version: str, hosts: int, cpus_per_node: int | None, tls:
 
 def node_container(
     name: str, host: str, index: int, address: str, sched_addr: str, labels,
-    cpus_per_node: int | None,
+    cpus_per_node: int | None, directed: bool = True,
 ) -> HostContainer:  # fmt: skip
-    env = {"SORCTL_HOST": address, "SORCTL_SCHEDULER": sched_addr}
+    """A node; directed: told the scheduler's address (else a relay finds it)."""
+    env = {"SORCTL_HOST": address}
+    if directed:
+        env["SORCTL_SCHEDULER"] = sched_addr
     if cpus_per_node:
         env["SORCTL_CPUS"] = str(cpus_per_node)
     return HostContainer(host, container_name(name, "node", index), "node", env, [],
@@ -205,6 +256,11 @@ def plan_scale(
     asked, a host already there or not there, the scheduler's host removed)."""
     if not add and not remove:
         raise InputError("scale: give --add-host ENDPOINT[=ADDRESS] or --remove-host ENDPOINT")
+    if record.get("relays"):
+        raise InputError(
+            "scale: this cluster has relay hosts, and scaling one is not supported yet: "
+            "`sorctl down` it and `sorctl up` with the hosts you want"
+        )
     by_endpoint = {s.endpoint: s for s in specs}
     seen: set[str] = set()
     for spec in add:
@@ -290,6 +346,7 @@ def save_hosts(
     *,
     cpus_per_node: int | None = None,
     dispy_tls: bool = False,
+    relays: list[HostSpec] | None = None,
 ) -> None:
     """The host list (with each node's index, and the paths of the TLS client files `up`
     used), 0600; what `scale` needs to add a node like the others."""
@@ -304,13 +361,20 @@ def save_hosts(
         "hosts": [
             {**asdict(s), "address": plan.addresses[s.endpoint], "index": index.get(s.endpoint)}
             for s in specs
-        ],  # fmt: skip
+        ],
+        "relays": [{**asdict(r), "address": plan.addresses[r.endpoint]} for r in relays or []],
     }
     path = directory / HOSTS_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.chmod(0o600)
     tmp.replace(path)
+
+
+def relay_hosts(record: dict) -> list[HostSpec]:
+    """The relay hosts kept in a host list (none for a list without)."""
+    return [HostSpec(h["endpoint"], h["kind"], h["hostname"], h.get("address"))
+            for h in record.get("relays") or []]  # fmt: skip
 
 
 def load_hosts(directory: Path) -> tuple[list[HostSpec], dict] | None:

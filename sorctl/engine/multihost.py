@@ -143,8 +143,22 @@ def _address_for(spec: HostSpec, client: docker.DockerClient, sched_addr: str) -
     return spec.endpoint, addr
 
 
+def _on_link(
+    spec: HostSpec, client: docker.DockerClient, targets: dict[str, str]
+) -> dict[str, bool]:
+    """key -> whether the host reaches that address without a router (same subnet)."""
+    script = "; ".join(f"echo {k}=$(ip -4 -o route get {a} 2>&1 | head -1)"
+                       for k, a in enumerate(targets.values()))  # fmt: skip
+    out = client.containers.run(
+        image_ref("node"), entrypoint=["bash", "-c", script], network_mode="host",
+        remove=True, user="root",
+    ).decode(errors="replace")  # fmt: skip
+    lines = dict(ln.split("=", 1) for ln in out.splitlines() if "=" in ln)
+    return {key: hostplan.on_link(lines.get(str(k), "")) for k, key in enumerate(targets)}
+
+
 def _create(client: docker.DockerClient, c: HostContainer, files: dict[str, bytes]) -> None:
-    role = "scheduler" if c.role == "scheduler" else "node"
+    role = c.role if c.role in ("scheduler", "relay") else "node"
     client.api.create_container(
         image_ref(role), name=c.name, hostname=c.name, command=c.command or None,
         environment=c.env, labels=c.labels, detach=True,
@@ -272,13 +286,22 @@ def up(
     ship_progress: ship.Progress | None = None,
     report: Callable[[int, int], None] | None = None,
     use_firewall: bool = True,
+    relays: list[HostSpec] | None = None,
 ) -> UpResult:
-    """Bring the cluster up on every host, or fail as a whole (every host rolled back)."""
+    """Bring the cluster up on every host, or fail as a whole (every host rolled back).
+    relays: hosts that run a dispynetrelay (and no node) for the nodes of their subnet."""
     t0 = time.monotonic()
+    relays = relays or []
     sched = hostplan.pick_scheduler_host(specs, scheduler_host)
+    for relay in relays:
+        if any(relay.endpoint == s.endpoint for s in specs):
+            raise InputError(
+                f"{relay.endpoint} is both a --host and a --relay-host: a relay and a node cannot "
+                "share one address (both bind port 9701)"
+            )
     if hostplan.load_hosts(material.cluster_dir(name)) is not None:
         raise ClusterError(f"cluster {name!r} is already up across hosts; `sorctl down` it first")
-    clients, errors = connect_all(specs, tls_files, log)
+    clients, errors = connect_all(specs + relays, tls_files, log)
     if errors:
         _close(clients)
         raise ClusterError("; ".join(errors.values()))
@@ -288,27 +311,45 @@ def up(
         # the scheduler's host also runs the client container of each solve
         roles = {s.endpoint: ["node"] + (["scheduler", "client"] if s is sched else [])
                  for s in specs}  # fmt: skip
-
-        shipped = _send_images(specs, clients, roles, ship_progress)
+        roles.update({r.endpoint: ["node", "relay"] for r in relays})  # node: probes, firewall
+        shipped = _send_images(specs + relays, clients, roles, ship_progress)
         log("addresses: each host's route to the scheduler")
         addresses = find_addresses(specs, clients, sched)
+        relayed: set[str] = set()
+        if relays:
+            sched_addr = addresses[sched.endpoint]
+            addresses.update(_parallel(
+                lambda r: _address_for(r, clients[r.endpoint], sched_addr), relays))  # fmt: skip
+            log("relays: which hosts share a relay host's subnet")
+            on_link = dict(_parallel(lambda s: (s.endpoint, _on_link(
+                s, clients[s.endpoint], {r.endpoint: addresses[r.endpoint] for r in relays})),
+                specs))  # fmt: skip
+            relayed = hostplan.relayed_nodes(specs, relays, sched.endpoint, on_link)
         plan = hostplan.make_host_plan(
             name, specs, addresses, sched.endpoint, version=sorctl_version(),
-            cpus_per_node=cpus_per_node, tls=tls,
+            cpus_per_node=cpus_per_node, tls=tls, relays=relays, relayed=relayed,
         )  # fmt: skip
         mat = material.create(name, tls)
         hostplan.save_hosts(
             material.cluster_dir(name), plan, specs, tls_files.paths() if tls_files else None,
-            firewall=use_firewall, cpus_per_node=cpus_per_node, dispy_tls=tls,
+            firewall=use_firewall, cpus_per_node=cpus_per_node, dispy_tls=tls, relays=relays,
         )  # fmt: skip
         files = mat.files()
         started = True
         if use_firewall:
             members = sorted(set(addresses.values()))
             log(f"firewall: dispy ports on every host open to the {len(members)} member(s) only")
-            _parallel(lambda s: fw.add(clients[s.endpoint], s.label, name, members), specs)
+            _parallel(lambda s: fw.add(clients[s.endpoint], s.label, name, members),
+                      specs + relays)  # fmt: skip
         log(f"starting the scheduler on {sched.label} ({plan.scheduler_address})")
         _create(clients[sched.endpoint], plan.on(sched.endpoint)[0], files)
+        started_relays = [c for c in plan.containers if c.role == "relay"]
+        if started_relays:  # after the scheduler: a relay announces itself to it when it starts
+            log(
+                f"starting {len(started_relays)} relay(s): "
+                + ", ".join(f"{c.host} ({c.env['SORCTL_HOST']})" for c in started_relays)
+            )
+            _parallel(lambda c: _create(clients[c.host], c, files), started_relays)
         nodes = [c for c in plan.containers if c.role == "node"]
         log(f"starting {len(nodes)} node(s), one per host")
         _parallel(lambda c: _create(clients[c.host], c, files), nodes)
@@ -376,6 +417,7 @@ def status(name: str, tls_files: TLSFiles | None) -> MultiStatus:
     if found is None:
         raise ClusterError(f"no multi-host cluster named {name!r}")
     specs, record = found
+    specs = specs + hostplan.relay_hosts(record)
     clients, errors = connect_all(specs, tls_of(record, tls_files))
     try:
         hosts = []
@@ -416,6 +458,7 @@ def down(name: str, tls_files: TLSFiles | None) -> tuple[dict[str, int], dict[st
     if found is None:
         return {}, {}
     specs, record = found
+    specs = specs + hostplan.relay_hosts(record)
     clients, errors = connect_all(specs, tls_of(record, tls_files))
     removed: dict[str, int] = {}
     try:
@@ -726,6 +769,7 @@ def logs(
     if found is None:
         raise ClusterError(f"no multi-host cluster named {name!r}")
     specs, record = found
+    specs = specs + hostplan.relay_hosts(record)
     clients, errors = connect_all(specs, tls_of(record, tls_files))
     for error in errors.values():
         if warn:

@@ -359,7 +359,7 @@ def down(name: str = DEFAULT_NAME) -> list[str]:
     return gone
 
 
-def fixture_lab(prefix: str = "mh-lab"):
+def fixture_lab(prefix: str = "mh-lab", hosts=DEFAULT_HOSTS):
     """For a pytest fixture: a fresh lab named <prefix>-<random>, removed afterwards even when
     a test fails. Skips (fails under CI) when no engine answers or the image cannot be made."""
     import secrets
@@ -372,7 +372,7 @@ def fixture_lab(prefix: str = "mh-lab"):
     except Exception as exc:
         pytest.skip(f"no Docker engine: {exc}")
     try:
-        lab = up(name, directory=Path(os.environ.get("TMPDIR", "/tmp")) / f"sorctl-{name}")
+        lab = up(name, hosts, directory=Path(os.environ.get("TMPDIR", "/tmp")) / f"sorctl-{name}")
     except (subprocess.CalledProcessError, RuntimeError) as exc:
         down(name)
         pytest.skip(f"the simulated lab did not start: {exc}")

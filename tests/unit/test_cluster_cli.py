@@ -64,3 +64,16 @@ def _hosts_cluster(home) -> None:
 def test_scale_by_hosts_bad_requests_exit_2_with_one_line(args, message, tmp_path):
     _hosts_cluster(tmp_path)
     test_bad_flags_exit_2_with_one_line(args, message, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["up", "--host", "ctx1", "--relay"], "needs --relay-host"),
+        (["up", "--relay-host", "ctx2"], "--relay-host goes with --host"),
+        (["up", "--host", "ctx1", "--relay-host", "ctx2"], "--relay-host needs --relay"),
+        (["up", "--host", "ctx1", "--relay", "--relay-host", "ctx1"], "cannot share one address"),
+    ],
+)
+def test_relay_with_hosts_bad_flags_exit_2_with_one_line(args, message, tmp_path):
+    test_bad_flags_exit_2_with_one_line(args, message, tmp_path)

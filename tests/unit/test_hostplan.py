@@ -134,3 +134,56 @@ def test_nodes_file_and_distinct_addresses():
     with pytest.raises(InputError, match="same address"):
         hostplan.check_distinct(SPECS[:2], {SPECS[0].endpoint: "1.2.3.4",
                                             SPECS[1].endpoint: "1.2.3.4"})  # fmt: skip
+
+
+def test_relay_layout_nodes_behind_a_relay_are_told_nothing_and_the_relay_is_listed():
+    specs = parse_hosts(["ssh://a@lab1", "ssh://a@lab2", "ssh://a@lab3"])
+    relays = parse_hosts(["ssh://a@relay"])
+    addrs = {"ssh://a@lab1": "10.0.4.2", "ssh://a@lab2": "10.0.5.2", "ssh://a@lab3": "10.0.6.2",
+             "ssh://a@relay": "10.0.5.9"}  # fmt: skip
+    # lab2 shares the relay's subnet; lab3 is on a third subnet without a relay
+    on_link = {"ssh://a@lab1": {"ssh://a@relay": False}, "ssh://a@lab2": {"ssh://a@relay": True},
+               "ssh://a@lab3": {"ssh://a@relay": False}}  # fmt: skip
+    relayed = hostplan.relayed_nodes(specs, relays, "ssh://a@lab1", on_link)
+    assert relayed == {"ssh://a@lab2"}
+    plan = hostplan.make_host_plan("c", specs, addrs, "ssh://a@lab1", version="1",
+                                   relays=relays, relayed=relayed)  # fmt: skip
+    by_name = {c.name: c for c in plan.containers}
+    assert "SORCTL_SCHEDULER" not in by_name["c-node-2"].env
+    assert by_name["c-node-3"].env["SORCTL_SCHEDULER"] == "10.0.4.2"  # directed, as without
+    relay = by_name["c-relay-1"]
+    assert (relay.host, relay.role, relay.env) == (
+        "ssh://a@relay",
+        "relay",
+        {"SORCTL_HOST": "10.0.5.9", "SORCTL_SCHEDULER": "10.0.4.2"},
+    )
+    # the scheduler pings the directed nodes and the relay, not the relayed node
+    assert by_name["c-scheduler"].files["nodes"].split() == [b"10.0.4.2", b"10.0.6.2",
+                                                              b"10.0.5.9"]  # fmt: skip
+    assert plan.expected_nodes == {"10.0.4.2": "c-node-1", "10.0.5.2": "c-node-2",
+                                   "10.0.6.2": "c-node-3"}  # fmt: skip
+
+
+def test_relay_errors():
+    specs = parse_hosts(["ssh://a@lab1", "ssh://a@lab2"])
+    relays = parse_hosts(["ssh://a@relay"])
+    with pytest.raises(InputError, match="on the scheduler's subnet"):
+        hostplan.relayed_nodes(specs, relays, "ssh://a@lab1",
+                               {"ssh://a@lab1": {"ssh://a@relay": True}})  # fmt: skip
+    addrs = {"ssh://a@lab1": "10.0.4.2", "ssh://a@lab2": "10.0.5.2", "ssh://a@relay": "10.0.5.2"}
+    with pytest.raises(InputError, match="same address"):
+        hostplan.make_host_plan("c", specs, addrs, "ssh://a@lab1", version="1", relays=relays)
+
+
+def test_on_link_from_route_output():
+    assert hostplan.on_link("10.0.5.9 dev eth0 src 10.0.5.2 uid 0 \\    cache")
+    assert not hostplan.on_link("10.0.5.9 via 10.0.4.254 dev eth0 src 10.0.4.2 uid 0")
+    assert not hostplan.on_link("")
+
+
+def test_a_cluster_with_relays_is_not_scaled(tmp_path):
+    specs, record = _record(tmp_path)
+    record["relays"] = [{"endpoint": "ssh://a@relay", "kind": "ssh", "hostname": "relay"}]
+    with pytest.raises(InputError, match="relay hosts"):
+        hostplan.plan_scale(specs, record, parse_hosts(["ssh://a@lab4"]), [])
+    assert [r.endpoint for r in hostplan.relay_hosts(record)] == ["ssh://a@relay"]
