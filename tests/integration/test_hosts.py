@@ -336,7 +336,7 @@ def hosts_kept(home, name: str) -> list[str]:
             json.loads((home / "clusters" / name / "hosts.json").read_text())["hosts"]]  # fmt: skip
 
 
-def test_scale_adds_and_removes_hosts_and_undoes_a_failed_add(lab, tmp_path):
+def test_scale_adds_and_removes_hosts_and_undoes_a_failed_add(lab, tmp_path, monkeypatch):
     import json
     import time
 
@@ -402,6 +402,17 @@ def test_scale_adds_and_removes_hosts_and_undoes_a_failed_add(lab, tmp_path):
         assert r.returncode == 0, r.stderr
         assert [c.name for c in lab.client(h2).containers.list(filters=f)] == [f"{name}-node-4"]
         assert set(scheduler_counts(lab, name)) == {a1, a2, a3}
+
+        # From Python, the same through sorctl.HostsCluster.
+        from sorctl import HostsCluster
+
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        lines: list[str] = []
+        res = HostsCluster(name).scale(remove=[h3.ssh], log=lines.append)
+        assert res.removed == {h3.ssh: a3} and set(res.nodes) == {a1, a2}, (res, lines)
+        assert set(HostsCluster(name).status().nodes) == {a1, a2}
+        assert hosts_kept(tmp_path, name) == [h1.tcp, h2.tcp]
     finally:
         down = sorctl("down", "--name", name, env=env)
     assert down.returncode == 0, down.stderr

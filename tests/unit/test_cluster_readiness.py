@@ -82,3 +82,35 @@ def test_run_daemon_publishes_the_scheduler_singletons_nodes(tmp_path, monkeypat
     while parse_view(out.read_text(), time.time()).since["10.0.0.11"] == first:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_run_daemon_drops_only_the_nodes_taken_out_of_a_whole_members_file(tmp_path, monkeypatch):
+    """dispyscheduler never forgets an idle node that stops: run-daemon.py drops those that
+    `scale --remove-host` takes out of the members' file, and only on a file read whole."""
+    monkeypatch.setitem(sys.modules, "pycos", types.ModuleType("pycos"))
+    ns = runpy.run_path(str(IMAGES / "run-daemon.py"), run_name="run_daemon_under_test")
+    members = tmp_path / "nodes"
+    ns["_Members"].removed.__globals__["MEMBERS_FILE"] = str(members)
+    m = ns["_Members"]()
+    assert m.removed() == set()  # no file (a single-engine scheduler)
+    members.write_text("10.0.0.1\n10.0.0.2\n")
+    assert m.removed() == set() and m.removed() == set()  # read twice: the members at start
+    members.write_text("10.0.0.1\n10.0.0.2\n10.0.0.3\n")  # one more: nothing to drop
+    assert m.removed() == set() and m.removed() == set()
+    members.write_text("10.0.0.1\n10.0.")  # caught half written, even twice: no drop
+    assert m.removed() == set() and m.removed() == set()
+    members.write_text("10.0.0.1\n")
+    assert m.removed() == set()  # read once: it might still be changing
+    assert m.removed() == {"10.0.0.2", "10.0.0.3"}
+    assert m.removed() == set()  # dropped once
+
+    # the drop itself, as a pycos task would run it in the scheduler's thread
+    gone = []
+    sched = types.SimpleNamespace(_nodes={"10.0.0.2": "n2", "10.0.0.1": "n1"})
+    sched.delete_node = lambda node: (
+        gone.append(node) or sched._nodes.pop(next(a for a, n in sched._nodes.items() if n == node))
+    )
+    task = types.SimpleNamespace(sleep=lambda s: None)
+    for _ in ns["_drop"](sched, ["10.0.0.2", "10.0.0.9"], task=task):
+        pass
+    assert gone == ["n2"] and sched._nodes == {"10.0.0.1": "n1"}
