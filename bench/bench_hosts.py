@@ -3,7 +3,8 @@
 (prints a table; not a test).
 
 - `up` on 3 hosts over 2 subnets, first with no images on the hosts (they are shipped), then
-  with the images present; `down` after each. Targets: 3 min, 20 s, 10 s.
+  with the images present; `down` after each. Targets: 3 min, 20 s, 10 s. Between the second
+  `up` and its `down`: `scale --remove-host` and `--add-host` of the other subnet's host.
 - with --solve: 2-D Poisson M^2 (default 2048) to rtol 1e-6 on 2 lab hosts of 1 CPU each and on
   a single-engine cluster of 2 nodes of 1 CPU each (same machine, same run): time to solution.
 
@@ -62,6 +63,11 @@ def main() -> None:
         rows.append(("down, 3 hosts", f"{t:.1f} s", "<= 10 s"))
         t, _ = run("up", "--name", "mhb", *hosts, env=env)
         rows.append(("up, 3 hosts / 2 subnets, images present", f"{t:.1f} s", "<= 20 s"))
+        # the other subnet's host out of the cluster and in again (its images present)
+        t, _ = run("scale", "--name", "mhb", "--remove-host", hosts[-1], env=env)
+        rows.append(("scale --remove-host (other subnet)", f"{t:.1f} s", ""))
+        t, _ = run("scale", "--name", "mhb", "--add-host", hosts[-1], env=env)
+        rows.append(("scale --add-host (other subnet), images present", f"{t:.1f} s", ""))
         t, _ = run("down", "--name", "mhb", env=env)
         rows.append(("down, 3 hosts", f"{t:.1f} s", "<= 10 s"))
         if args.solve:
