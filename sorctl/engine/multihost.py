@@ -1,7 +1,8 @@
-"""One dispy cluster across several machines' Docker engines: up (with rollback on every host),
-status, down. Planning is sorctl.cluster.hostplan's; this walks it with one client per engine,
-each client used by one thread at a time. Engine labels stay the state on every host; the list
-of hosts is kept beside the cluster's secret (the only way to know where to look)."""
+"""One dispy cluster across several machines' Docker engines: up (with rollback on every host,
+relay hosts if asked), status, scale by hosts (undone as a whole on failure), down. Planning is
+sorctl.cluster.hostplan's; this walks it with one client per engine, each client used by one
+thread at a time. Engine labels stay the state on every host; the list of hosts is kept beside
+the cluster's secret (the only way to know where to look)."""
 
 from __future__ import annotations
 
@@ -497,7 +498,8 @@ class ScaleResult:
 
 
 def _put_nodes_file(client: docker.DockerClient, name: str, addresses: list[str]) -> None:
-    """The scheduler's members' file (read at its next start; the running one is not touched)."""
+    """The scheduler's members' file: its launcher drops the nodes taken out of it at once
+    (images/run-daemon.py), and its entrypoint pings the members listed at every start."""
     files = {hostplan.nodes_file_name(): hostplan.nodes_file(addresses)}
     client.api.put_archive(container_name(name, "scheduler"), RUN_DIR.rsplit("/", 1)[0],
                            _material_tar(files))  # fmt: skip
