@@ -3,7 +3,9 @@ stderr and stdout, or JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +18,25 @@ from rich.table import Table
 from sorctl import api
 
 err = Console(stderr=True, highlight=False)
+
+
+@contextlib.contextmanager
+def shipping_progress(label: str = "images -> {}") -> Iterator[Callable[[str, int], None]]:
+    """A transient bar per host on stderr for images being sent: bytes so far and speed. Yields
+    the callback the API takes (host, bytes sent)."""
+    with Progress(
+        TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
+        console=err, transient=True,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, TaskID] = {}
+
+        def update(host: str, sent: int) -> None:
+            if host not in tasks:
+                tasks[host] = bar.add_task(label.format(host), total=None)
+            bar.update(tasks[host], completed=sent)
+
+        yield update
+
 
 HostOpt = Annotated[
     list[str] | None,
@@ -88,17 +109,7 @@ def up(
     firewall: bool,
     relay_hosts: list[str] | None = None,
 ) -> None:
-    with Progress(
-        TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
-        console=err, transient=True,
-    ) as bar:  # fmt: skip
-        tasks: dict[str, TaskID] = {}
-
-        def shipping(host: str, sent: int) -> None:
-            if host not in tasks:
-                tasks[host] = bar.add_task(f"images -> {host}", total=None)
-            bar.update(tasks[host], completed=sent)
-
+    with shipping_progress() as shipping:
         res = api.up_hosts(
             name, hosts, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node, tls=tls,
             tls_files=tls_files, timeout=timeout, keep_on_failure=keep_on_failure, log=_log,
@@ -124,17 +135,7 @@ def up(
 def scale(
     name: str, add: list[str], remove: list[str], *, tls_files: api.TLSPaths, timeout: float
 ) -> None:
-    with Progress(
-        TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
-        console=err, transient=True,
-    ) as bar:  # fmt: skip
-        tasks: dict[str, TaskID] = {}
-
-        def shipping(host: str, sent: int) -> None:
-            if host not in tasks:
-                tasks[host] = bar.add_task(f"images -> {host}", total=None)
-            bar.update(tasks[host], completed=sent)
-
+    with shipping_progress() as shipping:
         res = api.scale_hosts(
             name, add=add, remove=remove, tls_files=tls_files, timeout=timeout, log=_log,
             ship_progress=shipping,

@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from sorctl import api
+from sorctl.cli.hosts_cmd import shipping_progress
 
 images_app = typer.Typer(
     help="Build, list, remove and push the sorctl images.", no_args_is_help=True
@@ -93,17 +93,7 @@ def push_cmd(
 ) -> None:
     """Send this version's images to other machines' Docker engines that lack them (docker
     save here, docker load there, over the same connection: no registry needed)."""
-    with Progress(
-        TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
-        console=err, transient=True,
-    ) as bar:  # fmt: skip
-        tasks: dict[str, TaskID] = {}
-
-        def progress(name: str, sent: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=None)
-            bar.update(tasks[name], completed=sent)
-
+    with shipping_progress("{}") as progress:
         shipped = api.push_images(
             host, roles=role or None, tls_files=(tlscacert, tlscert, tlskey),
             progress=progress, warn=_log,
