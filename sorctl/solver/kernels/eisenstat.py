@@ -19,38 +19,15 @@ import numba
 import numpy as np
 from scipy.linalg import blas
 
+from sorctl.solver.kernels.csr import split_tridiagonal
 
-@numba.njit(cache=True, nogil=True)
+
 def split_scaled(indptr, indices, data, scale):
-    """The strict lower and upper triangles of diag(scale) A diag(scale), as two CSR triples
-    (column indices of A's type). One pass to count, one to fill."""
+    """The strict lower and upper triangles of diag(scale) A diag(scale) (A square CSR), as
+    two CSR triples (column indices of A's type): through the sweeps' layout, as a block's."""
     n = indptr.shape[0] - 1
-    lptr = np.zeros(n + 1, dtype=np.int64)
-    uptr = np.zeros(n + 1, dtype=np.int64)
-    for i in range(n):
-        nl = nu = 0
-        for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
-            if j < i:
-                nl += 1
-            elif j > i:
-                nu += 1
-        lptr[i + 1] = lptr[i] + nl
-        uptr[i + 1] = uptr[i] + nu
-    lidx, uidx = np.empty(lptr[n], indices.dtype), np.empty(uptr[n], indices.dtype)
-    lval, uval = np.empty(lptr[n]), np.empty(uptr[n])
-    for i in range(n):
-        a, c = lptr[i], uptr[i]
-        si = scale[i]
-        for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
-            if j < i:
-                lidx[a], lval[a] = j, si * data[k] * scale[j]
-                a += 1
-            elif j > i:
-                uidx[c], uval[c] = j, si * data[k] * scale[j]
-                c += 1
-    return lptr, lidx, lval, uptr, uidx, uval
+    fptr, fidx, fval, lower, _, upper = split_tridiagonal(indptr, indices, data, n)
+    return split_ranked(fptr, fidx, fval, lower, upper, scale, np.arange(n))
 
 
 @numba.njit(cache=True, nogil=True)
