@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from tests import lab as simlab
 from tests.integration.test_hosts import (
@@ -20,9 +23,11 @@ from tests.integration.test_hosts import (
     members_file,
     rules_on,
     scheduler_counts,
+    solve_cmd,
     sorctl,
     wait_for,
 )
+from tests.systems import poisson2d
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -72,6 +77,20 @@ def test_relay_finds_the_other_subnet_and_a_restarted_scheduler_finds_it_again(l
         # ...and the relay, started again, brings it (it announces itself to the scheduler).
         relay.start()
         wait_for("h2's node through the relay", lambda: a2 in scheduler_counts(lab, name, since))
+
+        # A solve uses the node found through the relay: cg-ssor on a grid, pipelined strips
+        # on h1 and h2, the answer checked against scipy's.
+        A = poisson2d(40)
+        b = np.random.default_rng(9).standard_normal(A.shape[0])
+        code, out, err, x = solve_cmd(
+            name, env, A, b, tmp_path, "--method", "cg-ssor", "--rtol", "1e-9"
+        )
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["converged"] and report["nodes"] == 2 and report["order"] == "pipelined"
+        assert {slot.split("#")[0] for slot in report["workers"]} == {a1, a2}  # a worker per CPU
+        want = spla.spsolve(sp.csc_matrix(A), b)
+        assert np.abs(x - want).max() <= 1e-5 * np.abs(want).max()
     finally:
         down = sorctl("down", "--name", name, env=env)
     assert down.returncode == 0, down.stderr
