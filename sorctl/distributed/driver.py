@@ -452,7 +452,10 @@ def solve(
     t = time.monotonic()
     run.start()
     timings["load_s"] = time.monotonic() - t
-    run.event("placed", blocks=len(p.blocks), colours=p.ncolours, nodes=sorted(node_cpus))
+    order = "pipelined" if p.pipeline is not None else "coloured"
+    run.event(
+        "placed", blocks=len(p.blocks), colours=p.ncolours, order=order, nodes=sorted(node_cpus)
+    )
     if omega_estimate is not None:
         t = time.monotonic()
         chosen = omega_estimate.result()
@@ -537,7 +540,7 @@ def solve(
         "node_cpus": node_cpus,
         "blocks": len(p.blocks),
         "colours": p.ncolours,
-        "order": "pipelined" if p.pipeline is not None else "coloured",
+        "order": order,
         "inner_sweeps": sweeps,
         "bytes_per_iteration": round(st.sent_bytes / max(st.iterations, 1)),
         "block_data_bytes": sum(blk.nbytes() for blk in p.blocks),

@@ -261,7 +261,9 @@ function describe(e) {
   switch (e.event) {
     case "node_lost": return `node lost: ${e.node} (${e.reason}); blocks ${(e.blocks || []).join(", ")} move`;
     case "block_moved": return `block ${e.block} moved: ${e.source} -> ${e.target}`;
-    case "placed": return `${e.blocks} blocks in ${e.colours} colours placed on ${(e.nodes || []).length} nodes`;
+    case "placed": return e.order === "pipelined"
+      ? `${e.blocks} strips (pipelined, the matrix's own order) placed on ${(e.nodes || []).length} nodes`
+      : `${e.blocks} blocks in ${e.colours} colours placed on ${(e.nodes || []).length} nodes`;
     case "recheck": return `recheck, residual ${fmt(e.residual)}`;
     default: return e.event + " " + JSON.stringify(e);
   }
