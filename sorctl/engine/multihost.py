@@ -396,6 +396,22 @@ def hosts_of(name: str) -> tuple[list[HostSpec], dict] | None:
     return hostplan.load_hosts(material.cluster_dir(name))
 
 
+def _known(name: str) -> tuple[list[HostSpec], dict]:
+    """The cluster's hosts and kept record; ClusterError when no such cluster was brought up."""
+    found = hosts_of(name)
+    if found is None:
+        raise ClusterError(f"no multi-host cluster named {name!r}")
+    return found
+
+
+def _reach(specs: list[HostSpec], record: dict, tls_files: TLSFiles | None):
+    """Every host of the cluster, relay hosts too, with a client of each that answers:
+    (those hosts, endpoint -> client, endpoint -> why not)."""
+    specs = specs + hostplan.relay_hosts(record)
+    clients, errors = connect_all(specs, tls_of(record, tls_files))
+    return specs, clients, errors
+
+
 def names() -> list[str]:
     """Every cluster across hosts this user brought up (their host lists)."""
     root = material.home() / "clusters"
@@ -414,12 +430,8 @@ def tls_of(record: dict, given: TLSFiles | None) -> TLSFiles | None:
 
 
 def status(name: str, tls_files: TLSFiles | None) -> MultiStatus:
-    found = hosts_of(name)
-    if found is None:
-        raise ClusterError(f"no multi-host cluster named {name!r}")
-    specs, record = found
-    specs = specs + hostplan.relay_hosts(record)
-    clients, errors = connect_all(specs, tls_of(record, tls_files))
+    specs, record = _known(name)
+    specs, clients, errors = _reach(specs, record, tls_files)
     try:
         hosts = []
         for spec in specs:
@@ -459,8 +471,7 @@ def down(name: str, tls_files: TLSFiles | None) -> tuple[dict[str, int], dict[st
     if found is None:
         return {}, {}
     specs, record = found
-    specs = specs + hostplan.relay_hosts(record)
-    clients, errors = connect_all(specs, tls_of(record, tls_files))
+    specs, clients, errors = _reach(specs, record, tls_files)
     removed: dict[str, int] = {}
     try:
 
@@ -534,10 +545,7 @@ def scale(
     follows, the scheduler's members' file and the host list too. Fails as a whole: what it did
     is undone, the cluster left as it was."""
     t0 = time.monotonic()
-    found = hosts_of(name)
-    if found is None:
-        raise ClusterError(f"no multi-host cluster named {name!r}")
-    specs, record = found
+    specs, record = _known(name)
     sp = hostplan.plan_scale(specs, record, add, remove)
     use_fw = record.get("firewall", True)
     sched_host, sched_addr = record["scheduler_host"], record["scheduler_address"]
@@ -725,10 +733,7 @@ def solve_target(
     name: str, tls_files: TLSFiles | None = None
 ) -> tuple[docker.DockerClient, SolveTarget]:
     """(a client of the scheduler's host, the cluster as solve_container.run reads it)."""
-    found = hosts_of(name)
-    if found is None:
-        raise ClusterError(f"no multi-host cluster named {name!r}")
-    specs, record = found
+    specs, record = _known(name)
     sched = next(s for s in specs if s.endpoint == record["scheduler_host"])
     client = connect_host(sched, tls_of(record, tls_files))
     try:
@@ -767,12 +772,8 @@ def logs(
     """(container, line) from the cluster's containers on every host (one role's, or one
     container's: `node-2` or its full name); followed ones interleaved as lines arrive. A host
     that does not answer is named through warn and the others still stream."""
-    found = hosts_of(name)
-    if found is None:
-        raise ClusterError(f"no multi-host cluster named {name!r}")
-    specs, record = found
-    specs = specs + hostplan.relay_hosts(record)
-    clients, errors = connect_all(specs, tls_of(record, tls_files))
+    specs, record = _known(name)
+    specs, clients, errors = _reach(specs, record, tls_files)
     for error in errors.values():
         if warn:
             warn(error)
