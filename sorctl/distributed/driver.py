@@ -84,8 +84,7 @@ def plan(
         if strips is not None:
             blocks = build_blocks(A, b, strips)
             lks = links(blocks, A.shape[0])
-            order = list(range(len(blocks)))
-            pipe = plan_pipeline(A, blocks, order, lks)
+            pipe = plan_pipeline(A, blocks, lks)
             return Plan(
                 blocks, np.zeros(len(blocks), dtype=np.int64), slots[: len(blocks)], lks, pipe
             )
@@ -290,7 +289,6 @@ class _Runner:
         pipe = self.plan.pipeline
         if pipe is not None:
             pipe_wiring = {
-                "strip": dict(enumerate(pipe.strip)),
                 "bounds": {k: pipe.bounds[k] for k in mine},
                 "links": {
                     key: (lp.forward, lp.ptr, lp.need, {int(c): p for p, c in enumerate(lp.chunk)})

@@ -98,7 +98,7 @@ class Wiring:
     sums: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # CG partial sums by seq
     seq: int = 0  # CG sums started in this wiring
     cg: dict[str, Any] = field(default_factory=dict)  # CG's scalars (sorctl.distributed.node_cg)
-    # pipelined strips (sorctl.distributed.pipeline): each block's strip and chunk bounds, and
+    # pipelined strips (sorctl.distributed.pipeline; block k is strip k): chunk bounds, and
     # per link (forward?, piece pointers, pieces needed before each chunk, chunk -> piece)
     pipe: dict[str, Any] | None = None
     passes: dict[str, int] = field(default_factory=dict)  # pipelined passes per vector

@@ -93,7 +93,6 @@ def _restart(store: Any, sid: str, w: Any, mine: list[int], omega: float, stats)
             d[:n], d[n] = blk["diag"], 1.0
         store.exchange(sid, w, "dext", stats)
         st.update(scale={}, lower={}, upper={})
-        strip = w.pipe["strip"]
         for k in mine:
             blk = store.blocks[(sid, k)]
             n, ext = blk["diag"].size, blk["xext"].size
@@ -102,7 +101,7 @@ def _restart(store: Any, sid: str, w: Any, mine: list[int], omega: float, stats)
             rank[: n + 1] = np.arange(n + 1)
             for (frm, to), slots in w.recvs.items():
                 if to == k:  # values of lower strips come before every row, higher ones after
-                    rank[n + 1 + slots] = -1 if strip[frm] < strip[k] else ext + 1
+                    rank[n + 1 + slots] = -1 if frm < k else ext + 1
             fptr, fidx, fval, lower, _, upper = split_of(blk)
             parts = eisenstat.split_ranked(fptr, fidx, fval, lower, upper, scale, rank)
             st["scale"][k], st["lower"][k], st["upper"][k] = scale, parts[:3], parts[3:]
@@ -149,8 +148,7 @@ def _pass(
     each block's chunk once the pieces it reads are in, and each finished chunk's pieces sent
     on at once. Returns the sum of step's answers."""
     pipe = w.pipe
-    strip = pipe["strip"]
-    order = sorted(mine, key=lambda k: strip[k], reverse=not forward)
+    order = sorted(mine, reverse=not forward)  # block k is strip k
     nchunks = len(pipe["bounds"][mine[0]]) - 1 if mine else 0
     base = w.passes.get(vec, 0)  # pieces of earlier passes of `vec` in this wiring
     total = 0.0

@@ -35,16 +35,16 @@ class LinkPieces:
 
 @dataclass
 class Pipeline:
-    strip: list[int]  # strip of each block (its position in the pipeline)
     bounds: list[np.ndarray]  # per block: local row where each chunk starts (nchunks + 1)
     pieces: dict[tuple[int, int], LinkPieces]  # per link (src, dst)
 
 
 def plan_pipeline(
-    A: sp.csr_matrix, blocks: list[Block], strip: list[int], lks: list[Link], nchunks: int = CHUNKS
+    A: sp.csr_matrix, blocks: list[Block], lks: list[Link], nchunks: int = CHUNKS
 ) -> Pipeline:
-    """Cut every block into `nchunks` chunks at the same global rows and reorder each link's
-    entries (in place) by the chunk of its sender that computes them."""
+    """Cut every block (block k is strip k, lowest first) into `nchunks` chunks at the same
+    global rows and reorder each link's entries (in place) by the chunk of its sender that
+    computes them."""
     n = A.shape[0]
     cuts = np.linspace(0, n, nchunks + 1).round().astype(np.int64)
     bounds = [np.searchsorted(blk.rows, cuts).astype(np.int64) for blk in blocks]
@@ -52,7 +52,7 @@ def plan_pipeline(
     pieces = {}
     for lk in lks:
         src, dst = blocks[lk.src], blocks[lk.dst]
-        forward = strip[lk.src] < strip[lk.dst]
+        forward = lk.src < lk.dst
         order = np.argsort(chunk_of[src.rows[lk.rows]], kind="stable")
         if not forward:
             order = order[::-1]  # backward sweeps send from the last chunk down
@@ -73,7 +73,7 @@ def plan_pipeline(
             # pieces go out in sweep order: count those up to the furthest chunk read
             need[c] = int(np.sum(piece_chunk <= worst) if forward else np.sum(piece_chunk >= worst))
         pieces[(lk.src, lk.dst)] = LinkPieces(forward, ptr, need, piece_chunk)
-    return Pipeline(list(strip), bounds, pieces)
+    return Pipeline(bounds, pieces)
 
 
 def _reader_chunks(dst: Block, slots: np.ndarray, chunk_of: np.ndarray, forward: bool):

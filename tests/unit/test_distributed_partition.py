@@ -152,7 +152,7 @@ def test_pipeline_pieces_and_waits():
     strips = pipeline_strips(A, 3)
     blocks = build_blocks(A, np.ones(n), strips)
     lks = links(blocks, n)
-    pipe = plan_pipeline(A, blocks, [0, 1, 2], lks, nchunks=6)
+    pipe = plan_pipeline(A, blocks, lks, nchunks=6)
     cuts = np.linspace(0, n, 7).round().astype(int)
     for lk in lks:
         lp = pipe.pieces[(lk.src, lk.dst)]
