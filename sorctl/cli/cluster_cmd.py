@@ -100,7 +100,7 @@ def up(
         if relay and not relay_host:
             raise InputError(
                 "--relay with --host needs --relay-host ENDPOINT on each other subnet: a host "
-                "there that runs no node (README, Several machines)"
+                "there that runs no node (docs/several-machines.md)"
             )
         if relay_host and not relay:
             raise InputError("--relay-host needs --relay")
