@@ -1,4 +1,4 @@
-"""Exit codes: each means one thing (docs/solving.md lists them). Only the CLI maps outcomes to them."""
+"""Exit codes: each means one thing (docs/solving.md lists them); only the CLI maps to them."""
 
 from __future__ import annotations
 
