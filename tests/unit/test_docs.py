@@ -231,7 +231,7 @@ def _repo_paths(words: list[str]) -> list[str]:
     out = []
     for word in words:
         path = word.split("=", 1)[-1] if word.startswith("-") else word
-        first = path.lstrip("./").split("/", 1)[0]
+        first = path.removeprefix("./").split("/", 1)[0]
         if "/" in path and first in TOP_DIRS | {".ci"} and not path.startswith("/"):
             out.append(path)
     return out
@@ -257,7 +257,7 @@ def _check(words: list[str]) -> str | None:
         if not args or args[0] in ("-m", "-c"):
             return None
         program, args = args[0], args[1:]
-    if program.endswith(".py") and program.lstrip("./").startswith("bench/"):
+    if program.endswith(".py") and program.removeprefix("./").startswith("bench/"):
         flags = [a.split("=", 1)[0] for a in args if a.startswith("-")]
         unknown = [f for f in flags if f not in _script_options(program)]
         return f"{program} does not accept {unknown}" if unknown else None
@@ -307,6 +307,7 @@ def test_the_shell_blocks_show_commands():
         "python bench/bench_kernels.py --no-such-flag",
         "scripts/no-such-script.sh up",
         "sorctl solve examples/no-such-file.npz",
+        "bash .ci/no-such-file",
         'X="$(sorctl status --bogus)"',
     ],
 )
