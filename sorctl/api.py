@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sorctl.cluster.hosts import parse_hosts
+from sorctl.cluster.machine import Check
 from sorctl.cluster.plan import PlanError, Shape, check_nodes, validate
 from sorctl.engine import images, lifecycle, multihost, observe, ship, solve_container
 from sorctl.engine.apply import Reporter
@@ -540,3 +541,22 @@ class HostsCluster:
             self.name, system, options.for_cluster(), checkpoint=checkpoint, progress=callback,
             on_event=on_event, log=log,
         )  # fmt: skip
+
+
+# ---- `sorctl doctor`
+
+
+def doctor(
+    hosts: list[str] | tuple[str, ...] = (),
+    *,
+    registry: str | None = None,
+    insecure_registry: bool = False,
+    tls_files: TLSPaths = (None, None, None),
+) -> list[Check]:
+    """Every check of this machine (engine, images, a base image, disk, dispy's ports, the
+    config directory), of a registry (HOST:PORT) if given, and of each `--host` endpoint."""
+    from sorctl.engine import doctor as checks
+
+    files = TLSFiles.resolve(*tls_files)
+    specs = parse_hosts(list(hosts), tls=files is not None)
+    return checks.run(specs, files, registry_address=registry, insecure_registry=insecure_registry)

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from sorctl.cli import cluster_cmd, dashboard_cmd, gen_cmd, images_cmd, solve_cmd
+from sorctl.cli import cluster_cmd, dashboard_cmd, doctor_cmd, gen_cmd, images_cmd, solve_cmd
 from sorctl.cli.exit_codes import EXIT_FAILURE, EXIT_INTERRUPTED, exit_code
 from sorctl.errors import SorctlError
 
@@ -23,6 +23,7 @@ gen_cmd.register(app)
 cluster_cmd.register(app)
 images_cmd.register(app)
 dashboard_cmd.register(app)
+doctor_cmd.register(app)
 
 # soft_wrap: an error stays one line on stderr however long it is (no wrapping at 80 columns).
 err = Console(stderr=True, soft_wrap=True)

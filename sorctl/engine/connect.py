@@ -81,10 +81,14 @@ class TLSFiles:
 
 
 def connect_host(
-    spec: HostSpec, tls: TLSFiles | None = None, warn: Callable[[str], None] | None = None
+    spec: HostSpec,
+    tls: TLSFiles | None = None,
+    warn: Callable[[str], None] | None = None,
+    timeout: float = 60,
 ) -> docker.DockerClient:
     """A pinged client for one `--host`, or EngineError naming the host and the cause.
-    One client per engine per thread: a client is a requests session, not thread-safe."""
+    One client per engine per thread: a client is a requests session, not thread-safe.
+    timeout: seconds each request may take (connecting included)."""
     base_url, tls_config = spec.endpoint, None
     if spec.kind == "context":
         ctx = docker.ContextAPI.get_context(spec.endpoint)
@@ -104,7 +108,7 @@ def connect_host(
     try:
         # version pinned at first so that nothing is sent before trust_env is off (below)
         client = docker.DockerClient(
-            base_url=base_url, tls=tls_config or False, version=_FIRST_API, timeout=60
+            base_url=base_url, tls=tls_config or False, version=_FIRST_API, timeout=timeout
         )
         # requests lets REQUESTS_CA_BUNDLE replace the session's CA (psf/requests#3829): the
         # engine's own CA must win.

@@ -30,12 +30,14 @@ def on_each(
     tls: TLSFiles | None,
     work: Callable[[HostSpec, docker.DockerClient], T],
     warn: Callable[[str], None] | None = None,
+    timeout: float = 60,
 ) -> list[Outcome[T]]:
-    """work(spec, client) on every host in parallel; outcomes in the order of specs."""
+    """work(spec, client) on every host in parallel; outcomes in the order of specs. timeout:
+    for each request to a host (connect_host)."""
 
     def one(spec: HostSpec) -> Outcome[T]:
         try:
-            client = connect_host(spec, tls, warn)
+            client = connect_host(spec, tls, warn, timeout)
         except SorctlError as exc:
             return Outcome(spec, error=str(exc))
         try:

@@ -100,24 +100,33 @@ def wheel_dir() -> Path:
     return Path(platformdirs.user_cache_dir("sorctl")) / "wheels"
 
 
-def require_images(client, roles: Iterable[str], version: str | None = None) -> None:
-    """Refuse, with a message naming the image, a role image that is missing or was built by
-    another sorctl version (its org.sorctl.version label)."""
+def image_problem(client, role: str, version: str | None = None) -> tuple[str, str] | None:
+    """(what is wrong, the command that fixes it) for a role image that is missing or was built
+    by another sorctl version (its org.sorctl.version label); None when it is there and current."""
     import docker.errors
 
     want = version or sorctl_version()
+    ref = image_ref(role, want)
+    try:
+        image = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return f"image {ref} is missing", "sorctl images build"
+    have = (image.labels or {}).get(names.LABEL_VERSION)
+    if have != want:
+        return (
+            f"image {ref} was built for sorctl {have or '(no version label)'}, not {want}",
+            "sorctl images build --force",
+        )
+    return None
+
+
+def require_images(client, roles: Iterable[str], version: str | None = None) -> None:
+    """Refuse, with a message naming the image and the fix, a role image that is missing or
+    was built by another sorctl version."""
     for role in roles:
-        ref = image_ref(role, want)
-        try:
-            image = client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            raise ImageError(f"image {ref} is missing: run `sorctl images build`") from None
-        have = (image.labels or {}).get(names.LABEL_VERSION)
-        if have != want:
-            raise ImageError(
-                f"image {ref} was built for sorctl {have or '(no version label)'}, not {want}: "
-                "run `sorctl images build --force`"
-            )
+        problem = image_problem(client, role, version)
+        if problem is not None:
+            raise ImageError(f"{problem[0]}: run `{problem[1]}`")
 
 
 # ---------------------------------------------------------------- build inputs
@@ -280,7 +289,7 @@ def _context_tar(dest, sorctl_whl: Path) -> None:
 # ---------------------------------------------------------------- base image
 
 
-def _has_image(client, ref: str) -> bool:
+def has_image(client, ref: str) -> bool:
     import docker.errors
 
     try:
@@ -328,9 +337,14 @@ def apt_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
     return "http://deb.debian.org/debian"
 
 
+def has_debootstrap() -> bool:
+    """debootstrap is installed (in /usr/sbin, which a user's PATH may lack)."""
+    return shutil.which("debootstrap") is not None or Path("/usr/sbin/debootstrap").exists()
+
+
 def make_offline_base(log: Log = _stderr) -> None:
     """sorctl-base:bookworm from Debian's packages: debootstrap, strip, docker import."""
-    if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
+    if not has_debootstrap():
         raise ImageError(
             f"no registry answers and debootstrap is missing: install it (apt-get install "
             f"debootstrap, as root) or load {DEFAULT_BASE} into the engine"
@@ -357,10 +371,10 @@ def make_offline_base(log: Log = _stderr) -> None:
 
 def choose_base(client, log: Log = _stderr) -> str:
     """The base to build on, saying which path it took."""
-    if _has_image(client, DEFAULT_BASE):
+    if has_image(client, DEFAULT_BASE):
         log(f"base: {DEFAULT_BASE} (found in the engine)")
         return DEFAULT_BASE
-    if _has_image(client, OFFLINE_BASE):
+    if has_image(client, OFFLINE_BASE):
         log(f"base: {OFFLINE_BASE} (offline base, made earlier with debootstrap)")
         return OFFLINE_BASE
     if _pull_quickly(client, DEFAULT_BASE, log):
@@ -428,7 +442,7 @@ def _build_one(client, role: str, base: str, context, labels: dict[str, str], lo
         if text:
             for line in text.splitlines():
                 log(f"  {role}: {line}")
-    if not _has_image(client, ref):
+    if not has_image(client, ref):
         raise ImageError(f"building {ref} finished without the image")
 
 
@@ -541,7 +555,7 @@ def remove_images(client, all_versions: bool = False, base: bool = False, log: L
         for r in list_images(client)
         if r.present and (all_versions or r.version == sorctl_version())
     ]
-    if base and _has_image(client, OFFLINE_BASE):
+    if base and has_image(client, OFFLINE_BASE):
         refs.append(OFFLINE_BASE)
     removed = []
     for ref in refs:
