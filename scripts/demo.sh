@@ -8,11 +8,16 @@ BIN=${VENV:-.venv}/bin
 EXAMPLE=examples/poisson2d-64.npz
 
 if ! docker info >/dev/null 2>&1; then
-    echo "demo: no Docker engine answers: solving $EXAMPLE on the local backend" >&2
+    echo "demo: no Docker engine answers (\`sorctl doctor\` says why): solving $EXAMPLE on the local backend" >&2
     exec "$BIN/sorctl" solve "$EXAMPLE" --local
 fi
 
-"$BIN/sorctl" images build
+# `sorctl up` names `sorctl doctor` itself when it fails; a failed build is told here.
+"$BIN/sorctl" images build || {
+    rc=$?
+    echo "demo: the image build failed: run \`$BIN/sorctl doctor\` to check this machine" >&2
+    exit "$rc"
+}
 "$BIN/sorctl" up --nodes "${NODES:-4}" --relay
 if [ "${KEEP:-0}" != "1" ]; then
     trap '"$BIN/sorctl" down' EXIT

@@ -18,5 +18,9 @@ class EngineError(ClusterError):
     """No Docker engine answers, or the engine refused a request."""
 
 
+class PortsTakenError(ClusterError):
+    """Something on a host already binds the dispy ports a cluster there needs."""
+
+
 class ImageError(SorctlError):
     """The sorctl images are missing, stale, or cannot be built."""

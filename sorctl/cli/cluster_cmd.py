@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -13,9 +15,9 @@ from rich.table import Table
 
 from sorctl import api
 from sorctl.api import READY_TIMEOUT_S, Cluster, ClusterStatus, Reporter, clusters
-from sorctl.cli import hosts_cmd
+from sorctl.cli import doctor_cmd, hosts_cmd
 from sorctl.cluster.plan import Shape
-from sorctl.errors import ClusterError, EngineError, InputError
+from sorctl.errors import ClusterError, EngineError, ImageError, InputError, PortsTakenError
 from sorctl.names import DEFAULT_CLUSTER
 
 err = Console(stderr=True)
@@ -64,6 +66,17 @@ def _connect_line(status: ClusterStatus) -> str:
     )
 
 
+@contextlib.contextmanager
+def _doctor_hint(hosts: list[str]) -> Iterator[None]:
+    """A failure `sorctl doctor` checks for (no engine, images, dispy ports taken) gets a line
+    below its error naming the doctor command."""
+    try:
+        yield
+    except (EngineError, ImageError, PortsTakenError) as exc:
+        exc.add_note(doctor_cmd.hint(hosts))
+        raise
+
+
 def up(
     nodes: Annotated[
         int, typer.Option("--nodes", help="Number of dispynode containers.")
@@ -108,13 +121,14 @@ def up(
             raise InputError("--subnets is for one engine; with --host the hosts make the subnets")
         # --cpus-per-node left at its default: every CPU of each machine
         cpus = None if cpus_per_node == Shape.cpus_per_node else cpus_per_node
-        hosts_cmd.up(
-            name, host, scheduler_host=scheduler_host, cpus_per_node=cpus, tls=tls,
-            tls_files=(tlscacert, tlscert, tlskey), timeout=timeout,
-            keep_on_failure=keep_on_failure, firewall=not no_firewall, relay_hosts=relay_host,
-        )  # fmt: skip
+        with _doctor_hint([*host, *(relay_host or [])]):
+            hosts_cmd.up(
+                name, host, scheduler_host=scheduler_host, cpus_per_node=cpus, tls=tls,
+                tls_files=(tlscacert, tlscert, tlskey), timeout=timeout,
+                keep_on_failure=keep_on_failure, firewall=not no_firewall, relay_hosts=relay_host,
+            )  # fmt: skip
         return
-    with _progress() as progress:
+    with _doctor_hint([]), _progress() as progress:
         cluster = Cluster.up(
             name,
             nodes=nodes,

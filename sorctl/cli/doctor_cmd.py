@@ -4,6 +4,7 @@ per check with its fix, or one JSON document; exit 1 when a check fails."""
 from __future__ import annotations
 
 import json
+import shlex
 from importlib.metadata import version as dist_version
 from typing import Annotated
 
@@ -20,6 +21,14 @@ HINT = "run `sorctl doctor` to check this machine"
 
 MARKS = {OK: ("✓", "green"), WARN: ("!", "yellow"), FAIL: ("✗", "red")}
 out = Console(highlight=False, soft_wrap=True)
+
+
+def hint(hosts: list[str] | None = None) -> str:
+    """HINT, or for a cluster across hosts the doctor command that checks them too."""
+    if not hosts:
+        return HINT
+    args = " ".join(f"--host {shlex.quote(h.partition('=')[0])}" for h in hosts)
+    return f"run `sorctl doctor {args}` to check this machine and the hosts"
 
 
 def lines(check: Check) -> list[str]:

@@ -43,6 +43,8 @@ def main() -> None:
         app()
     except SorctlError as exc:
         err.print(f"sorctl: error: {exc}", markup=False, highlight=False)
+        for note in getattr(exc, "__notes__", ()):  # a line below it: what to try next
+            err.print(note, markup=False, highlight=False)
         sys.exit(exit_code(exc))
     except KeyboardInterrupt:
         err.print("sorctl: interrupted", highlight=False)

@@ -13,7 +13,7 @@ import docker
 from sorctl.cluster import machine
 from sorctl.cluster.hosts import HostSpec
 from sorctl.cluster.machine import FAIL, OK, WARN, Check
-from sorctl.engine import images, registry, ship
+from sorctl.engine import images, multihost, registry, ship
 from sorctl.engine.connect import TLSFiles, connect, try_connect
 from sorctl.engine.hosts import on_each
 from sorctl.errors import EngineError
@@ -79,7 +79,11 @@ def check_base(client: docker.DockerClient | None, registry_ok: bool | None) -> 
         for base in (images.DEFAULT_BASE, images.OFFLINE_BASE):
             if images.has_image(client, base):
                 return Check(name, OK, f"{base} is in the engine")
-    missing = f"neither {images.DEFAULT_BASE} nor {images.OFFLINE_BASE} is in the engine"
+    missing = (
+        f"neither {images.DEFAULT_BASE} nor {images.OFFLINE_BASE} is in the engine"
+        if client is not None
+        else "no engine to look for a base image in"
+    )
     if registry_ok:
         return Check(name, OK, f"{missing}; the registry answers")
     if images.has_debootstrap():
@@ -116,10 +120,12 @@ def check_docker_disk(client: docker.DockerClient) -> Check:
 
 
 def check_host(spec: HostSpec, remote: docker.DockerClient) -> Check:
-    """The host's engine answers; which of a host's images (ship.HOST_ROLES) it lacks."""
-    name = f"host {spec.label}"
+    """The host's engine answers; which of a host's images (ship.HOST_ROLES) it lacks; whether
+    dispy's ports are free there (as `sorctl up --host` checks them, when it has the node
+    image); plain TCP is a warning."""
     info = remote.info()
-    engine = f"Docker {info.get('ServerVersion', '?')}, cgroup v{info.get('CgroupVersion', '?')}"
+    parts = [f"Docker {info.get('ServerVersion', '?')}, cgroup v{info.get('CgroupVersion', '?')}"]
+    status, fixes = OK, []
     refs = [images.image_ref(r) for r in ship.HOST_ROLES]
     lacking = [refs[i] for i, r in enumerate(ship.HOST_ROLES) if images.image_problem(remote, r)]
     if not lacking:
@@ -130,12 +136,25 @@ def check_host(spec: HostSpec, remote: docker.DockerClient) -> Check:
                            ship.missing(here, remote, ship.HOST_ROLES)]  # fmt: skip
             finally:
                 here.close()
-    if not lacking:
-        return Check(name, OK, f"{engine}; images of sorctl {images.sorctl_version()} there")
-    return Check(
-        name, WARN, f"{engine}; lacks {', '.join(lacking)} (`sorctl up --host` sends them)",
-        f"sorctl images push --host {spec.endpoint}",
-    )  # fmt: skip
+    if lacking:
+        status = WARN
+        parts.append(f"lacks {', '.join(lacking)} (`sorctl up --host` sends them)")
+        fixes.append(f"sorctl images push --host {spec.endpoint}")
+    else:
+        parts.append(f"images of sorctl {images.sorctl_version()} there")
+    if images.has_image(remote, images.image_ref("node")):
+        _, taken = multihost._probe(spec, remote, "127.0.0.1")
+        if taken:
+            status = FAIL
+            parts.append(f"dispy port(s) {', '.join(map(str, taken))} taken there")
+            fixes.append("free them on the host (`ss -lntup` there names what holds them)")
+        else:
+            parts.append("dispy ports free")
+    if spec.kind == "tcp":
+        status = FAIL if status == FAIL else WARN
+        parts.append("plain TCP: anyone who reaches the port runs the engine")
+        fixes.append("use TLS (tcp://HOST:2376, --tlscacert/--tlscert/--tlskey) or ssh://")
+    return Check(f"host {spec.label}", status, "; ".join(parts), "; ".join(fixes))
 
 
 def check_hosts(specs: list[HostSpec], tls: TLSFiles | None) -> list[Check]:

@@ -27,7 +27,7 @@ from sorctl.engine import observe, ship
 from sorctl.engine.apply import _material_tar
 from sorctl.engine.connect import TLSFiles, connect_host, why
 from sorctl.engine.images import image_ref, sorctl_version
-from sorctl.errors import ClusterError, InputError, SorctlError
+from sorctl.errors import ClusterError, EngineError, InputError, PortsTakenError, SorctlError
 from sorctl.names import LABEL_CLUSTER, LABEL_ROLE, RUN_DIR, SCHEDULER_VIEW_FILE, container_name
 
 Log = Callable[[str], None]
@@ -126,7 +126,7 @@ def find_addresses(
     if not sched_addr:
         raise ClusterError(f"host {sched.label}: no route to {target}")
     if busy:
-        raise ClusterError(f"host {sched.label}: dispy port(s) {busy} are taken")
+        raise PortsTakenError(f"host {sched.label}: dispy port(s) {busy} are taken")
     out = {sched.endpoint: sched_addr}
     out.update(dict(_parallel(lambda s: _address_for(s, clients[s.endpoint], sched_addr), others)))
     return out
@@ -137,7 +137,7 @@ def _address_for(spec: HostSpec, client: docker.DockerClient, sched_addr: str) -
     its dispy ports must be free."""
     src, taken = _probe(spec, client, sched_addr)
     if taken:
-        raise ClusterError(f"host {spec.label}: dispy port(s) {taken} are taken")
+        raise PortsTakenError(f"host {spec.label}: dispy port(s) {taken} are taken")
     addr = spec.address or src
     if not addr:
         raise ClusterError(f"host {spec.label}: no route to the scheduler {sched_addr}")
@@ -305,7 +305,7 @@ def up(
     clients, errors = connect_all(specs + relays, tls_files, log)
     if errors:
         _close(clients)
-        raise ClusterError("; ".join(errors.values()))
+        raise EngineError("; ".join(errors.values()))
     started = False
     try:
         log("images: checking every host (sending what a host lacks)")
