@@ -215,8 +215,9 @@ def test_an_unreachable_host_fails_up_in_one_line_and_nothing_is_left(lab, tmp_p
     dead = h1.tcp.replace(h1.address, h1.address.rsplit(".", 1)[0] + ".98")
     r = sorctl("up", "--name", name, *host_args(lab), "--host", dead, env=env)
     assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
-    assert dead in lines[-1] and "Traceback" not in r.stderr, r.stderr
+    *_, error, hint = r.stderr.strip().splitlines()  # the error, and where to look next
+    assert dead in error and "Traceback" not in r.stderr, r.stderr
+    assert hint.startswith("run `sorctl doctor --host") and dead in hint, r.stderr
     assert labelled_everywhere(lab, name) == []
     assert not (tmp_path / "clusters" / name).exists()
 
@@ -245,8 +246,9 @@ def test_a_failure_after_start_rolls_back_every_host(lab, tmp_path):
             raise AssertionError(f"the squatter is {squatter.status}: {tail}") from None
         r = sorctl("up", "--name", name, *host_args(lab), env=env)
         assert r.returncode != 0
-        last = r.stderr.strip().splitlines()[-1]
-        assert h2.tcp in last and "9701" in last, r.stderr
+        *_, error, hint = r.stderr.strip().splitlines()
+        assert h2.tcp in error and "9701" in error, r.stderr
+        assert hint.startswith("run `sorctl doctor --host"), r.stderr
     finally:
         squatter.remove(force=True)
         if (tmp_path / "clusters" / name).exists():  # the test failed: leave no cluster behind
