@@ -7,24 +7,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
+import requests
 
 from sorctl.cluster import machine
 from sorctl.cluster.hosts import HostSpec
 from sorctl.cluster.machine import FAIL, OK, WARN, Check
 from sorctl.engine import images, multihost, registry, ship
-from sorctl.engine.connect import TLSFiles, connect, try_connect
+from sorctl.engine.connect import TLSFiles, connect, try_connect, why
 from sorctl.engine.hosts import on_each
 from sorctl.errors import EngineError
 
 HOST_TIMEOUT_S = 10.0  # a host that says nothing for this long is reported, not waited for
+WORK_TIMEOUT_S = 60.0  # a host that answered: each request after (a probe container runs)
 ENGINE_FIX = (
     "start the Docker engine (`systemctl start docker`) or point DOCKER_HOST at one; "
     "as a user, join the `docker` group"
 )
 HOST_FIXES = {
-    "ssh": "check that `ssh {host} docker version` works from here (a key in ssh-agent or ~/.ssh)",
+    "ssh": "check that `ssh {ssh} docker version` works from here (a key in ssh-agent or ~/.ssh)",
     "tls": "check that `docker -H {endpoint} --tlsverify version` works from here "
     "(--tlscacert/--tlscert/--tlskey or DOCKER_CERT_PATH)",
     "tcp": "check that `docker -H {endpoint} version` works from here",
@@ -32,9 +35,9 @@ HOST_FIXES = {
 }
 
 
-def check_engine(client: docker.DockerClient | None, why: str = "") -> Check:
+def check_engine(client: docker.DockerClient | None, reason: str = "") -> Check:
     if client is None:
-        return Check("engine", FAIL, why, ENGINE_FIX)
+        return Check("engine", FAIL, reason, ENGINE_FIX)
     info = client.info()
     return Check(
         "engine", OK, f"Docker {info.get('ServerVersion', '?')}, cgroup v"
@@ -61,11 +64,11 @@ def check_images(client: docker.DockerClient) -> list[Check]:
 
 
 def check_registry(address: str, insecure: bool) -> Check:
-    why = registry.answers(address, insecure=insecure)
-    if why is None:
+    reason = registry.answers(address, insecure=insecure)
+    if reason is None:
         return Check(f"registry {address}", OK, "answers (Docker registry API v2)")
     return Check(
-        f"registry {address}", FAIL, why.removeprefix(f"registry {address}: "),
+        f"registry {address}", FAIL, reason.removeprefix(f"registry {address}: "),
         "check the address and that the registry runs there; plain http needs "
         "--insecure-registry (and the engine's insecure-registries setting)",
     )  # fmt: skip
@@ -123,6 +126,22 @@ def check_host(spec: HostSpec, remote: docker.DockerClient) -> Check:
     """The host's engine answers; which of a host's images (ship.HOST_ROLES) it lacks; whether
     dispy's ports are free there (as `sorctl up --host` checks them, when it has the node
     image); plain TCP is a warning."""
+    remote.api.timeout = WORK_TIMEOUT_S
+    try:
+        return _host_check(spec, remote)
+    except (requests.RequestException, docker.errors.DockerException) as exc:  # after connecting
+        return Check(f"host {spec.label}", FAIL, why(exc), _host_fix(spec))
+
+
+def _host_fix(spec: HostSpec) -> str:
+    url = urlsplit(spec.endpoint)
+    ssh = f"{url.username + '@' if url.username else ''}{url.hostname}"
+    if url.port:
+        ssh = f"-p {url.port} {ssh}"
+    return HOST_FIXES[spec.kind].format(endpoint=spec.endpoint, ssh=ssh)
+
+
+def _host_check(spec: HostSpec, remote: docker.DockerClient) -> Check:
     info = remote.info()
     parts = [f"Docker {info.get('ServerVersion', '?')}, cgroup v{info.get('CgroupVersion', '?')}"]
     status, fixes = OK, []
@@ -164,10 +183,8 @@ def check_hosts(specs: list[HostSpec], tls: TLSFiles | None) -> list[Check]:
         if outcome.value is not None:
             out.append(outcome.value)
             continue
-        fix = HOST_FIXES[spec.kind].format(endpoint=spec.endpoint, host=spec.endpoint
-                                           .removeprefix("ssh://"))  # fmt: skip
-        why = (outcome.error or "").removeprefix(f"host {spec.label}: ")
-        out.append(Check(f"host {spec.label}", FAIL, why, fix))
+        cause = (outcome.error or "").removeprefix(f"host {spec.label}: ")
+        out.append(Check(f"host {spec.label}", FAIL, cause, _host_fix(spec)))
     return out
 
 
@@ -184,10 +201,10 @@ def run(
         registry.check_address(registry_address)  # a bad address is bad input, before any check
     try:
         client: docker.DockerClient | None = connect()
-        why = ""
+        reason = ""
     except EngineError as exc:
-        client, why = None, str(exc)
-    checks = [check_engine(client, why)]
+        client, reason = None, str(exc)
+    checks = [check_engine(client, reason)]
     try:
         if client is not None:
             checks += check_images(client)

@@ -220,3 +220,20 @@ def test_up_without_an_engine_points_at_doctor(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     error, next_step = r.stderr.strip().splitlines()
     assert error.startswith("sorctl: error: no Docker engine answers") and next_step == HINT
+
+
+@pytest.mark.parametrize(
+    "endpoint, command",
+    [
+        ("ssh://me@h:2222", "`ssh -p 2222 me@h docker version`"),
+        ("ssh://h", "`ssh h docker version`"),
+        ("tcp://h:2375", "`docker -H tcp://h:2375 version`"),
+        ("tcp://h:2376", "`docker -H tcp://h:2376 --tlsverify version`"),
+        ("lab", "`docker --context lab version`"),
+    ],
+)
+def test_a_host_that_fails_is_told_the_command_that_reaches_it_by_hand(endpoint, command):
+    from sorctl.cluster.hosts import parse_host
+    from sorctl.engine.doctor import _host_fix
+
+    assert command in _host_fix(parse_host(endpoint))
