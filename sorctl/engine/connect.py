@@ -142,7 +142,8 @@ def why(exc: BaseException) -> str:
         return "ssh: the host key is not in ~/.ssh/known_hosts (ssh to it once to check it)"
     if "dial-stdio" in text or "command not found" in text:
         return "ssh works but the host has no docker CLI (`docker system dial-stdio`)"
-    if "Connection refused" in text or "ConnectionRefused" in text:
+    # paramiko says "Unable to connect to port N on HOST" when every address refused it
+    if "Connection refused" in text or "ConnectionRefused" in text or "Unable to connect" in text:
         return "connection refused (no Docker engine or sshd listens there)"
     if "timed out" in text or "Timeout" in text:
         return "no answer (timed out): host down, or a firewall drops the port"

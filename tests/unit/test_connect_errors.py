@@ -26,6 +26,7 @@ def chained(outer: Exception, inner: Exception) -> Exception:
         (chained(RuntimeError("Max retries"), ssl.SSLCertVerificationError(
             1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")), "TLS verification"),
         (ConnectionRefusedError(111, "Connection refused"), "connection refused"),
+        (OSError("[Errno None] Unable to connect to port 2222 on 127.0.0.1"), "connection refused"),
         (RuntimeError("Read timed out."), "timed out"),
         (RuntimeError("Server 'x' not found in known_hosts"), "known_hosts"),
         (RuntimeError("Authentication failed."), "authentication failed"),
