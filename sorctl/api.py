@@ -23,6 +23,7 @@ from sorctl.cluster.hosts import parse_hosts
 from sorctl.cluster.machine import Check
 from sorctl.cluster.plan import PlanError, Shape, check_nodes, validate
 from sorctl.engine import images, lifecycle, multihost, observe, ship, solve_container
+from sorctl.engine import registry as registries
 from sorctl.engine.apply import Reporter
 from sorctl.engine.connect import TLSFiles, engine, try_connect
 from sorctl.engine.images import Built, ImageRow
@@ -122,14 +123,22 @@ __all__ = [
 
 
 def build_images(
-    roles: list[str] | None = None, *, force: bool = False, log: Callable[[str], None] = print
+    roles: list[str] | None = None,
+    *,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    registry: str | None = None,
 ) -> list[Built]:
-    """Build the role images whose inputs changed (`roles`: all by default)."""
+    """Build the role images whose inputs changed (`roles`: all by default). registry:
+    HOST:PORT to take the base image from when it has it (python:3.11-slim or
+    sorctl-base:bookworm there), else the base is found as without one."""
     for role in roles or []:
         if role not in images.ROLES:
             raise InputError(f"unknown role {role!r} (roles: {', '.join(images.ROLES)})")
+    address = registries.parse_address(registry) if registry else None
     with engine() as client:
-        return images.build(roles or None, force=force, log=log, client=client)
+        base = registries.choose_base(client, address, log) if address else None
+        return images.build(roles or None, force=force, log=log, client=client, base=base)
 
 
 def list_images() -> list[ImageRow]:
@@ -153,20 +162,33 @@ def push_images(
     tls_files: tuple[Path | None, Path | None, Path | None] = (None, None, None),
     progress: Callable[[str, int], None] | None = None,
     warn: Callable[[str], None] = print,
+    registry: str | None = None,
 ) -> list[Shipped]:
     """Send this version's images to other machines' engines (`--host` endpoints) that lack
-    them, over the same connection (no registry). Raises ClusterError naming every host that
-    failed, after the others are done; tls_files: (CA, certificate, key) or DOCKER_CERT_PATH."""
+    them, over the same connection (no registry), and/or push them to a registry (HOST:PORT,
+    as HOST:PORT/sorctl-ROLE:VERSION). Raises ClusterError naming every host that failed,
+    after the others are done; tls_files: (CA, certificate, key) or DOCKER_CERT_PATH."""
     for role in roles or []:
         if role not in images.ROLES:
             raise InputError(f"unknown role {role!r} (roles: {', '.join(images.ROLES)})")
+    if not hosts and not registry:
+        raise InputError("images push: give --host ENDPOINT (repeatable) or --registry HOST:PORT")
+    pushed = []
+    if registry:
+        address = registries.parse_address(registry)
+        warn(registries.describe(address))
+        with engine() as client:
+            pushed.append(registries.push(client, address, roles or list(ship.HOST_ROLES),
+                                          progress))  # fmt: skip
+    if not hosts:
+        return pushed
     tls = TLSFiles.resolve(*tls_files)
     specs = parse_hosts(hosts, tls=tls is not None)
     outcomes = ship.push(specs, tls, roles or list(ship.HOST_ROLES), progress, warn)
     failed = [o.error for o in outcomes if o.error]
     if failed:
         raise ClusterError("; ".join(e for e in failed if e))
-    return [o.value for o in outcomes if o.value is not None]
+    return pushed + [o.value for o in outcomes if o.value is not None]
 
 
 def clusters() -> list[str]:
@@ -420,11 +442,15 @@ def up_hosts(
     report: Callable[[int, int], None] | None = None,
     firewall: bool = True,
     relay_hosts: list[str] | tuple[str, ...] = (),
+    registry: str | None = None,
 ) -> multihost.UpResult:
     """One dispy cluster on every host (Docker endpoints): the scheduler on the first (or
     scheduler_host), one node per host. relay_hosts: hosts (ENDPOINT[=ADDRESS]) on other
     subnets that run a dispynetrelay and no node; the nodes of their subnets are then found
-    through them. Fails as a whole, every host rolled back."""
+    through them. registry: HOST:PORT every host pulls the images from (pushed there first with
+    push_images), instead of their being sent over each connection. Fails as a whole, every
+    host rolled back."""
+    address = registries.parse_address(registry) if registry else None
     files = TLSFiles.resolve(*tls_files)
     nodes = parse_hosts(hosts, tls=files is not None)
     relays = parse_hosts(list(relay_hosts), tls=files is not None)
@@ -432,6 +458,7 @@ def up_hosts(
         name, nodes, files, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node,
         tls=tls, timeout=timeout, keep_on_failure=keep_on_failure, log=log,
         ship_progress=ship_progress, report=report, use_firewall=firewall, relays=relays,
+        registry=address,
     )  # fmt: skip
 
 
@@ -473,22 +500,25 @@ def scale_hosts(
     timeout: float = READY_TIMEOUT_S,
     log: Callable[[str], None] = print,
     ship_progress: Callable[[str, int], None] | None = None,
+    registry: str | None = None,
 ) -> multihost.ScaleResult:
     """Add hosts (`ENDPOINT[=ADDRESS]`, as for up_hosts: a node on each, images sent if need
     be) to, and remove hosts (their endpoints) from, a cluster across hosts that runs; returns
     when the scheduler counts the new nodes and no longer the removed ones. Every member's
     packet filter and the kept host list follow. Fails as a whole (InputError for a request
     that cannot be done, ClusterError for a host that does not answer or a node not counted in
-    time), with the cluster left as it was."""
+    time), with the cluster left as it was. registry: HOST:PORT the added hosts pull the images
+    from, as for up_hosts."""
     found = multihost.hosts_of(name)
     if found is None:
         raise ClusterError(
             f"no multi-host cluster named {name!r} (scale --nodes is for one engine)"
         )
+    address = registries.parse_address(registry) if registry else None
     files = multihost.tls_of(found[1], TLSFiles.resolve(*tls_files))
     specs = parse_hosts(list(add), tls=files is not None)
     return multihost.scale(name, specs, list(remove), files, timeout=timeout, log=log,
-                           ship_progress=ship_progress)  # fmt: skip
+                           ship_progress=ship_progress, registry=address)  # fmt: skip
 
 
 class HostsCluster:
@@ -519,9 +549,11 @@ class HostsCluster:
         remove: list[str] | tuple[str, ...] = (),
         timeout: float = READY_TIMEOUT_S,
         log: Callable[[str], None] = print,
+        registry: str | None = None,
     ) -> multihost.ScaleResult:
         """scale_hosts on this cluster."""
-        return scale_hosts(self.name, add=add, remove=remove, timeout=timeout, log=log)
+        return scale_hosts(self.name, add=add, remove=remove, timeout=timeout, log=log,
+                           registry=registry)  # fmt: skip
 
     def down(self) -> tuple[dict[str, int], dict[str, str]]:
         """down_hosts on this cluster."""

@@ -67,13 +67,13 @@ def _connect_line(status: ClusterStatus) -> str:
 
 
 @contextlib.contextmanager
-def _doctor_hint(hosts: list[str]) -> Iterator[None]:
-    """A failure `sorctl doctor` checks for (no engine, images, dispy ports taken) gets a line
-    below its error naming the doctor command."""
+def _doctor_hint(hosts: list[str], registry: str | None = None) -> Iterator[None]:
+    """A failure `sorctl doctor` checks for (no engine, images, dispy ports taken, a registry)
+    gets a line below its error naming the doctor command."""
     try:
         yield
     except (EngineError, ImageError, PortsTakenError) as exc:
-        exc.add_note(doctor_cmd.hint(hosts))
+        exc.add_note(doctor_cmd.hint(hosts, registry))
         raise
 
 
@@ -105,10 +105,13 @@ def up(
     tlskey: hosts_cmd.TLSKeyOpt = None,
     no_firewall: hosts_cmd.NoFirewallOpt = False,
     relay_host: hosts_cmd.RelayHostOpt = None,
+    registry: hosts_cmd.RegistryOpt = None,
 ) -> None:
     """Bring up a dispy cluster and wait until the scheduler counts every node."""
     if relay_host and not host:
         raise InputError("--relay-host goes with --host (a cluster across machines)")
+    if registry and not host:
+        raise InputError("--registry goes with --host (one engine builds its own images)")
     if host:
         if relay and not relay_host:
             raise InputError(
@@ -121,11 +124,12 @@ def up(
             raise InputError("--subnets is for one engine; with --host the hosts make the subnets")
         # --cpus-per-node left at its default: every CPU of each machine
         cpus = None if cpus_per_node == Shape.cpus_per_node else cpus_per_node
-        with _doctor_hint([*host, *(relay_host or [])]):
+        with _doctor_hint([*host, *(relay_host or [])], registry):
             hosts_cmd.up(
                 name, host, scheduler_host=scheduler_host, cpus_per_node=cpus, tls=tls,
                 tls_files=(tlscacert, tlscert, tlskey), timeout=timeout,
                 keep_on_failure=keep_on_failure, firewall=not no_firewall, relay_hosts=relay_host,
+                registry=registry,
             )  # fmt: skip
         return
     with _doctor_hint([]), _progress() as progress:
@@ -159,10 +163,13 @@ def scale(
     tlscacert: hosts_cmd.TLSCaOpt = None,
     tlscert: hosts_cmd.TLSCertOpt = None,
     tlskey: hosts_cmd.TLSKeyOpt = None,
+    registry: hosts_cmd.RegistryOpt = None,
 ) -> None:
     """Grow or shrink a running cluster: to --nodes nodes on one engine, or by whole hosts
     (--add-host / --remove-host) for a cluster made with --host."""
     by_host = bool(add_host or remove_host)
+    if registry and not add_host:
+        raise InputError("--registry goes with --add-host (the new hosts pull from it)")
     if api.is_multihost(name):
         if nodes is not None:
             raise InputError(
@@ -171,7 +178,7 @@ def scale(
             )
         hosts_cmd.scale(
             name, add_host or [], remove_host or [], tls_files=(tlscacert, tlscert, tlskey),
-            timeout=timeout,
+            timeout=timeout, registry=registry,
         )  # fmt: skip
         return
     if by_host:

@@ -23,11 +23,15 @@ MARKS = {OK: ("✓", "green"), WARN: ("!", "yellow"), FAIL: ("✗", "red")}
 out = Console(highlight=False, soft_wrap=True)
 
 
-def hint(hosts: list[str] | None = None) -> str:
-    """HINT, or for a cluster across hosts the doctor command that checks them too."""
+def hint(hosts: list[str] | None = None, registry: str | None = None) -> str:
+    """HINT, or for a cluster across hosts the doctor command that checks them too (and the
+    registry they pull from, over plain http too: that is the engines' choice)."""
     if not hosts:
         return HINT
     args = " ".join(f"--host {shlex.quote(h.partition('=')[0])}" for h in hosts)
+    if registry:
+        args += f" --registry {shlex.quote(registry)} --insecure-registry"
+        return f"run `sorctl doctor {args}` to check this machine, the hosts and the registry"
     return f"run `sorctl doctor {args}` to check this machine and the hosts"
 
 

@@ -85,6 +85,15 @@ RemoveHostOpt = Annotated[
         "(repeatable; not the scheduler's host); every member's firewall shuts it out.",
     ),
 ]
+RegistryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry",
+        help="HOST:PORT of a container registry every host pulls the images from (push them "
+        "there first: sorctl images push --registry), instead of their being sent over each "
+        "host's connection. Plain HTTP needs it under insecure-registries on every host.",
+    ),
+]
 TLSCaOpt = Annotated[
     Path | None, typer.Option("--tlscacert", help="CA of the hosts' Docker TLS endpoints.")
 ]
@@ -93,7 +102,16 @@ TLSKeyOpt = Annotated[Path | None, typer.Option("--tlskey", help="Docker TLS cli
 
 
 def _log(line: str) -> None:
-    err.print(line, markup=False)
+    err.print(line, markup=False, soft_wrap=True)
+
+
+def _report_shipped(shipped: list[api.Shipped]) -> None:
+    """A line per host that got images: sent over its connection, or pulled from a registry."""
+    for s in shipped:
+        if s.refs:
+            verb = "pulled by" if s.how == "pulled" else "sent to"
+            _log(f"images {verb} {s.host}: {' '.join(s.refs)} ({s.bytes / 1e6:.0f} MB, "
+                 f"{s.seconds:.1f} s)")  # fmt: skip
 
 
 def up(
@@ -108,17 +126,16 @@ def up(
     keep_on_failure: bool,
     firewall: bool,
     relay_hosts: list[str] | None = None,
+    registry: str | None = None,
 ) -> None:
     with shipping_progress() as shipping:
         res = api.up_hosts(
             name, hosts, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node, tls=tls,
             tls_files=tls_files, timeout=timeout, keep_on_failure=keep_on_failure, log=_log,
             ship_progress=shipping, firewall=firewall, relay_hosts=relay_hosts or [],
+            registry=registry,
         )  # fmt: skip
-    for s in res.shipped:
-        if s.refs:
-            _log(f"images sent to {s.host}: {' '.join(s.refs)} ({s.bytes / 1e6:.0f} MB, "
-                 f"{s.seconds:.1f} s)")  # fmt: skip
+    _report_shipped(res.shipped)
     err.print(f"ready in {res.ready_s:.1f} s")
     plan = res.plan
     nodes = ", ".join(f"{c.host}={c.env['SORCTL_HOST']}" for c in plan.containers
@@ -133,17 +150,15 @@ def up(
 
 
 def scale(
-    name: str, add: list[str], remove: list[str], *, tls_files: api.TLSPaths, timeout: float
-) -> None:
+    name: str, add: list[str], remove: list[str], *, tls_files: api.TLSPaths, timeout: float,
+    registry: str | None = None,
+) -> None:  # fmt: skip
     with shipping_progress() as shipping:
         res = api.scale_hosts(
             name, add=add, remove=remove, tls_files=tls_files, timeout=timeout, log=_log,
-            ship_progress=shipping,
+            ship_progress=shipping, registry=registry,
         )  # fmt: skip
-    for s in res.shipped:
-        if s.refs:
-            _log(f"images sent to {s.host}: {' '.join(s.refs)} ({s.bytes / 1e6:.0f} MB, "
-                 f"{s.seconds:.1f} s)")  # fmt: skip
+    _report_shipped(res.shipped)
     for line in res.left:
         _log(line)
     err.print(f"done in {res.seconds:.1f} s")

@@ -22,7 +22,7 @@ err = Console(stderr=True, highlight=False)
 
 
 def _log(line: str) -> None:
-    err.print(line, markup=False)
+    err.print(line, markup=False, soft_wrap=True)
 
 
 @images_app.command("build")
@@ -31,9 +31,18 @@ def build_cmd(
     role: Annotated[
         list[str] | None, typer.Option("--role", help="Only this role (repeatable).")
     ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="HOST:PORT of a container registry to take the base image from "
+            "(HOST:PORT/python:3.11-slim, else HOST:PORT/sorctl-base:bookworm); without "
+            "either there, the base is found as without --registry.",
+        ),
+    ] = None,
 ) -> None:
     """Build the role images; skips those whose inputs are unchanged."""
-    for done in api.build_images(role or None, force=force, log=_log):
+    for done in api.build_images(role or None, force=force, log=_log, registry=registry):
         print(f"{done.ref}\t{done.action}\t{done.seconds:.1f}s")
 
 
@@ -72,13 +81,21 @@ def rm_cmd(
 @images_app.command("push")
 def push_cmd(
     host: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--host",
             help="A Docker endpoint: ssh://USER@HOST[:PORT], tcp://HOST:PORT or a docker "
             "context name (repeatable).",
         ),
-    ],
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="HOST:PORT of a container registry: push the images there as "
+            "HOST:PORT/sorctl-ROLE:VERSION (for up --host ... --registry).",
+        ),
+    ] = None,
     role: Annotated[
         list[str] | None,
         typer.Option("--role", help="Only this role (repeatable; default: the hosts' roles)."),
@@ -92,11 +109,12 @@ def push_cmd(
     tlskey: Annotated[Path | None, typer.Option("--tlskey", help="TLS client key.")] = None,
 ) -> None:
     """Send this version's images to other machines' Docker engines that lack them (docker
-    save here, docker load there, over the same connection: no registry needed)."""
+    save here, docker load there, over the same connection: no registry needed), or push them
+    to a container registry (--registry)."""
     with shipping_progress("{}") as progress:
         shipped = api.push_images(
-            host, roles=role or None, tls_files=(tlscacert, tlscert, tlskey),
-            progress=progress, warn=_log,
+            host or [], roles=role or None, tls_files=(tlscacert, tlscert, tlskey),
+            progress=progress, warn=_log, registry=registry,
         )  # fmt: skip
     for done in shipped:
         what = " ".join(done.refs) if done.refs else "up to date"

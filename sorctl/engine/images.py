@@ -451,15 +451,17 @@ def build(
     force: bool = False,
     log: Log = _stderr,
     client=None,
+    base: str | None = None,
 ) -> list[Built]:
-    """Build the role images whose inputs changed (all of `roles` with force=True)."""
+    """Build the role images whose inputs changed (all of `roles` with force=True), on `base`
+    when given (one from a registry), else on the one choose_base() picks."""
     import docker
 
     wanted = list(roles) if roles else list(ROLES)
     for role in wanted:
         image_ref(role)  # validates the name
     client = client or docker.from_env()
-    base = choose_base(client, log)
+    base = base or choose_base(client, log)
     base_id = client.images.get(base).id
     ensure_wheels(log)
     results: list[Built] = []

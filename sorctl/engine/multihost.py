@@ -24,6 +24,7 @@ from sorctl.cluster.hosts import HostSpec
 from sorctl.cluster.readiness import SchedulerView, missing_nodes, parse_view
 from sorctl.engine import firewall as fw
 from sorctl.engine import observe, ship
+from sorctl.engine import registry as registries
 from sorctl.engine.apply import _material_tar
 from sorctl.engine.connect import TLSFiles, connect_host, why
 from sorctl.engine.images import image_ref, sorctl_version
@@ -249,21 +250,31 @@ def remove_on(client: docker.DockerClient, name: str) -> int:
 
 def _send_images(
     specs: list[HostSpec], clients: dict[str, docker.DockerClient], roles: dict[str, list[str]],
-    progress: ship.Progress | None,
+    progress: ship.Progress | None, registry: str | None = None,
 ) -> list[ship.Shipped]:  # fmt: skip
-    """This version's images of `roles[endpoint]` to each host that lacks them."""
+    """This version's images of `roles[endpoint]` to each host that lacks them: sent over its
+    connection, or pulled by the host from `registry` (HOST:PORT) when one is given."""
 
     def send(spec: HostSpec) -> ship.Shipped:
         from sorctl.engine.connect import connect
 
         here = connect()
         try:
+            if registry:
+                return registries.pull(here, clients[spec.endpoint], spec.label, registry,
+                                       roles[spec.endpoint], progress)  # fmt: skip
             return ship.ship(here, clients[spec.endpoint], spec.label, roles[spec.endpoint],
                              progress)  # fmt: skip
         finally:
             here.close()
 
     return _parallel(send, specs)
+
+
+def _images_line(which: str, registry: str | None) -> str:
+    if not registry:
+        return f"images: checking {which} (sending what a host lacks)"
+    return f"images: checking {which} (each pulls what it lacks); {registries.describe(registry)}"
 
 
 @dataclass
@@ -288,9 +299,12 @@ def up(
     report: Callable[[int, int], None] | None = None,
     use_firewall: bool = True,
     relays: list[HostSpec] | None = None,
+    registry: str | None = None,
 ) -> UpResult:
     """Bring the cluster up on every host, or fail as a whole (every host rolled back).
-    relays: hosts that run a dispynetrelay (and no node) for the nodes of their subnet."""
+    relays: hosts that run a dispynetrelay (and no node) for the nodes of their subnet.
+    registry: HOST:PORT the hosts pull the images from (else they are sent over each
+    connection)."""
     t0 = time.monotonic()
     relays = relays or []
     sched = hostplan.pick_scheduler_host(specs, scheduler_host)
@@ -308,12 +322,12 @@ def up(
         raise EngineError("; ".join(errors.values()))
     started = False
     try:
-        log("images: checking every host (sending what a host lacks)")
+        log(_images_line("every host", registry))
         # the scheduler's host also runs the client container of each solve
         roles = {s.endpoint: ["node"] + (["scheduler", "client"] if s is sched else [])
                  for s in specs}  # fmt: skip
         roles.update({r.endpoint: ["node", "relay"] for r in relays})  # node: probes, firewall
-        shipped = _send_images(specs + relays, clients, roles, ship_progress)
+        shipped = _send_images(specs + relays, clients, roles, ship_progress, registry)
         log("addresses: each host's route to the scheduler")
         addresses = find_addresses(specs, clients, sched)
         relayed: set[str] = set()
@@ -539,6 +553,7 @@ def scale(
     timeout: float = 120.0,
     log: Log = print,
     ship_progress: ship.Progress | None = None,
+    registry: str | None = None,
 ) -> ScaleResult:
     """Add hosts (a node on each, counted by the scheduler) and remove hosts (their node stopped
     and no longer counted) on a cluster across hosts that runs. Every member's packet filter
@@ -565,9 +580,9 @@ def scale(
     fw_open, file_written = False, False
     try:
         if sp.added:
-            log(f"images: checking {len(sp.added)} new host(s) (sending what a host lacks)")
+            log(_images_line(f"{len(sp.added)} new host(s)", registry))
             roles = {s.endpoint: ["node"] for s in sp.added}
-            result.shipped = _send_images(sp.added, clients, roles, ship_progress)
+            result.shipped = _send_images(sp.added, clients, roles, ship_progress, registry)
             log("addresses: each new host's route to the scheduler")
             result.added = dict(_parallel(
                 lambda s: _address_for(s, clients[s.endpoint], sched_addr), sp.added))  # fmt: skip

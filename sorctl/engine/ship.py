@@ -35,6 +35,9 @@ class Shipped:
     refs: list[str]  # what was sent (empty: the host had all of them)
     bytes: int
     seconds: float
+    how: str = (
+        "sent"  # sent (save here, load there), pulled (by the host) or pushed (to a registry)
+    )
 
 
 def _hash(client: docker.DockerClient, ref: str) -> str | None:
