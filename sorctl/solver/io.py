@@ -52,7 +52,7 @@ class System:
 def load_system(path, rhs=None, *, allow_nonsymmetric: bool = False) -> System:
     """Read and validate a system file; raises InputError (one line naming the file)."""
     path = Path(path)
-    kind = _file_kind(path)
+    kind = file_kind(path)
     if kind == "npz":
         A, b, x0 = _read_npz(path)
     else:
@@ -67,9 +67,9 @@ def load_system(path, rhs=None, *, allow_nonsymmetric: bool = False) -> System:
         raise InputError(f"{path}: a Matrix Market file holds no right-hand side; pass --rhs FILE")
     _validate(path, A, allow_nonsymmetric)
     n = A.shape[0]
-    b = _check_vector(Path(rhs) if rhs is not None else path, "b", b, n)
+    b = check_vector(Path(rhs) if rhs is not None else path, "b", b, n)
     if x0 is not None:
-        x0 = _check_vector(path, "x0", x0, n)
+        x0 = check_vector(path, "x0", x0, n)
     as_is = str(path) if kind == "npz" and rhs is None else None
     return System(A=A, b=b, x0=x0, source=str(path), file=as_is)
 
@@ -86,12 +86,12 @@ def system_from_arrays(
         A = np.asarray(A)
         if A.ndim != 2:
             raise InputError(f"{source}: A must be 2-D, got shape {A.shape}")
-        A = np.array(_plain_array(path, "A", A), dtype=np.float64)
+        A = np.array(plain_array(path, "A", A), dtype=np.float64)
     _validate(path, A, allow_nonsymmetric)
     n = A.shape[0]
-    b = _check_vector(path, "b", _plain_array(path, "b", np.asarray(b)), n)
+    b = check_vector(path, "b", plain_array(path, "b", np.asarray(b)), n)
     if x0 is not None:
-        x0 = _check_vector(path, "x0", _plain_array(path, "x0", np.asarray(x0)), n)
+        x0 = check_vector(path, "x0", plain_array(path, "x0", np.asarray(x0)), n)
     return System(A=A, b=b, x0=x0, source=source)
 
 
@@ -103,14 +103,14 @@ def load_vector(path) -> np.ndarray:
             key = "x" if "x" in f.files else "x0" if "x0" in f.files else None
             if key is None:
                 raise InputError(f"{path}: no 'x' or 'x0' array in this .npz")
-            return _plain_array(path, key, _get(path, f, key)).ravel()
+            return plain_array(path, key, _get(path, f, key)).ravel()
     return _read_vector(path)
 
 
 # ---- reading -----------------------------------------------------------------------------
 
 
-def _file_kind(path: Path) -> str:
+def file_kind(path: Path) -> str:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -137,7 +137,7 @@ def _open_npz(path: Path) -> Iterator[Any]:
     try:
         f = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: truncated or corrupt .npz archive ({_short(exc)})") from None
+        raise corrupt_archive_error(path, exc) from None
     if not hasattr(f, "files"):  # a bare .npy renamed .npz
         raise InputError(f"{path}: a single .npy array, not an .npz archive")
     with f:
@@ -149,13 +149,24 @@ def _get(path: Path, f, key: str) -> np.ndarray:
         return f[key]
     except ValueError as exc:
         if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise InputError(
-                f"{path}: array '{key}' holds Python objects (pickled); "
-                "only numeric arrays are read"
-            ) from None
-        raise InputError(f"{path}: array '{key}' is corrupt ({_short(exc)})") from None
+            raise pickled_error(path, key) from None
+        raise corrupt_array_error(path, key, exc) from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise InputError(f"{path}: truncated or corrupt .npz archive ({_short(exc)})") from None
+        raise corrupt_archive_error(path, exc) from None
+
+
+def pickled_error(path: Path, key: str) -> InputError:
+    return InputError(
+        f"{path}: array '{key}' holds Python objects (pickled); only numeric arrays are read"
+    )
+
+
+def corrupt_archive_error(path: Path, exc: BaseException) -> InputError:
+    return InputError(f"{path}: truncated or corrupt .npz archive ({_short(exc)})")
+
+
+def corrupt_array_error(path: Path, key: str, exc: BaseException) -> InputError:
+    return InputError(f"{path}: array '{key}' is corrupt ({_short(exc)})")
 
 
 def _read_npz(path: Path):
@@ -164,7 +175,7 @@ def _read_npz(path: Path):
         if not keys:
             raise InputError(f"{path}: empty .npz archive (no arrays)")
         if "A" in keys:
-            A = _plain_array(path, "A", _get(path, f, "A"))
+            A = plain_array(path, "A", _get(path, f, "A"))
             if A.ndim != 2:
                 raise InputError(f"{path}: 'A' must be 2-D, got {A.ndim}-D with shape {A.shape}")
         elif keys.issuperset(CSR_KEYS):
@@ -175,57 +186,93 @@ def _read_npz(path: Path):
                 f"{path}: missing keys: need 'A' (dense) or the CSR arrays "
                 f"{', '.join(map(repr, CSR_KEYS))} (missing {', '.join(missing)})"
             )
-        b = _plain_array(path, "b", _get(path, f, "b")) if "b" in keys else None
-        x0 = _plain_array(path, "x0", _get(path, f, "x0")) if "x0" in keys else None
+        b = plain_array(path, "b", _get(path, f, "b")) if "b" in keys else None
+        x0 = plain_array(path, "x0", _get(path, f, "x0")) if "x0" in keys else None
     return A, b, x0
 
 
 def _read_csr(path: Path, arrs: dict[str, np.ndarray]) -> sp.csr_matrix:
-    fmt = "csr"
-    if "format" in arrs:
-        f = arrs["format"]
-        fmt = f.item() if f.size == 1 and f.dtype.kind in "SU" else repr(f.tolist())
-        fmt = fmt.decode(errors="replace") if isinstance(fmt, bytes) else fmt
-        if fmt not in ("csr", "csc"):
-            raise InputError(f"{path}: sparse format {fmt!r} is not supported (only csr or csc)")
-    shape = arrs["shape"]
-    if shape.dtype.kind not in "iu" or shape.shape != (2,):
-        raise InputError(f"{path}: 'shape' must be two integers, got {shape!r}")
-    nrows, ncols = (int(s) for s in shape)
-    if nrows < 0 or ncols < 0:
-        raise InputError(f"{path}: negative shape {nrows} x {ncols}")
-    data = _plain_array(path, "data", arrs["data"]).ravel()
+    fmt = csr_format(path, arrs.get("format"))
+    nrows, ncols = csr_shape(path, arrs["shape"])
+    data = plain_array(path, "data", arrs["data"]).ravel()
     indices, indptr = arrs["indices"], arrs["indptr"]
     for key, arr in (("indices", indices), ("indptr", indptr)):
-        if arr.dtype.kind not in "iu" or arr.ndim != 1:
-            raise InputError(
-                f"{path}: '{key}' must be a 1-D integer array, got {arr.dtype} "
-                f"with shape {arr.shape}"
-            )
-    major, minor = (nrows, ncols) if fmt == "csr" else (ncols, nrows)
-    if indptr.shape[0] != major + 1:
-        raise InputError(
-            f"{path}: inconsistent indptr: length {indptr.shape[0]}, "
-            f"expected {major + 1} for shape {nrows} x {ncols}"
-        )
-    if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != len(indices):
-        raise InputError(
-            f"{path}: inconsistent indptr: must start at 0, never decrease and end "
-            f"at len(indices) = {len(indices)}"
-        )
-    if len(data) != len(indices):
-        raise InputError(f"{path}: 'data' has {len(data)} entries but 'indices' {len(indices)}")
+        check_index_array(path, key, arr.dtype, arr.shape)
+    check_indptr(path, fmt, nrows, ncols, indptr, len(indices))
+    check_csr_lengths(path, len(data), len(indices))
+    minor = ncols if fmt == "csr" else nrows
     if len(indices) and (indices.min() < 0 or indices.max() >= minor):
-        raise InputError(
-            f"{path}: CSR indices out of range: must lie in [0, {minor}), found "
-            f"{indices.min()}..{indices.max()}"
-        )
+        raise indices_range_error(path, minor, int(indices.min()), int(indices.max()))
     cls = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
     A = cls(
         (data, indices.astype(np.int64, copy=False), indptr.astype(np.int64, copy=False)),
         shape=(nrows, ncols),
     )
     return A.tocsr()
+
+
+# The CSR checks one by one, shared with the windowed reader (sorctl.solver.npz_check)
+
+
+def csr_format(path: Path, f: np.ndarray | None) -> str:
+    if f is None:
+        return "csr"
+    fmt = f.item() if f.size == 1 and f.dtype.kind in "SU" else repr(f.tolist())
+    fmt = fmt.decode(errors="replace") if isinstance(fmt, bytes) else fmt
+    if fmt not in ("csr", "csc"):
+        raise InputError(f"{path}: sparse format {fmt!r} is not supported (only csr or csc)")
+    return fmt
+
+
+def csr_shape(path: Path, shape: np.ndarray) -> tuple[int, int]:
+    if shape.dtype.kind not in "iu" or shape.shape != (2,):
+        raise InputError(f"{path}: 'shape' must be two integers, got {shape!r}")
+    nrows, ncols = (int(s) for s in shape)
+    if nrows < 0 or ncols < 0:
+        raise InputError(f"{path}: negative shape {nrows} x {ncols}")
+    return nrows, ncols
+
+
+def check_index_array(path: Path, key: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    if dtype.kind not in "iu" or len(shape) != 1:
+        raise InputError(
+            f"{path}: '{key}' must be a 1-D integer array, got {dtype} with shape {shape}"
+        )
+
+
+def check_indptr(
+    path: Path, fmt: str, nrows: int, ncols: int, indptr: np.ndarray, nnz: int
+) -> None:
+    check_indptr_length(path, fmt, nrows, ncols, indptr.shape[0])
+    check_indptr_values(path, indptr, nnz)
+
+
+def check_indptr_length(path: Path, fmt: str, nrows: int, ncols: int, length: int) -> None:
+    major = nrows if fmt == "csr" else ncols
+    if length != major + 1:
+        raise InputError(
+            f"{path}: inconsistent indptr: length {length}, "
+            f"expected {major + 1} for shape {nrows} x {ncols}"
+        )
+
+
+def check_indptr_values(path: Path, indptr: np.ndarray, nnz: int) -> None:
+    if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != nnz:
+        raise InputError(
+            f"{path}: inconsistent indptr: must start at 0, never decrease and end "
+            f"at len(indices) = {nnz}"
+        )
+
+
+def check_csr_lengths(path: Path, ndata: int, nindices: int) -> None:
+    if ndata != nindices:
+        raise InputError(f"{path}: 'data' has {ndata} entries but 'indices' {nindices}")
+
+
+def indices_range_error(path: Path, minor: int, lo: int, hi: int) -> InputError:
+    return InputError(
+        f"{path}: CSR indices out of range: must lie in [0, {minor}), found {lo}..{hi}"
+    )
 
 
 def _read_mtx(path: Path):
@@ -237,8 +284,8 @@ def _read_mtx(path: Path):
         raise InputError(f"{path}: not a valid Matrix Market file ({_short(exc)})") from None
     if sp.issparse(M):
         M = M.tocsr()
-        return M.astype(_numeric_dtype(path, "A", M.dtype), copy=False)
-    return _plain_array(path, "A", np.asarray(M))
+        return M.astype(numeric_dtype(path, "A", M.dtype), copy=False)
+    return plain_array(path, "A", np.asarray(M))
 
 
 def _read_vector(path: Path) -> np.ndarray:
@@ -263,7 +310,7 @@ def _read_vector(path: Path) -> np.ndarray:
         v = v.toarray() if sp.issparse(v) else v
     else:
         raise InputError(f"{path}: right-hand side must be a .npy or .mtx file")
-    v = _plain_array(path, "b", np.asarray(v))
+    v = plain_array(path, "b", np.asarray(v))
     if v.ndim == 2 and 1 in v.shape:
         v = v.ravel()
     return v
@@ -272,7 +319,7 @@ def _read_vector(path: Path) -> np.ndarray:
 # ---- validation ----------------------------------------------------------------------------
 
 
-def _numeric_dtype(path: Path, key: str, dtype: np.dtype) -> type:
+def numeric_dtype(path: Path, key: str, dtype: np.dtype) -> type:
     if dtype.kind == "c":
         raise InputError(f"{path}: '{key}' has complex values; only real systems are supported")
     if dtype.kind not in "fiub":
@@ -280,16 +327,13 @@ def _numeric_dtype(path: Path, key: str, dtype: np.dtype) -> type:
     return np.float64
 
 
-def _plain_array(path: Path, key: str, arr: np.ndarray) -> np.ndarray:
-    return arr.astype(_numeric_dtype(path, key, arr.dtype), copy=False)
+def plain_array(path: Path, key: str, arr: np.ndarray) -> np.ndarray:
+    return arr.astype(numeric_dtype(path, key, arr.dtype), copy=False)
 
 
 def _validate(path: Path, A, allow_nonsymmetric: bool) -> None:
     n, m = A.shape
-    if n == 0 or m == 0:
-        raise InputError(f"{path}: empty system (A is {n} x {m})")
-    if n != m:
-        raise InputError(f"{path}: A is not square ({n} x {m})")
+    check_square(path, n, m)
     if sp.issparse(A):
         A.sum_duplicates()  # canonical: sorted indices, no duplicates
         A.sort_indices()
@@ -297,8 +341,27 @@ def _validate(path: Path, A, allow_nonsymmetric: bool) -> None:
     else:
         values = A
     if not np.all(np.isfinite(values)):
-        raise InputError(f"{path}: A contains NaN or Inf")
-    d = A.diagonal()
+        raise not_finite_error(path)
+    check_diagonal(path, A.diagonal())
+    if not allow_nonsymmetric:
+        scale = float(np.abs(values).max())
+        asym = abs(A - A.T).max() if sp.issparse(A) else np.abs(A - A.T).max()
+        if asym > SYMMETRY_RTOL * scale:
+            raise not_symmetric_error(path, asym, scale)
+
+
+def check_square(path: Path, n: int, m: int) -> None:
+    if n == 0 or m == 0:
+        raise InputError(f"{path}: empty system (A is {n} x {m})")
+    if n != m:
+        raise InputError(f"{path}: A is not square ({n} x {m})")
+
+
+def not_finite_error(path: Path) -> InputError:
+    return InputError(f"{path}: A contains NaN or Inf")
+
+
+def check_diagonal(path: Path, d: np.ndarray) -> None:
     bad = np.flatnonzero(d <= 0)
     if bad.size:
         i = int(bad[0])
@@ -306,17 +369,16 @@ def _validate(path: Path, A, allow_nonsymmetric: bool) -> None:
             f"{path}: diagonal entry A[{i},{i}] = {d[i]:g} is not positive "
             f"({bad.size} of {len(d)} rows); SOR needs a positive diagonal"
         )
-    if not allow_nonsymmetric:
-        scale = float(np.abs(values).max())
-        asym = abs(A - A.T).max() if sp.issparse(A) else np.abs(A - A.T).max()
-        if asym > SYMMETRY_RTOL * scale:
-            raise InputError(
-                f"{path}: A is not symmetric (max |A - A^T| = {asym:.3g}, "
-                f"max |A| = {scale:.3g}); pass --allow-nonsymmetric to solve anyway"
-            )
 
 
-def _check_vector(path: Path, key: str, v: np.ndarray, n: int) -> np.ndarray:
+def not_symmetric_error(path: Path, asym: float, scale: float) -> InputError:
+    return InputError(
+        f"{path}: A is not symmetric (max |A - A^T| = {asym:.3g}, "
+        f"max |A| = {scale:.3g}); pass --allow-nonsymmetric to solve anyway"
+    )
+
+
+def check_vector(path: Path, key: str, v: np.ndarray, n: int) -> np.ndarray:
     if v.ndim != 1:
         raise InputError(f"{path}: '{key}' must be 1-D, got shape {v.shape}")
     if v.shape[0] != n:

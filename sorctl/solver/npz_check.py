@@ -1,0 +1,242 @@
+"""Check an .npz of CSR (or CSC) arrays without holding its matrix: the row pointer whole, then
+`indices` and `data` a window of rows at a time, with the same one-line errors as
+sorctl.solver.io.load_system. Memory: a few n-vectors plus one window (WINDOW_BYTES of the
+file's values, or one row if a row is longer).
+
+A CSC file is the CSR file of A^T, and every check is the same for A and A^T (square, indices in
+range, finite, positive diagonal, symmetric), so its columns are read as rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from sorctl.errors import InputError
+from sorctl.solver import io
+from sorctl.solver.npz_stream import Header, NpzStream
+
+WINDOW_BYTES = 32 << 20  # of indices + data per window
+EXACT_ROWS = 64  # a refused matrix: rows whose |A - A^T| is then found exactly, for the message
+
+
+@dataclass(frozen=True)
+class SystemFile:
+    """A system .npz that passed the checks, to be solved from the file as it is: all the host
+    keeps of it (a cluster solve sends `file`)."""
+
+    source: str
+    file: str
+    n: int
+    nnz: int  # after duplicates are summed, as System.nnz
+    x0: None = None  # the file's own x0, if any, travels inside it
+
+
+def check_npz(
+    path, *, allow_nonsymmetric: bool = False, window_bytes: int = WINDOW_BYTES
+) -> SystemFile | None:
+    """The checks of load_system on an .npz of CSR arrays holding b, read in windows; InputError
+    as load_system raises it. None when the file is something else (dense A, no CSR keys, a
+    layout only a whole read handles): load_system then reads it, and says what is wrong."""
+    path = Path(path)
+    if io.file_kind(path) != "npz":
+        return None
+    with NpzStream(path) as z:
+        keys = z.keys
+        if "A" in keys or not keys.issuperset(io.CSR_KEYS):
+            return None
+        headers = {}
+        for key in (*io.CSR_KEYS, "format"):  # np.load's order: data first
+            if key in keys:
+                headers[key] = z.header(key)
+        if any(h is None for h in headers.values()):
+            return None
+        return _Check(path, z, headers, allow_nonsymmetric, window_bytes).run()  # type: ignore[arg-type]
+
+
+class _Check:
+    def __init__(
+        self, path: Path, z: NpzStream, headers: dict[str, Header], allow_nonsymmetric: bool,
+        window_bytes: int,
+    ) -> None:  # fmt: skip
+        self.path, self.z, self.h = path, z, headers
+        self.allow_nonsymmetric = allow_nonsymmetric
+        self.window_bytes = window_bytes
+
+    def run(self) -> SystemFile | None:
+        path, z, h = self.path, self.z, self.h
+        fmt = io.csr_format(path, z.whole("format", 1 << 16) if "format" in h else None)
+        nrows, ncols = io.csr_shape(path, z.whole("shape", 1 << 16))
+        data = h["data"]
+        io.numeric_dtype(path, "data", data.dtype)
+        if data.fortran_order and sum(s > 1 for s in data.shape) > 1:
+            return None  # ravel() of a Fortran-ordered 2-D array is not its bytes' order
+        for key in ("indices", "indptr"):
+            io.check_index_array(path, key, h[key].dtype, h[key].shape)
+        io.check_indptr_length(path, fmt, nrows, ncols, h["indptr"].shape[0])
+        indptr = z.whole("indptr", h["indptr"].size).astype(np.int64, copy=False)
+        nnz = h["indices"].size
+        io.check_indptr_values(path, indptr, nnz)
+        io.check_csr_lengths(path, data.size, nnz)
+        self.indptr, self.square = indptr, nrows == ncols and nrows > 0
+        self.minor = ncols if fmt == "csr" else nrows
+        stats = self._pass()
+        if stats.lo is not None and (stats.lo < 0 or stats.hi >= self.minor):
+            raise io.indices_range_error(path, self.minor, stats.lo, stats.hi)
+        vectors = {}
+        for key in ("b", "x0"):  # as load_system: their dtypes before the checks of A
+            if key in z.keys:
+                header = z.header(key)
+                if header is None:
+                    return None
+                io.numeric_dtype(path, key, header.dtype)
+                vectors[key] = header
+        if "b" not in vectors:
+            raise InputError(
+                f"{path}: missing key 'b' (the right-hand side); add it or pass --rhs FILE"
+            )
+        io.check_square(path, nrows, ncols)
+        if not stats.finite:
+            raise io.not_finite_error(path)
+        io.check_diagonal(path, stats.diagonal)
+        if not self.allow_nonsymmetric and stats.refused_rows.size:
+            raise io.not_symmetric_error(path, self._asymmetry(stats.refused_rows), stats.scale)
+        del stats
+        for header in vectors.values():
+            self._check_vector(header)
+        return SystemFile(source=str(path), file=str(path), n=nrows, nnz=self.nnz)
+
+    def _check_vector(self, header: Header) -> None:
+        n = len(self.indptr) - 1
+        if len(header.shape) != 1:
+            raise InputError(f"{self.path}: '{header.key}' must be 1-D, got shape {header.shape}")
+        if header.shape[0] != n:
+            raise InputError(
+                f"{self.path}: '{header.key}' has length {header.shape[0]}, A is {n} x {n}"
+            )
+        io.check_vector(self.path, header.key, self.z.whole(header.key, n).astype(np.float64), n)
+
+    def _windows(
+        self, with_values: bool
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray | None]]:
+        """(first row, end row, their column indices, their values or None), whole rows."""
+        ip, h = self.indptr, self.h
+        per = max(1, self.window_bytes // (h["indices"].dtype.itemsize + h["data"].dtype.itemsize))
+        nrows = len(ip) - 1
+        with self.z.values("indices") as idx_s, self.z.values("data") as val_s:
+            r0 = 0
+            while r0 < nrows:
+                r1 = int(np.searchsorted(ip, ip[r0] + per, side="right")) - 1
+                r1 = min(max(r1, r0 + 1), nrows)
+                count = int(ip[r1] - ip[r0])
+                idx = idx_s.read(count).astype(np.int64)
+                vals = val_s.read(count).astype(np.float64) if with_values else None
+                yield r0, r1, idx, vals
+                r0 = r1
+
+    def _pass(self) -> _Stats:
+        n = len(self.indptr) - 1
+        stats = _Stats(n, self.square and not self.allow_nonsymmetric)
+        ok = True  # indices in range so far: the values can be looked at
+        self.nnz = 0
+        for r0, r1, idx, vals in self._windows(with_values=True):
+            if idx.size:
+                lo, hi = int(idx.min()), int(idx.max())
+                stats.lo = lo if stats.lo is None else min(stats.lo, lo)
+                stats.hi = hi if stats.hi is None else max(stats.hi, hi)
+                ok = ok and lo >= 0 and hi < self.minor
+            if ok and self.square:
+                W = sp.csr_matrix(
+                    (vals, idx, self.indptr[r0 : r1 + 1] - self.indptr[r0]), shape=(r1 - r0, n)
+                )
+                W.sum_duplicates()  # canonical, as load_system makes A
+                self.nnz += W.nnz
+                stats.add(r0, W)
+        stats.finish()
+        return stats
+
+    def _asymmetry(self, rows: np.ndarray) -> float:
+        """max |a_ij - a_ji| over the given rows i, exactly: a second pass keeps the entries of
+        those rows and of those columns (all a_ij and a_ji for i in rows)."""
+        n = len(self.indptr) - 1
+        keep = np.zeros(n, dtype=bool)
+        keep[rows] = True
+        parts_r, parts_c, parts_v = [], [], []
+        for r0, r1, idx, vals in self._windows(with_values=True):
+            row = np.repeat(np.arange(r0, r1), np.diff(self.indptr[r0 : r1 + 1]))
+            mask = keep[row] | keep[idx]
+            parts_r.append(row[mask])
+            parts_c.append(idx[mask])
+            parts_v.append(vals[mask])  # type: ignore[index]
+        B = sp.csr_matrix(
+            (np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
+            shape=(n, n),
+        )  # duplicates summed, as load_system sums them
+        return float(abs(B - B.T)[rows].max())
+
+
+class _Stats:
+    """What one pass over the windows learns: index range, finiteness, the diagonal, max |A|, and
+    the symmetry probe.
+
+    Symmetry without the whole matrix: d = A r - A^T r for a random r with 1 <= |r_j| < 2, both
+    products streamed (A^T r scatters into an n-vector). load_system accepts A when
+    max |a_ij - a_ji| <= SYMMETRY_RTOL * max |A|. Row i of d is sum_j (a_ij - a_ji) r_j over
+    the k_i = (entries of row i) + (entries of column i) positions, so for any A load_system
+    accepts, |d_i| <= SYMMETRY_RTOL * max|A| * 2 k_i, plus the rounding of the two sums (each
+    term at most 2 max|A|, at most K terms per sum, K the longest row or column:
+    2 (K + 2) eps per term). A row beyond that bound proves some |a_ij - a_ji| in it exceeds the
+    tolerance: the probe never refuses what load_system accepts. It accepts what load_system
+    refuses only when the asymmetries of a row cancel against the random r to within about 2 k_i
+    times the tolerance (probability ~0 for a real asymmetry; one asymmetric pair alone is caught
+    once it exceeds 4 k_i times the tolerance).
+    """
+
+    def __init__(self, n: int, probe: bool) -> None:
+        self.lo: int | None = None
+        self.hi: int | None = None
+        self.finite = True
+        self.scale = 0.0
+        self.diagonal = np.zeros(n)
+        self.probe = probe
+        self.refused_rows = np.zeros(0, dtype=np.int64)
+        if probe:
+            rng = np.random.default_rng()
+            self.r = rng.choice([-1.0, 1.0], n) * (1.0 + rng.random(n))
+            self.d = np.zeros(n)  # A r - A^T r
+            self.counts = np.zeros(n, dtype=np.int64)  # k_i: entries of row i plus of column i
+
+    def add(self, r0: int, W: sp.csr_matrix) -> None:
+        if not np.all(np.isfinite(W.data)):
+            self.finite = False
+        if not self.finite:
+            return
+        if W.nnz:
+            self.scale = max(self.scale, float(np.abs(W.data).max()))
+        r1 = r0 + W.shape[0]
+        self.diagonal[r0:r1] = W.diagonal(k=r0)
+        if self.probe and W.nnz:
+            per_row = np.diff(W.indptr)
+            self.d[r0:r1] += W @ self.r
+            self.counts[r0:r1] += per_row
+            # A^T r and the column counts, scattered over the columns this window touches only
+            c0 = int(W.indices.min())
+            cols, width = W.indices - c0, int(W.indices.max()) - c0 + 1
+            weights = W.data * np.repeat(self.r[r0:r1], per_row)
+            self.d[c0 : c0 + width] -= np.bincount(cols, weights=weights, minlength=width)
+            self.counts[c0 : c0 + width] += np.bincount(cols, minlength=width)
+
+    def finish(self) -> None:
+        if not (self.probe and self.finite):
+            return
+        longest = int(self.counts.max(initial=0))
+        eps = np.finfo(np.float64).eps
+        bound = (io.SYMMETRY_RTOL + 2 * (longest + 2) * eps) * self.scale * 2 * self.counts
+        excess = np.abs(self.d) / np.maximum(bound, np.finfo(np.float64).tiny)
+        over = np.flatnonzero(np.abs(self.d) > bound)
+        self.refused_rows = over[np.argsort(excess[over])[::-1][:EXACT_ROWS]]
+        del self.d, self.r, self.counts
