@@ -35,8 +35,12 @@ from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solvefeed import FeedWriter
 from sorctl.solver import io, local
 from sorctl.solver.io import System
+from sorctl.solver.npz_check import SystemFile
 from sorctl.solver.result import SolveResult
 
+# what a cluster solve takes: arrays checked in memory, or an .npz checked in windows and sent as
+# it is (sorctl.solver.npz_check), which the host never holds whole
+SystemSource = System | SystemFile
 Callback = Callable[[int, float], None]  # callback(iteration, relative residual) per check
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -86,7 +90,7 @@ def solve_local(
     return result
 
 
-def _feed(system: System, options: SolveOptions, backend: str, cluster: str | None = None):
+def _feed(system: SystemSource, options: SolveOptions, backend: str, cluster: str | None = None):
     """The solve's feed, which `sorctl dashboard` follows (sorctl.solvefeed)."""
     return FeedWriter(backend=backend, cluster=cluster, n=system.n, nnz=system.nnz,
                       options=asdict(options))  # fmt: skip
@@ -389,7 +393,7 @@ class Cluster:
 
     def solve_system(
         self,
-        system: System,
+        system: SystemSource,
         options: SolveOptions,
         *,
         callback: Callback | None = None,
@@ -397,7 +401,8 @@ class Cluster:
         on_event: EventSink | None = None,
         log: Callable[[str], None] | None = None,
     ) -> SolveResult:
-        """Solve an already validated System (sorctl.solver.io) on this cluster."""
+        """Solve an already validated System (sorctl.solver.io), or a SystemFile
+        (sorctl.solver.npz_check), on this cluster."""
         info = self.info()
         if not _running(info):
             raise ClusterError(f"cluster {self.name!r} is not running (see `sorctl status`)")
@@ -561,7 +566,7 @@ class HostsCluster:
 
     def solve_system(
         self,
-        system: System,
+        system: SystemSource,
         options: SolveOptions,
         *,
         callback: Callback | None = None,

@@ -24,7 +24,8 @@ from sorctl import api
 from sorctl.cli.exit_codes import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, EXIT_OK
 from sorctl.errors import InputError, SorctlError
 from sorctl.options import DEFAULTS, METHODS
-from sorctl.solver import io
+from sorctl.solver import io, npz_check
+from sorctl.solver.npz_check import SystemFile
 from sorctl.solver.result import SolveResult
 
 err = Console(stderr=True, highlight=False)
@@ -124,6 +125,38 @@ def _summary(result: SolveResult, source: str) -> Table:
     return table
 
 
+def _cluster_and_file(
+    file: Path, rhs, x0, cluster: str | None, local: bool, allow_nonsymmetric: bool
+) -> tuple[api.Cluster | None, SystemFile | None] | None:
+    """A cluster solve of an .npz of CSR arrays (b and any x0 inside it): (the cluster, the file
+    checked in windows), never held whole here (the client container reads it as it is); the
+    cluster is looked up first, and (None, None) when none runs. None for anything else: the
+    system is read whole, as before."""
+    if local or rhs is not None or x0 is not None or not npz_check.is_csr_npz(file):
+        return None
+    target = api.cluster_for_solve(cluster)
+    if target is None:  # the local backend reads the system whole anyway
+        return None, None
+    return target, npz_check.check_npz(file, allow_nonsymmetric=allow_nonsymmetric)
+
+
+def _whole_system(file: Path, rhs, x0, allow_nonsymmetric: bool) -> io.System:
+    system = io.load_system(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
+    if x0 is not None:
+        guess = io.load_vector(x0)
+        if guess.shape != (system.n,):
+            raise InputError(
+                f"{x0}: starting guess has shape {guess.shape}, A is {system.n} x {system.n}"
+            )
+        if not np.all(np.isfinite(guess)):
+            raise InputError(f"{x0}: starting guess contains NaN or Inf")
+        # no longer the file as it is: a cluster solve writes the system out again
+        system = dataclasses.replace(
+            system, x0=np.ascontiguousarray(guess, dtype=np.float64), file=None
+        )
+    return system
+
+
 def solve(
     file: Annotated[Path, typer.Argument(help="System file: .npz (A or CSR arrays, b) or .mtx.")],
     rhs: Annotated[
@@ -203,21 +236,20 @@ def solve(
         inner_sweeps=inner_sweeps,
         blocks=blocks,
     )
-    system = io.load_system(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
-    if x0 is not None:
-        guess = io.load_vector(x0)
-        if guess.shape != (system.n,):
-            raise InputError(
-                f"{x0}: starting guess has shape {guess.shape}, A is {system.n} x {system.n}"
+    system: io.System | SystemFile | None
+    streamed = _cluster_and_file(file, rhs, x0, cluster, local, allow_nonsymmetric)
+    if streamed is not None:
+        target, system = streamed
+        system = system or _whole_system(file, rhs, x0, allow_nonsymmetric)
+    else:
+        system = _whole_system(file, rhs, x0, allow_nonsymmetric)
+        target = None if local else api.cluster_for_solve(cluster)
+        if target is not None and io.file_kind(file) == "mtx":
+            err.print(
+                f"note: {file} is read whole on this host (an .npz of CSR arrays is checked "
+                "in windows and sent as it is)",
+                markup=False,
             )
-        if not np.all(np.isfinite(guess)):
-            raise InputError(f"{x0}: starting guess contains NaN or Inf")
-        # no longer the file as it is: a cluster solve writes the system out again
-        system = dataclasses.replace(
-            system, x0=np.ascontiguousarray(guess, dtype=np.float64), file=None
-        )
-
-    target = None if local else api.cluster_for_solve(cluster)
     cluster_only = {"--inner-sweeps": inner_sweeps != DEFAULTS.inner_sweeps,
                     "--blocks": blocks is not None,
                     "--checkpoint": checkpoint is not None}  # fmt: skip
@@ -233,6 +265,7 @@ def solve(
                 if not local
                 else "solving on the local backend (--local)"
             )
+            assert isinstance(system, io.System)  # only a cluster solve is given a SystemFile
             result = api.solve_local(system, options, callback=progress)
 
     if result.reason == "interrupted":

@@ -17,7 +17,7 @@ import secrets
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,27 +166,40 @@ def _stop(container) -> None:
         container.wait(timeout=STOP_GRACE_S)
 
 
-def _put(container, parent: str, data: bytes) -> None:
+def _put(container, parent: str, data: bytes | Iterator[bytes]) -> None:
     if not container.put_archive(parent, data):
         raise ClusterError(f"cannot copy files into the solve container {container.name}")
 
 
-def _work_tar(system_file: Path, job: SolveJob) -> bytes:
-    """SOLVE_DIR with the system and the job document, the client's user's alone."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        top = tarfile.TarInfo(Path(SOLVE_DIR).name)
-        top.type, top.mode, top.uid, top.gid = tarfile.DIRTYPE, 0o700, RUN_UID, RUN_UID
-        tar.addfile(top)
-        info = tar.gettarinfo(str(system_file), arcname=f"{top.name}/{job.system_path.name}")
-        info.mode, info.uid, info.gid = 0o600, RUN_UID, RUN_UID
-        with open(system_file, "rb") as fh:
-            tar.addfile(info, fh)
-        doc = job.to_json().encode()
-        ti = tarfile.TarInfo(f"{top.name}/job.json")
-        ti.size, ti.mode, ti.uid, ti.gid = len(doc), 0o600, RUN_UID, RUN_UID
-        tar.addfile(ti, io.BytesIO(doc))
-    return buf.getvalue()
+FILE_CHUNK = 1 << 20
+
+
+def _work_tar(system_file: Path, job: SolveJob) -> Iterator[bytes]:
+    """SOLVE_DIR with the system and the job document, the client's user's alone: a tar stream
+    made as it is sent, so that the system file is never held in memory."""
+    top = tarfile.TarInfo(Path(SOLVE_DIR).name)
+    top.type, top.mode, top.uid, top.gid = tarfile.DIRTYPE, 0o700, RUN_UID, RUN_UID
+    doc = job.to_json().encode()
+    ti = tarfile.TarInfo(f"{top.name}/job.json")
+    ti.size, ti.mode, ti.uid, ti.gid = len(doc), 0o600, RUN_UID, RUN_UID
+    yield top.tobuf(tarfile.PAX_FORMAT) + ti.tobuf(tarfile.PAX_FORMAT) + _padded(doc)
+    with open(system_file, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        info = tarfile.TarInfo(f"{top.name}/{job.system_path.name}")
+        info.size, info.mode, info.uid, info.gid = size, 0o600, RUN_UID, RUN_UID
+        yield info.tobuf(tarfile.PAX_FORMAT)
+        left = size
+        while left:
+            chunk = fh.read(min(FILE_CHUNK, left))
+            if not chunk:
+                raise InputError(f"{system_file}: the file shrank while it was being sent")
+            left -= len(chunk)
+            yield chunk
+    yield b"\0" * (-size % tarfile.BLOCKSIZE) + b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _padded(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
 
 
 def _material_tar(info) -> bytes:

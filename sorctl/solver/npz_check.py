@@ -85,8 +85,9 @@ class _Check:
         self.indptr, self.square = indptr, nrows == ncols and nrows > 0
         self.minor = ncols if fmt == "csr" else nrows
         stats = self._pass()
-        if stats.lo is not None and (stats.lo < 0 or stats.hi >= self.minor):
-            raise io.indices_range_error(path, self.minor, stats.lo, stats.hi)
+        lo, hi = stats.lo, stats.hi
+        if lo is not None and hi is not None and (lo < 0 or hi >= self.minor):
+            raise io.indices_range_error(path, self.minor, lo, hi)
         vectors = {}
         for key in ("b", "x0"):  # as load_system: their dtypes before the checks of A
             if key in z.keys:
@@ -240,3 +241,13 @@ class _Stats:
         over = np.flatnonzero(np.abs(self.d) > bound)
         self.refused_rows = over[np.argsort(excess[over])[::-1][:EXACT_ROWS]]
         del self.d, self.r, self.counts
+
+
+def is_csr_npz(path) -> bool:
+    """Whether `path` looks like an .npz of CSR arrays (its zip directory only; no values read).
+    False for anything else, including files load_system will refuse."""
+    try:
+        with NpzStream(Path(path)) as z:
+            return "A" not in z.keys and z.keys.issuperset(io.CSR_KEYS)
+    except (InputError, OSError):
+        return False

@@ -110,8 +110,9 @@ class NpzStream:
                     self.path, key, ValueError(f"{v.header.size} values, expected at most {most}")
                 )
             flat = v.read(v.header.size)
-            order = "F" if v.header.fortran_order else "C"
-            return flat.reshape(v.header.shape, order=order)
+            if v.header.fortran_order:
+                return flat.reshape(v.header.shape, order="F")
+            return flat.reshape(v.header.shape)
 
     @contextlib.contextmanager
     def _member(self, key: str) -> Iterator[IO[bytes]]:
