@@ -249,6 +249,7 @@ def solve(
                 f"note: {file} is read whole on this host (an .npz of CSR arrays is checked "
                 "in windows and sent as it is)",
                 markup=False,
+                soft_wrap=True,
             )
     cluster_only = {"--inner-sweeps": inner_sweeps != DEFAULTS.inner_sweeps,
                     "--blocks": blocks is not None,

@@ -355,3 +355,82 @@ def test_plot_without_matplotlib_is_a_clear_error_before_solving(tmp_path, capsy
     )
     assert code == 1 and "--plot needs matplotlib" in err and out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]
+
+
+class FileOnlyCluster:
+    """A cluster seam that solves what it is given locally, after loading the file itself (as
+    the client container does); records what the host handed it."""
+
+    def __init__(self, load) -> None:
+        self.load, self.given = load, []
+
+    def solve_system(self, system, options, *, callback=None, checkpoint=None):
+        self.given.append(system)
+        return api.solve_local(self.load(system.file), options, callback=callback)
+
+
+def test_cluster_solve_of_a_csr_npz_checks_the_file_in_windows(tmp_path, capsys, monkeypatch):
+    from sorctl.solver import io, npz_check
+
+    target = FileOnlyCluster(io.load_system)
+    monkeypatch.setattr(api, "cluster_for_solve", lambda name: target)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the host read the whole system")
+
+    monkeypatch.setattr(io, "load_system", never)
+    A, b = gallery.poisson2d(12)
+    f = tmp_path / "p.npz"
+    np.savez_compressed(f, **csr_arrays(A), b=b)
+    code, out, _ = run_cli(["solve", f, "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["n"] == 144
+    assert target.given == [npz_check.SystemFile(str(f), str(f), 144, A.nnz)]
+
+
+STREAMED_BAD = [
+    "negative-diagonal",
+    "csr-index-out-of-range",
+    "csr-bad-indptr",
+    "csr-short-indptr",
+    "coo-format",
+]
+
+
+@pytest.mark.parametrize("kind", [*STREAMED_BAD, "csr-nan", "csr-nonsymmetric", "csr-short-b"])
+def test_bad_csr_input_on_a_cluster_gives_the_local_line(kind, tmp_path, capsys, monkeypatch):
+    if kind in STREAMED_BAD:
+        named, _ = make_bad(kind, tmp_path)
+    else:
+        A, b = gallery.poisson2d(4)
+        arrs = csr_arrays(A)
+        if kind == "csr-nan":
+            arrs["data"][7] = np.nan
+        elif kind == "csr-nonsymmetric":
+            arrs["data"][1] += 0.5
+        else:
+            b = b[:-1]
+        named = tmp_path / f"{kind}.npz"
+        np.savez(named, **arrs, b=b)
+    _, _, local_err = run_cli(["solve", named, "--local"], capsys, monkeypatch)
+    target = FileOnlyCluster(lambda path: pytest.fail("solved a bad system"))
+    monkeypatch.setattr(api, "cluster_for_solve", lambda name: target)
+    code, out, err = run_cli(["solve", named, "--cluster", "c"], capsys, monkeypatch)
+    assert code == 2 and out == "" and err == local_err and target.given == []
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_matrix_market_on_a_cluster_says_it_is_read_whole(tmp_path, capsys, monkeypatch):
+    from sorctl.solver import io
+
+    target = FileOnlyCluster(io.load_system)
+    monkeypatch.setattr(api, "cluster_for_solve", lambda name: target)
+    A, b = gallery.poisson2d(6)
+    scipy.io.mmwrite(tmp_path / "a.mtx", A)
+    np.save(tmp_path / "b.npy", b)
+    target.load = lambda _: io.load_system(tmp_path / "a.mtx", tmp_path / "b.npy")
+    target.given = []
+    code, _, err = run_cli(["solve", tmp_path / "a.mtx", "--rhs", tmp_path / "b.npy"], capsys,
+                           monkeypatch)  # fmt: skip
+    assert code == 0, err
+    assert f"note: {tmp_path / 'a.mtx'} is read whole on this host" in err
+    assert isinstance(target.given[0], io.System)

@@ -118,9 +118,9 @@ def cases() -> dict[str, dict[str, np.ndarray]]:
 CASES = cases()
 
 
-def outcome(fn):
+def outcome(fn, *args, **kwargs):
     try:
-        return fn()
+        return fn(*args, **kwargs)
     except InputError as exc:
         return f"error: {exc}"
 
@@ -131,9 +131,9 @@ def test_same_verdict_and_line_as_the_whole_matrix_check(kind, compressed, tmp_p
     path = tmp_path / f"{kind}.npz"
     (np.savez_compressed if compressed else np.savez)(path, **CASES[kind])
     for allow in (False, True):
-        whole = outcome(lambda: load_system(path, allow_nonsymmetric=allow))
+        whole = outcome(load_system, path, allow_nonsymmetric=allow)
         for window in WINDOWS:
-            got = outcome(lambda: check_npz(path, allow_nonsymmetric=allow, window_bytes=window))
+            got = outcome(check_npz, path, allow_nonsymmetric=allow, window_bytes=window)
             if isinstance(whole, str):
                 assert got == whole, (window, allow)
             else:
@@ -144,7 +144,7 @@ def test_the_cases_cover_refusals_and_acceptances(tmp_path):
     verdicts = {}
     for kind, arrs in CASES.items():
         np.savez(tmp_path / "c.npz", **arrs)
-        verdicts[kind] = isinstance(outcome(lambda: load_system(tmp_path / "c.npz")), str)
+        verdicts[kind] = isinstance(outcome(load_system, tmp_path / "c.npz"), str)
     assert not any(verdicts[k] for k in ("random-spd", "csc", "duplicates-unsorted",
                                           "nearly-symmetric", "x0-in-file"))  # fmt: skip
     assert all(verdicts[k] for k in ("nonsymmetric-one-entry", "nan", "zero-diagonal",
