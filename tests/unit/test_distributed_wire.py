@@ -18,6 +18,7 @@ from sorctl.distributed import wire
 from sorctl.distributed.job import SolveJob
 from sorctl.engine import solve_container as solve_cluster
 from sorctl.errors import InputError
+from sorctl.names import RUN_UID
 from sorctl.options import SolveOptions
 from sorctl.solver import io as sio
 from tests.drivers import cluster_solve as solve
@@ -89,6 +90,22 @@ def test_the_client_gets_the_certificate_only_from_a_tls_cluster(tmp_path, tls):
         assert tar.extractfile("sorctl/secret").read() == b"secret"
     want = {"sorctl/secret"} | ({"sorctl/cert.pem", "sorctl/key.pem"} if tls else set())
     assert files == dict.fromkeys(want, 0o400)
+
+
+def test_the_work_tar_is_streamed_from_the_file_as_it_is(tmp_path, monkeypatch):
+    system = tmp_path / "user.npz"
+    system.write_bytes(np.random.default_rng(0).bytes(3 * solve_cluster.FILE_CHUNK + 77))
+    job = SolveJob(scheduler="10.0.0.2")
+    chunks = list(solve_cluster._work_tar(system, job))
+    assert max(map(len, chunks)) <= solve_cluster.FILE_CHUNK + 2048  # never the whole file
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        got = tar.extractfile(f"solve/{job.system_path.name}").read()
+        doc = tar.extractfile("solve/job.json").read()
+    assert got == system.read_bytes() and SolveJob.from_json(doc.decode()) == job
+    assert members["solve"].isdir() and members["solve"].mode == 0o700
+    assert {m.mode for m in members.values() if m.isfile()} == {0o600}
+    assert {(m.uid, m.gid) for m in members.values()} == {(RUN_UID, RUN_UID)}
 
 
 @pytest.mark.parametrize(
