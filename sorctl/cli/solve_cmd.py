@@ -128,33 +128,36 @@ def _summary(result: SolveResult, source: str) -> Table:
 def _cluster_and_file(
     file: Path, rhs, x0, cluster: str | None, local: bool, allow_nonsymmetric: bool
 ) -> tuple[api.Cluster | None, SystemFile | None] | None:
-    """A cluster solve of an .npz of CSR arrays (b and any x0 inside it): (the cluster, the file
-    checked in windows), never held whole here (the client container reads it as it is); the
-    cluster is looked up first, and (None, None) when none runs. None for anything else: the
-    system is read whole, as before."""
-    if local or rhs is not None or x0 is not None or not npz_check.is_csr_npz(file):
+    """A cluster solve of an .npz of CSR arrays: (the cluster, the file checked in windows),
+    never held whole here (the client container reads the file as it is, or a copy with --rhs
+    or --x0 in it); the cluster is looked up first, and (None, None) when none runs. None for
+    anything else: the system is read whole, as before."""
+    if local or not npz_check.is_csr_npz(file):
         return None
     target = api.cluster_for_solve(cluster)
     if target is None:  # the local backend reads the system whole anyway
         return None, None
-    return target, npz_check.check_npz(file, allow_nonsymmetric=allow_nonsymmetric)
+    system = npz_check.check_npz(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
+    if system is not None and x0 is not None:
+        system = dataclasses.replace(system, x0=_starting_guess(x0, system.n))
+    return target, system
 
 
 def _whole_system(file: Path, rhs, x0, allow_nonsymmetric: bool) -> io.System:
     system = io.load_system(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
     if x0 is not None:
-        guess = io.load_vector(x0)
-        if guess.shape != (system.n,):
-            raise InputError(
-                f"{x0}: starting guess has shape {guess.shape}, A is {system.n} x {system.n}"
-            )
-        if not np.all(np.isfinite(guess)):
-            raise InputError(f"{x0}: starting guess contains NaN or Inf")
         # no longer the file as it is: a cluster solve writes the system out again
-        system = dataclasses.replace(
-            system, x0=np.ascontiguousarray(guess, dtype=np.float64), file=None
-        )
+        system = dataclasses.replace(system, x0=_starting_guess(x0, system.n), file=None)
     return system
+
+
+def _starting_guess(x0: Path, n: int) -> np.ndarray:
+    guess = io.load_vector(x0)
+    if guess.shape != (n,):
+        raise InputError(f"{x0}: starting guess has shape {guess.shape}, A is {n} x {n}")
+    if not np.all(np.isfinite(guess)):
+        raise InputError(f"{x0}: starting guess contains NaN or Inf")
+    return np.ascontiguousarray(guess, dtype=np.float64)
 
 
 def solve(

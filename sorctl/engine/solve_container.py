@@ -29,6 +29,7 @@ from sorctl.errors import ClusterError, InputError
 from sorctl.names import LABEL_CLUSTER, LABEL_ROLE, RUN_DIR, RUN_UID, SOLVE_DIR
 from sorctl.options import SolveOptions
 from sorctl.solver import io as sio
+from sorctl.solver.npz_check import SystemFile, copy_with
 from sorctl.solver.result import SolveResult
 
 STOP_GRACE_S = 20  # after Ctrl-C: time for the client to cancel its jobs and close
@@ -67,11 +68,7 @@ def run(
     name = f"{info.name}-solve-{secrets.token_hex(3)}"
     container = None
     with tempfile.TemporaryDirectory(prefix="sorctl-solve-") as tmp:
-        if system.file is not None:  # the user's .npz as it is: no copy to write
-            sys_path = Path(system.file)
-        else:
-            sys_path = Path(tmp) / "system.npz"
-            sio.save_system(sys_path, system.A, system.b, system.x0)
+        sys_path = _system_file(system, Path(tmp))
         try:
             container = client.containers.create(
                 image_ref("client"),
@@ -107,6 +104,19 @@ def run(
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
             client.close()
+
+
+def _system_file(system, tmp: Path) -> Path:
+    """The .npz to send: the user's file as it is when it holds the system, else a copy."""
+    if isinstance(system, SystemFile):
+        if system.as_is:
+            return Path(system.file)
+        copy_with(system.file, tmp / "system.npz", b=system.b, x0=system.x0)
+        return tmp / "system.npz"
+    if system.file is not None:
+        return Path(system.file)
+    sio.save_system(tmp / "system.npz", system.A, system.b, system.x0)
+    return tmp / "system.npz"
 
 
 def _result(container, job: SolveJob, tmp: Path) -> SolveResult:

@@ -58,7 +58,7 @@ def load_system(path, rhs=None, *, allow_nonsymmetric: bool = False) -> System:
     else:
         A, b, x0 = _read_mtx(path), None, None
     if rhs is not None:
-        b = _read_vector(Path(rhs))
+        b = read_vector(Path(rhs))
     elif b is None and kind == "npz":
         raise InputError(
             f"{path}: missing key 'b' (the right-hand side); add it or pass --rhs FILE"
@@ -104,7 +104,7 @@ def load_vector(path) -> np.ndarray:
             if key is None:
                 raise InputError(f"{path}: no 'x' or 'x0' array in this .npz")
             return plain_array(path, key, _get(path, f, key)).ravel()
-    return _read_vector(path)
+    return read_vector(path)
 
 
 # ---- reading -----------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def _read_mtx(path: Path):
     return plain_array(path, "A", np.asarray(M))
 
 
-def _read_vector(path: Path) -> np.ndarray:
+def read_vector(path: Path) -> np.ndarray:
     kind = path.suffix
     if not path.exists():
         raise InputError(f"{path}: no such file")

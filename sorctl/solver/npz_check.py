@@ -9,6 +9,8 @@ range, finite, positive diagonal, symmetric), so its columns are read as rows.
 
 from __future__ import annotations
 
+import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +37,37 @@ class SystemFile:
     file: str
     n: int
     nnz: int  # after duplicates are summed, as System.nnz
-    x0: None = None  # the file's own x0, if any, travels inside it
+    b: np.ndarray | None = None  # replaces the file's b (--rhs); None: the file's own
+    x0: np.ndarray | None = None  # replaces the file's x0 (--x0); None: the file's own, if any
+
+    @property
+    def as_is(self) -> bool:
+        """Whether the file holds the system as it is (else: a copy with b or x0 replaced)."""
+        return self.b is None and self.x0 is None
+
+
+def copy_with(src, dest, *, b: np.ndarray | None = None, x0: np.ndarray | None = None) -> None:
+    """Write dest: the .npz src with b and/or x0 replaced, member by member (the rest copied as
+    it is read, decompressed and stored: quick, and never in memory whole)."""
+    replaced = {k: v for k, v in (("b", b), ("x0", x0)) if v is not None}
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zout:
+        for name in zin.namelist():
+            if (name[:-4] if name.endswith(".npy") else name) in replaced:
+                continue
+            with zin.open(name) as r, zout.open(name, "w", force_zip64=True) as w:
+                shutil.copyfileobj(r, w, 1 << 20)
+        for key, value in replaced.items():
+            with zout.open(f"{key}.npy", "w", force_zip64=True) as w:
+                np.lib.format.write_array(w, np.ascontiguousarray(value, dtype=np.float64))
 
 
 def check_npz(
-    path, *, allow_nonsymmetric: bool = False, window_bytes: int = WINDOW_BYTES
+    path, rhs=None, *, allow_nonsymmetric: bool = False, window_bytes: int = WINDOW_BYTES
 ) -> SystemFile | None:
-    """The checks of load_system on an .npz of CSR arrays holding b, read in windows; InputError
-    as load_system raises it. None when the file is something else (dense A, no CSR keys, a
-    layout only a whole read handles): load_system then reads it, and says what is wrong."""
+    """The checks of load_system(path, rhs) on an .npz of CSR arrays, read in windows;
+    InputError as load_system raises it. None when the file is something else (dense A, no CSR
+    keys, a layout only a whole read handles): load_system then reads it, and says what is
+    wrong. `rhs`: a .npy/.mtx right-hand side instead of the file's b."""
     path = Path(path)
     if io.file_kind(path) != "npz":
         return None
@@ -57,7 +81,8 @@ def check_npz(
                 headers[key] = z.header(key)
         if any(h is None for h in headers.values()):
             return None
-        return _Check(path, z, headers, allow_nonsymmetric, window_bytes).run()  # type: ignore[arg-type]
+        check = _Check(path, z, headers, allow_nonsymmetric, window_bytes)  # type: ignore[arg-type]
+        return check.run(Path(rhs) if rhs is not None else None)
 
 
 class _Check:
@@ -69,7 +94,7 @@ class _Check:
         self.allow_nonsymmetric = allow_nonsymmetric
         self.window_bytes = window_bytes
 
-    def run(self) -> SystemFile | None:
+    def run(self, rhs: Path | None) -> SystemFile | None:
         path, z, h = self.path, self.z, self.h
         fmt = io.csr_format(path, z.whole("format", 1 << 16) if "format" in h else None)
         nrows, ncols = io.csr_shape(path, z.whole("shape", 1 << 16))
@@ -98,7 +123,8 @@ class _Check:
                     return None
                 io.numeric_dtype(path, key, header.dtype)
                 vectors[key] = header
-        if "b" not in vectors:
+        b = io.read_vector(rhs) if rhs is not None else None
+        if b is None and "b" not in vectors:
             raise InputError(
                 f"{path}: missing key 'b' (the right-hand side); add it or pass --rhs FILE"
             )
@@ -109,9 +135,12 @@ class _Check:
         if not self.allow_nonsymmetric and stats.refused_rows.size:
             raise io.not_symmetric_error(path, self._asymmetry(stats.refused_rows), stats.scale)
         del stats
+        if rhs is not None and b is not None:
+            b = io.check_vector(rhs, "b", b, nrows)
+            vectors.pop("b", None)
         for header in vectors.values():
             self._check_vector(header)
-        return SystemFile(source=str(path), file=str(path), n=nrows, nnz=self.nnz)
+        return SystemFile(source=str(path), file=str(path), n=nrows, nnz=self.nnz, b=b)
 
     def _check_vector(self, header: Header) -> None:
         n = len(self.indptr) - 1

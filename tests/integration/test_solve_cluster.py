@@ -235,6 +235,34 @@ def test_cli_flags_reach_the_cluster(single, tmp_path):
     assert np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
 
 
+def test_a_csr_npz_is_checked_on_the_host_and_solved_from_the_file(single, tmp_path):
+    A = random_spd(500, 0.01, 4)
+    b = np.arange(500, dtype=float) % 7 + 1
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    C = sp.csc_matrix(A)  # deflated CSC: the client container reads the file as the host checked it
+    np.savez_compressed(good, data=C.data, indices=C.indices, indptr=C.indptr,
+                        shape=np.array(C.shape), format=np.array("csc"), b=b)  # fmt: skip
+    proc = subprocess.run([SORCTL, "solve", str(good), "--cluster", single.name, "--json",
+                           "-o", str(tmp_path / "x.npz")], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["nnz"] == A.nnz
+    x = sio.load_vector(tmp_path / "x.npz")
+    assert np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
+    N = A.tolil()
+    N[3, 400] += 1.0
+    N = sp.csr_matrix(N)
+    np.savez(bad, data=N.data, indices=N.indices, indptr=N.indptr, shape=np.array(N.shape), b=b)
+    runs = [
+        subprocess.run(
+            [SORCTL, "solve", str(bad), *where], capture_output=True, text=True, timeout=120
+        )  # fmt: skip
+        for where in (["--cluster", single.name], ["--local"])
+    ]
+    assert [r.returncode for r in runs] == [2, 2] and runs[0].stderr == runs[1].stderr
+    assert "is not symmetric" in runs[0].stderr and len(runs[0].stderr.splitlines()) == 1
+
+
 def test_solve_without_cluster_picks_none_of_several_and_names_them(single, tls, tmp_path):
     system = tmp_path / "p.npz"
     sio.save_system(system, poisson2d(8), np.ones(64))

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
+import scipy.sparse.linalg
 
 from sorctl import api
 from sorctl.solver import gallery
@@ -365,8 +367,14 @@ class FileOnlyCluster:
         self.load, self.given = load, []
 
     def solve_system(self, system, options, *, callback=None, checkpoint=None):
+        import tempfile
+
+        from sorctl.engine import solve_container
+
         self.given.append(system)
-        return api.solve_local(self.load(system.file), options, callback=callback)
+        with tempfile.TemporaryDirectory() as tmp:  # the file the client container would get
+            sent = solve_container._system_file(system, Path(tmp))
+            return api.solve_local(self.load(sent), options, callback=callback)
 
 
 def test_cluster_solve_of_a_csr_npz_checks_the_file_in_windows(tmp_path, capsys, monkeypatch):
@@ -434,3 +442,33 @@ def test_matrix_market_on_a_cluster_says_it_is_read_whole(tmp_path, capsys, monk
     assert code == 0, err
     assert f"note: {tmp_path / 'a.mtx'} is read whole on this host" in err
     assert isinstance(target.given[0], io.System)
+
+
+def test_rhs_and_x0_on_a_cluster_go_in_a_copy_of_the_file(tmp_path, capsys, monkeypatch):
+    from sorctl.solver import io, npz_check
+
+    target = FileOnlyCluster(io.load_system)
+    monkeypatch.setattr(api, "cluster_for_solve", lambda name: target)
+    A, b = gallery.poisson2d(10)
+    f = tmp_path / "p.npz"
+    np.savez_compressed(f, **csr_arrays(A), b=np.zeros(100), x0=np.full(100, 7.0))
+    np.save(tmp_path / "b.npy", b)
+    x = scipy.sparse.linalg.spsolve(scipy.sparse.csc_matrix(A), b)
+    np.save(tmp_path / "x0.npy", x)  # the answer as the guess: done at iteration 0
+    code, out, err = run_cli(["solve", f, "--rhs", tmp_path / "b.npy", "--x0", tmp_path / "x0.npy",
+                              "--json"], capsys, monkeypatch)  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["iterations"] == 0
+    (given,) = target.given
+    assert isinstance(given, npz_check.SystemFile) and not given.as_is
+    assert np.array_equal(given.b, b) and np.array_equal(given.x0, x)
+    copy = tmp_path / "copy.npz"
+    npz_check.copy_with(f, copy, x0=x)
+    with np.load(copy) as got, np.load(f) as orig:
+        assert sorted(got.files) == sorted(orig.files)
+        assert np.array_equal(got["x0"], x) and np.array_equal(got["data"], orig["data"])
+        assert np.array_equal(got["b"], orig["b"])
+    _, _, local_err = run_cli(["solve", f, "--rhs", tmp_path / "short.npy", "--local"], capsys,
+                              monkeypatch)  # fmt: skip
+    code, _, err = run_cli(["solve", f, "--rhs", tmp_path / "short.npy"], capsys, monkeypatch)
+    assert code == 2 and err == local_err and "no such file" in err

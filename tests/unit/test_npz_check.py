@@ -173,3 +173,19 @@ def test_a_corrupt_member_is_one_line(tmp_path):
     f.write_bytes(bytes(raw))
     with pytest.raises(InputError, match=r"truncated or corrupt \.npz archive"):
         check_npz(f, window_bytes=64)
+
+
+@pytest.mark.parametrize("rhs", ["good.npy", "short.npy", "nan.npy", "missing.npy"])
+def test_a_separate_right_hand_side_is_checked_as_load_system_checks_it(rhs, tmp_path):
+    A = spd()
+    f = tmp_path / "s.npz"
+    np.savez(f, **npz_arrays(A))  # no b of its own
+    np.save(tmp_path / "good.npy", np.arange(300.0))
+    np.save(tmp_path / "short.npy", np.ones(299))
+    np.save(tmp_path / "nan.npy", np.r_[np.nan, np.ones(299)])
+    whole = outcome(load_system, f, tmp_path / rhs)
+    got = outcome(check_npz, f, tmp_path / rhs, window_bytes=100)
+    if isinstance(whole, str):
+        assert got == whole
+    else:
+        assert np.array_equal(got.b, whole.b) and not got.as_is and got.nnz == whole.nnz
