@@ -25,7 +25,10 @@ from sorctl.solver.npz_stream import Header, NpzStream
 # of indices + data per window; the check of a 120^3 Poisson file peaks at 163 MB RSS with 8 MB
 # windows, 271 MB with 32 MB (load_system: 368 MB)
 WINDOW_BYTES = 8 << 20
-EXACT_ROWS = 64  # a refused matrix: rows whose |A - A^T| is then found exactly, for the message
+
+# at least this many entries (of the rows and columns the symmetry probe suspects) are then
+# compared exactly, so that the refusal names the asymmetry itself, and rounding is told apart
+EXACT_ENTRIES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,11 @@ class _Check:
         if not stats.finite:
             raise io.not_finite_error(path)
         io.check_diagonal(path, stats.diagonal)
-        if not self.allow_nonsymmetric and stats.refused_rows.size:
-            raise io.not_symmetric_error(path, self._asymmetry(stats.refused_rows), stats.scale)
+        if not self.allow_nonsymmetric and stats.suspect_rows.size:
+            # exact on the suspects: what the probe proves, or what it cannot tell from rounding
+            asym = self._asymmetry(stats.suspect_rows)
+            if asym > io.SYMMETRY_RTOL * stats.scale or stats.proven:
+                raise io.not_symmetric_error(path, asym, stats.scale)
         del stats
         if rhs is not None and b is not None:
             b = io.check_vector(rhs, "b", b, nrows)
@@ -152,12 +158,14 @@ class _Check:
             )
         io.check_vector(self.path, header.key, self.z.whole(header.key, n).astype(np.float64), n)
 
-    def _windows(
-        self, with_values: bool
-    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray | None]]:
-        """(first row, end row, their column indices, their values or None), whole rows."""
-        ip, h = self.indptr, self.h
-        per = max(1, self.window_bytes // (h["indices"].dtype.itemsize + h["data"].dtype.itemsize))
+    def _per_window(self) -> int:
+        """Entries of indices and data per window."""
+        itemsize = self.h["indices"].dtype.itemsize + self.h["data"].dtype.itemsize
+        return max(1, self.window_bytes // itemsize)
+
+    def _windows(self) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """(first row, end row, their column indices, their values): whole rows at a time."""
+        ip, per = self.indptr, self._per_window()
         nrows = len(ip) - 1
         with self.z.values("indices") as idx_s, self.z.values("data") as val_s:
             r0 = 0
@@ -167,7 +175,7 @@ class _Check:
                 count = int(ip[r1] - ip[r0])
                 idx = idx_s.read(count).astype(np.int64)
                 # a copy either way: frombuffer's array is read-only, sum_duplicates writes
-                vals = val_s.read(count).astype(np.float64) if with_values else None
+                vals = val_s.read(count).astype(np.float64)
                 yield r0, r1, idx, vals
                 r0 = r1
 
@@ -176,7 +184,7 @@ class _Check:
         stats = _Stats(n, self.square and not self.allow_nonsymmetric)
         ok = True  # indices in range so far: the values can be looked at
         self.nnz = 0
-        for r0, r1, idx, vals in self._windows(with_values=True):
+        for r0, r1, idx, vals in self._windows():
             if idx.size:
                 lo, hi = int(idx.min()), int(idx.max())
                 stats.lo = lo if stats.lo is None else min(stats.lo, lo)
@@ -189,7 +197,7 @@ class _Check:
                 W.sum_duplicates()  # canonical, as load_system makes A
                 self.nnz += W.nnz
                 stats.add(r0, W)
-        stats.finish()
+        stats.finish(budget=max(self._per_window(), EXACT_ENTRIES))
         return stats
 
     def _asymmetry(self, rows: np.ndarray) -> float:
@@ -199,12 +207,12 @@ class _Check:
         keep = np.zeros(n, dtype=bool)
         keep[rows] = True
         parts_r, parts_c, parts_v = [], [], []
-        for r0, r1, idx, vals in self._windows(with_values=True):
+        for r0, r1, idx, vals in self._windows():
             row = np.repeat(np.arange(r0, r1), np.diff(self.indptr[r0 : r1 + 1]))
             mask = keep[row] | keep[idx]
             parts_r.append(row[mask])
             parts_c.append(idx[mask])
-            parts_v.append(vals[mask])  # type: ignore[index]
+            parts_v.append(vals[mask])
         B = sp.csr_matrix(
             (np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
             shape=(n, n),
@@ -216,17 +224,21 @@ class _Stats:
     """What one pass over the windows learns: index range, finiteness, the diagonal, max |A|, and
     the symmetry probe.
 
-    Symmetry without the whole matrix: d = A r - A^T r for a random r with 1 <= |r_j| < 2, both
-    products streamed (A^T r scatters into an n-vector). load_system accepts A when
-    max |a_ij - a_ji| <= SYMMETRY_RTOL * max |A|. Row i of d is sum_j (a_ij - a_ji) r_j over
-    the k_i = (entries of row i) + (entries of column i) positions, so for any A load_system
-    accepts, |d_i| <= SYMMETRY_RTOL * max|A| * 2 k_i, plus the rounding of the two sums (each
-    term at most 2 max|A|, at most K terms per sum, K the longest row or column:
-    2 (K + 2) eps per term). A row beyond that bound proves some |a_ij - a_ji| in it exceeds the
-    tolerance: the probe never refuses what load_system accepts. It accepts what load_system
-    refuses only when the asymmetries of a row cancel against the random r to within about 2 k_i
-    times the tolerance (probability ~0 for a real asymmetry; one asymmetric pair alone is caught
-    once it exceeds 4 k_i times the tolerance).
+    Symmetry without the whole matrix: load_system accepts A when max |a_ij - a_ji| <= tol,
+    tol = SYMMETRY_RTOL * max |A|. The pass streams d = A r - A^T r for a random r with
+    1 <= |r_j| < 2 (A^T r scatters into an n-vector). d_i = sum_j (a_ij - a_ji) r_j over the
+    k_i = (entries of row i) + (entries of column i) positions, so
+    - one pair beyond tol makes |d_i| > tol (|r_j| >= 1), up to rounding: rows with
+      |d_i| > tol / 2 are suspects; nothing below that is, unless a row's asymmetries cancel
+      against the random r (probability ~0 for a real asymmetry);
+    - if A is within tol, |d_i| <= 2 k_i tol plus the rounding of the two sums (each term at
+      most 2 max|A|, at most K + 2 terms, K the longest row or column): a row beyond that bound
+      proves an asymmetry beyond tol.
+    The check then compares a_ij with a_ji exactly on the suspect rows (proven ones first, then
+    by |d_i|, as many as EXACT_ENTRIES allows, in a second pass): it refuses when one is beyond
+    tol, as load_system would, and names that max |A - A^T|. So it never refuses what
+    load_system accepts, and it accepts what load_system refuses only on a cancellation as above
+    or beyond the suspects it has room for (rows whose |d_i| is smaller than all it compared).
     """
 
     def __init__(self, n: int, probe: bool) -> None:
@@ -236,7 +248,8 @@ class _Stats:
         self.scale = 0.0
         self.diagonal = np.zeros(n)
         self.probe = probe
-        self.refused_rows = np.zeros(0, dtype=np.int64)
+        self.suspect_rows = np.zeros(0, dtype=np.int64)
+        self.proven = False  # some row proven asymmetric beyond the tolerance
         if probe:
             rng = np.random.default_rng()
             self.r = rng.choice([-1.0, 1.0], n) * (1.0 + rng.random(n))
@@ -263,19 +276,27 @@ class _Stats:
             self.d[c0 : c0 + width] -= np.bincount(cols, weights=weights, minlength=width)
             self.counts[c0 : c0 + width] += np.bincount(cols, minlength=width)
 
-    def finish(self) -> None:
+    def finish(self, budget: int) -> None:
+        """Pick the rows to look at exactly (`suspect_rows`, at most `budget` entries in their
+        rows and columns): first those the bound proves asymmetric, then those with
+        |d_i| > SYMMETRY_RTOL max|A| / 2 (one pair beyond the tolerance gives at least that,
+        |r_j| >= 1), largest first."""
         if not (self.probe and self.finite):
             return
         del self.r
         longest = int(self.counts.max(initial=0))
         eps = np.finfo(np.float64).eps
-        bound = self.counts * ((io.SYMMETRY_RTOL + 2 * (longest + 2) * eps) * self.scale * 2)
-        del self.counts
-        excess = np.abs(self.d, out=self.d)
-        over = np.flatnonzero(excess > bound)
-        excess = excess[over] / np.maximum(bound[over], np.finfo(np.float64).tiny)
-        self.refused_rows = over[np.argsort(excess)[::-1][:EXACT_ROWS]]
-        del self.d
+        tol = io.SYMMETRY_RTOL * self.scale
+        bound = self.counts * ((tol + 2 * (longest + 2) * eps * self.scale) * 2)
+        dev = np.abs(self.d, out=self.d)
+        rows = np.flatnonzero(dev > tol / 2)
+        proven = dev[rows] > bound[rows]
+        del bound
+        rows = rows[np.lexsort((-dev[rows], ~proven))]  # proven first, then by |d_i|
+        entries = np.cumsum(self.counts[rows])
+        self.suspect_rows = rows[: max(1, int(np.searchsorted(entries, budget, side="right")))]
+        self.proven = bool(proven.any())
+        del self.d, self.counts
 
 
 def is_csr_npz(path) -> bool:

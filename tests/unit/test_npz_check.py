@@ -31,6 +31,15 @@ def with_entry(A, i: int, j: int, value: float) -> sp.csr_matrix:
     return sp.csr_matrix(L)
 
 
+def jitter(A, most: float) -> sp.csr_matrix:
+    """A with every entry above the diagonal moved by up to `most` (signs and sizes random)."""
+    J = sp.csr_matrix(A, copy=True)
+    rng = np.random.default_rng(5)
+    off = np.repeat(np.arange(A.shape[0]), np.diff(J.indptr)) < J.indices
+    J.data[off] += most * rng.uniform(-1, 1, off.sum())
+    return J
+
+
 def bad_indptr(A, how: str) -> dict[str, np.ndarray]:
     a = arrays(A)
     ip = a["indptr"].copy()
@@ -49,6 +58,7 @@ def bad_indptr(A, how: str) -> dict[str, np.ndarray]:
 def cases() -> dict[str, dict[str, np.ndarray]]:
     A = spd()
     n = A.shape[0]
+    scale = abs(A).max()
     nan = A.copy()
     nan.data[A.nnz // 2] = np.nan
     zero = A.tolil()
@@ -88,6 +98,12 @@ def cases() -> dict[str, dict[str, np.ndarray]]:
         "x0-in-file": arrays(A, x0=np.zeros(n)),
         "nearly-symmetric": arrays(with_entry(A, 3, 200, A[3, 200] + 1e-14 * abs(A).max())),
         "nonsymmetric-one-entry": arrays(with_entry(A, 3, 200, A[3, 200] + 0.25)),
+        # just beyond and just within load_system's tolerance (1e-10 max|A|), one pair
+        "nonsymmetric-3x-tolerance": arrays(with_entry(A, 3, 200, A[3, 200] + 3e-10 * scale)),
+        "symmetric-within-tolerance": arrays(with_entry(A, 3, 200, A[3, 200] + 0.6e-10 * scale)),
+        # every pair off by up to 0.9 of the tolerance: within it, though each row's sum is not
+        "many-pairs-within-tolerance": arrays(jitter(A, 0.9e-10 * scale)),
+        "many-pairs-beyond-tolerance": arrays(jitter(A, 1e-3 * scale)),
         "nonsymmetric-new-entry": arrays(with_entry(A, 250, 5, 1e-6)),
         "nan": arrays(nan),
         "zero-diagonal": arrays(zero),
@@ -145,10 +161,14 @@ def test_the_cases_cover_refusals_and_acceptances(tmp_path):
     for kind, arrs in CASES.items():
         np.savez(tmp_path / "c.npz", **arrs)
         verdicts[kind] = isinstance(outcome(load_system, tmp_path / "c.npz"), str)
-    assert not any(verdicts[k] for k in ("random-spd", "csc", "duplicates-unsorted",
-                                          "nearly-symmetric", "x0-in-file"))  # fmt: skip
-    assert all(verdicts[k] for k in ("nonsymmetric-one-entry", "nan", "zero-diagonal",
-                                     "wrong-length-b", "indptr-decreasing"))  # fmt: skip
+    accepted = ["random-spd", "csc", "duplicates-unsorted", "nearly-symmetric", "x0-in-file",
+                "symmetric-within-tolerance", "many-pairs-within-tolerance"]  # fmt: skip
+    refused = ["nonsymmetric-one-entry", "nonsymmetric-3x-tolerance",
+               "many-pairs-beyond-tolerance", "nan", "zero-diagonal", "wrong-length-b",
+               "indptr-decreasing"]  # fmt: skip
+    assert [verdicts[k] for k in accepted + refused] == [False] * len(accepted) + [True] * len(
+        refused
+    )
 
 
 def test_what_only_a_whole_read_handles_is_left_to_it(tmp_path):
