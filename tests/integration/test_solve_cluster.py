@@ -246,9 +246,16 @@ def test_a_csr_npz_is_checked_on_the_host_and_solved_from_the_file(single, tmp_p
                            "-o", str(tmp_path / "x.npz")], capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["nnz"] == A.nnz
+    first = json.loads(proc.stdout)
+    assert first["nnz"] == A.nnz
     x = sio.load_vector(tmp_path / "x.npz")
     assert np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
+    # --x0: the client container gets a copy of the file with x0 in it
+    proc = subprocess.run([SORCTL, "solve", str(good), "--cluster", single.name, "--json",
+                           "--x0", str(tmp_path / "x.npz")], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["iterations"] < first["iterations"] / 2
     N = A.tolil()
     N[3, 400] += 1.0
     N = sp.csr_matrix(N)
