@@ -364,11 +364,14 @@ def not_finite_error(path: Path) -> InputError:
 def check_diagonal(path: Path, d: np.ndarray) -> None:
     bad = np.flatnonzero(d <= 0)
     if bad.size:
-        i = int(bad[0])
-        raise InputError(
-            f"{path}: diagonal entry A[{i},{i}] = {d[i]:g} is not positive "
-            f"({bad.size} of {len(d)} rows); SOR needs a positive diagonal"
-        )
+        raise diagonal_error(path, int(bad[0]), float(d[bad[0]]), bad.size, len(d))
+
+
+def diagonal_error(path: Path, i: int, value: float, bad: int, n: int) -> InputError:
+    return InputError(
+        f"{path}: diagonal entry A[{i},{i}] = {value:g} is not positive "
+        f"({bad} of {n} rows); SOR needs a positive diagonal"
+    )
 
 
 def not_symmetric_error(path: Path, asym: float, scale: float) -> InputError:
