@@ -130,14 +130,16 @@ def _cluster_and_file(
 ) -> tuple[api.Cluster | None, SystemFile | None] | None:
     """A cluster solve of an .npz of CSR arrays: (the cluster, the file checked in windows),
     never held whole here (the client container reads the file as it is, or a copy with --rhs
-    or --x0 in it); the cluster is looked up first, and (None, None) when none runs. None for
-    anything else: the system is read whole, as before."""
+    or --x0 in it); (target, None) when no cluster runs or only a whole read handles the file.
+    None for anything else: the system is read whole, as before."""
     if local or not npz_check.is_csr_npz(file):
         return None
+    # The file is checked before the cluster is looked up, as on the whole-read path: a bad
+    # file is exit 2 whether or not the cluster it names runs.
+    system = npz_check.check_npz(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
     target = api.cluster_for_solve(cluster)
     if target is None:  # the local backend reads the system whole anyway
         return None, None
-    system = npz_check.check_npz(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
     if system is not None and x0 is not None:
         system = dataclasses.replace(system, x0=_starting_guess(x0, system.n))
     return target, system

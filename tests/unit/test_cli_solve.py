@@ -427,6 +427,22 @@ def test_bad_csr_input_on_a_cluster_gives_the_local_line(kind, tmp_path, capsys,
     assert len(err.strip().splitlines()) == 1
 
 
+def test_bad_csr_input_naming_a_cluster_that_is_not_running_is_still_bad_input(
+    tmp_path, capsys, monkeypatch
+):
+    from sorctl.errors import ClusterError
+
+    named, _ = make_bad("negative-diagonal", tmp_path)
+    _, _, local_err = run_cli(["solve", named, "--local"], capsys, monkeypatch)
+
+    def not_running(name):
+        raise ClusterError(f"no cluster {name!r} is running")
+
+    monkeypatch.setattr(api, "cluster_for_solve", not_running)
+    code, out, err = run_cli(["solve", named, "--cluster", "gone"], capsys, monkeypatch)
+    assert (code, out, err) == (2, "", local_err)
+
+
 def test_matrix_market_on_a_cluster_says_it_is_read_whole(tmp_path, capsys, monkeypatch):
     from sorctl.solver import io
 
