@@ -64,6 +64,11 @@ class Plan:
     def ncolours(self) -> int:
         return int(self.colour.max()) + 1 if self.colour.size else 0
 
+    @property
+    def order(self) -> str:
+        """How the blocks sweep: as "pipelined" strips or as "coloured" blocks."""
+        return "pipelined" if self.pipeline is not None else "coloured"
+
 
 def plan(
     A: sp.csr_matrix,
@@ -419,10 +424,11 @@ def solve(
     poll_s: float = 1.0,
     backend: str = "cluster",
 ) -> SolveResult:
-    """Distributed block-coloured SOR. Same options, stopping rules, Ctrl-C behaviour and result
-    as sorctl.solver.local.solve (both follow sorctl.solver.monitor), plus the distributed fields
-    in `extra` (nodes, blocks, colours, bytes_per_iteration, compute_s, comm_s, events). On
-    Ctrl-C the result is 'interrupted' with the last gathered x; the caller closes the executor.
+    """Distributed block-coloured SOR, or CG preconditioned by that sweep (cg-ssor). Same
+    options, stopping rules, Ctrl-C behaviour and result as sorctl.solver.local.solve (both
+    follow sorctl.solver.monitor), plus the distributed fields in `extra` (nodes, blocks,
+    colours, bytes_per_iteration, compute_s, comm_s, events). On Ctrl-C the result is
+    'interrupted' with the last gathered x; the caller closes the executor.
     `omega_estimate`: an estimate_omega_in_background(A) started earlier (used when omega is None).
     """
     t0 = time.monotonic()
@@ -430,115 +436,177 @@ def solve(
     cg = options.method == "cg-ssor"
     A = sp.csr_matrix(A) if not sp.issparse(A) or A.format != "csr" else A
     b = np.asarray(b, dtype=np.float64)
-    n = A.shape[0]
     monitor = Monitor(b, options, callback)
-    # The omega estimate (Lanczos in nogil kernels) runs beside the cut, the loading and the
-    # wiring, which leave this process's second core idle; a given omega is checked at once.
-    if options.omega is not None:
-        omega_estimate = None
-        chosen = (choose_ssor_omega if cg else choose_omega)(A, options.omega)
-    elif omega_estimate is None:
-        omega_estimate = estimate_omega_in_background(A, method=options.method)
+    chosen, omega_estimate = _start_omega(A, options, omega_estimate)
     node_cpus = executor.nodes()
     if not node_cpus:
         raise ClusterError("the cluster has no nodes")
     p = plan(A, b, node_cpus, options.blocks, parts, pipelined=cg)
-    x = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64)
+    x = np.zeros(A.shape[0]) if x0 is None else np.array(x0, dtype=np.float64)
     timings = {"plan_s": time.monotonic() - t0}
 
     run = _Runner(executor, p, x, options.job_timeout_s, poll_s, on_event, t0, cg=cg)
+    _place(run, node_cpus, timings)
+    relax, omega_source, omega_extra = _relaxation(chosen, omega_estimate, p, cg, timings)
+    reason, x = _Rounds(run, executor, monitor, options, relax).until_stop(
+        A, b, checkpoint, timings
+    )
+    if reason != "interrupted":
+        run.drop()
+    return monitor.result(
+        x,
+        reason,
+        omega=relax,
+        omega_source=omega_source,
+        nnz=int(A.nnz),
+        timings=timings,
+        backend=backend,
+        extra={**omega_extra, **_figures(run, node_cpus, options.inner_sweeps)},
+    )
+
+
+def _start_omega(A, options: SolveOptions, estimate: Future | None):
+    """(omega chosen, None) for a given omega, checked at once; else (None, the estimate): the
+    caller's, or one started now. The estimate (Lanczos in nogil kernels) runs beside the cut,
+    the loading and the wiring, which leave this process's second core idle."""
+    if options.omega is not None:
+        choose = choose_ssor_omega if options.method == "cg-ssor" else choose_omega
+        return choose(A, options.omega), None
+    if estimate is None:
+        estimate = estimate_omega_in_background(A, method=options.method)
+    return None, estimate
+
+
+def _place(run: _Runner, node_cpus: dict[str, int], timings: dict[str, float]) -> None:
+    """Blocks to their workers, workers wired to each other; the `placed` event."""
     t = time.monotonic()
     run.start()
     timings["load_s"] = time.monotonic() - t
-    order = "pipelined" if p.pipeline is not None else "coloured"
+    p = run.plan
     run.event(
-        "placed", blocks=len(p.blocks), colours=p.ncolours, order=order, nodes=sorted(node_cpus)
+        "placed", blocks=len(p.blocks), colours=p.ncolours, order=p.order, nodes=sorted(node_cpus)
     )
-    if omega_estimate is not None:
+
+
+def _relaxation(chosen, estimate: Future | None, p: Plan, cg: bool, timings: dict[str, float]):
+    """(omega, its source, its extra report fields), waiting for the estimate if one runs."""
+    if estimate is not None:
         t = time.monotonic()
-        chosen = omega_estimate.result()
+        chosen = estimate.result()
         timings["omega_wait_s"] = time.monotonic() - t
     relax, omega_source, omega_extra = chosen
     if cg and omega_source == "estimated" and p.pipeline is None and len(p.blocks) > p.ncolours:
         # blocks of one colour sweep at once: not one machine's order (see the constant)
         relax = min(relax, BLOCK_COLOURED_SSOR_OMEGA_MAX)
+    return relax, omega_source, omega_extra
 
-    ssor = options.method == "ssor"
-    sweeps = options.inner_sweeps
-    restart = True  # CG: start (again) from x as it is, r = b - A x
 
-    def measure() -> float:
+class _Rounds:
+    """Rounds of iterations, each ending in a residual check, until a stopping rule holds; a
+    met tolerance is confirmed on the gathered x, and checkpoints are written on the way."""
+
+    def __init__(
+        self, run: _Runner, executor: Executor, monitor: Monitor, options: SolveOptions,
+        relax: float,
+    ) -> None:  # fmt: skip
+        self.run = run
+        self.ex = executor
+        self.monitor = monitor
+        self.options = options
+        self.relax = relax
+        self.cg = options.method == "cg-ssor"
+        self.ssor = options.method == "ssor"
+        self.sweeps = options.inner_sweeps
+        self.restart = True  # CG: start (again) from x as it is, r = b - A x
+        self.losses_told = 0  # CG: the node losses whose restart a cg_restart event told
+
+    def measure(self) -> float:
         """||b - A x|| now (a round of no iterations), through any node losses."""
+        run = self.run
         while True:
             r = (
-                run.iterate(0, relax, sweeps, ssor)
-                if not cg
-                else _first(run.iterate_cg(0, relax, math.inf, False))
+                run.iterate(0, self.relax, self.sweeps, self.ssor)
+                if not self.cg
+                else _first(run.iterate_cg(0, self.relax, math.inf, False))
             )
             if r is not None:
                 return r
 
-    def one_round(steps: int) -> str | None:
+    def one_round(self, steps: int) -> str | None:
         """A round of `steps` iterations (CG: at most) and its check: the reason to stop."""
-        nonlocal restart
-        if not cg:
-            r = run.iterate(steps, relax, sweeps, ssor)
-            executor.health()  # workers answer without the scheduler, but the cluster is broken
-            return monitor.check(monitor.iterations + steps, measure() if r is None else r)
-        out = run.iterate_cg(steps, relax, monitor.estimate_target(), restart)
-        executor.health()
-        if out is None:  # a node was lost: the new wiring restarts CG from the gathered x
+        run, monitor = self.run, self.monitor
+        if not self.cg:
+            r = run.iterate(steps, self.relax, self.sweeps, self.ssor)
+            self.ex.health()  # workers answer without the scheduler, but the cluster is broken
+            return monitor.check(monitor.iterations + steps, self.measure() if r is None else r)
+        out = run.iterate_cg(steps, self.relax, monitor.estimate_target(), self.restart)
+        self.ex.health()
+        if len(run.lost) > self.losses_told:
+            # a node lost in this round, in its wiring, or at a gather before it (the final one,
+            # a checkpoint's): the new wiring restarts CG from the gathered x
+            self.losses_told = len(run.lost)
             run.event("cg_restart", iteration=monitor.iterations)
-            return monitor.check(monitor.iterations, measure())
+        if out is None:
+            return monitor.check(monitor.iterations, self.measure())
         r, rr, done, breakdown = out
         reason = monitor.check(monitor.iterations + done, r)
         monitor.calibrate(rr)
-        restart = done == 0  # the recursion stalled (r = 0 but x not converged): start over
+        self.restart = done == 0  # the recursion stalled (r = 0 but x not converged): start over
         return "diverged" if reason is None and breakdown else reason
 
-    last_ckpt = time.monotonic()
-    t_iter = time.monotonic()
-    try:
-        reason = monitor.check(0, measure())
-        while True:
-            if reason in ("rtol", "atol"):
-                x = run.gather()
-                # the gathered x is the one measured, unless a node was lost since
-                reason = monitor.correct(_residual(A, b, x))
+    def until_stop(
+        self, A: sp.csr_matrix, b: np.ndarray, checkpoint: Checkpoint | None,
+        timings: dict[str, float],
+    ) -> tuple[str, np.ndarray]:  # fmt: skip
+        """(the reason to stop, x): gathered, or on Ctrl-C the driver's last copy."""
+        run, monitor, options = self.run, self.monitor, self.options
+        last_ckpt = time.monotonic()
+        t_iter = time.monotonic()
+        try:
+            reason = monitor.check(0, self.measure())
+            self.losses_told = len(run.lost)  # lost before CG started: nothing to restart
+            while True:
                 if reason in ("rtol", "atol"):
+                    x = run.gather()
+                    # the gathered x is the one measured, unless a node was lost since
+                    reason = monitor.correct(_residual(A, b, x))
+                    if reason in ("rtol", "atol"):
+                        break
+                    run.event("recheck", residual=monitor.residuals[-1])  # go on from x as it is
+                if reason is not None:
                     break
-                run.event("recheck", residual=monitor.residuals[-1])  # go on from x as it is
-            if reason is not None:
-                break
-            # a round of iterations ends with a residual check (the workers compute it with
-            # their last halos, no extra messages for SOR; one x halo exchange for CG)
-            reason = one_round(monitor.gap(cap=_round_cap(run.stats)))
-            if (
-                checkpoint
-                and time.monotonic() - last_ckpt >= options.checkpoint_every_s
-                and math.isfinite(monitor.residuals[-1])
-            ):
-                checkpoint(run.gather(), monitor.iterations, monitor.residuals[-1])
-                last_ckpt = time.monotonic()
-        if reason in ("maxiter", "diverged"):
-            x = run.gather()
-    except KeyboardInterrupt:
-        # the workers may be mid-round: no gather; closing the computation drops the blocks
-        reason = "interrupted"
-        x = run.x.copy()
-    finally:
-        timings["iterate_s"] = time.monotonic() - t_iter
-    if reason != "interrupted":
-        run.drop()
+                # a round of iterations ends with a residual check (the workers compute it with
+                # their last halos, no extra messages for SOR; one x halo exchange for CG)
+                reason = self.one_round(monitor.gap(cap=_round_cap(run.stats)))
+                if (
+                    checkpoint
+                    and time.monotonic() - last_ckpt >= options.checkpoint_every_s
+                    and math.isfinite(monitor.residuals[-1])
+                ):
+                    checkpoint(run.gather(), monitor.iterations, monitor.residuals[-1])
+                    last_ckpt = time.monotonic()
+            if reason in ("maxiter", "diverged"):
+                x = run.gather()
+        except KeyboardInterrupt:
+            # the workers may be mid-round: no gather; closing the computation drops the blocks
+            reason = "interrupted"
+            x = run.x.copy()
+        finally:
+            timings["iterate_s"] = time.monotonic() - t_iter
+        return reason, x
+
+
+def _figures(run: _Runner, node_cpus: dict[str, int], sweeps: int) -> dict[str, Any]:
+    """The distributed fields of the report: the cluster, the cut, and where the time went."""
     st = run.stats
+    p = run.plan
     iterate_wall = st.wall.get("iterate", 0.0)
-    extra = {
-        **omega_extra,
+    return {
         "nodes": len({machine(slot) for slot in node_cpus}),
         "node_cpus": node_cpus,
         "blocks": len(p.blocks),
         "colours": p.ncolours,
-        "order": order,
+        "order": p.order,
         "inner_sweeps": sweeps,
         "bytes_per_iteration": round(st.sent_bytes / max(st.iterations, 1)),
         "block_data_bytes": sum(blk.nbytes() for blk in p.blocks),
@@ -552,18 +620,8 @@ def solve(
         },
         "gather_s": st.wall.get("gather", 0.0),
         "rounds": dict(st.rounds),
-        "events": run.stats.events,
+        "events": st.events,
     }
-    return monitor.result(
-        x,
-        reason,
-        omega=relax,
-        omega_source=omega_source,
-        nnz=int(A.nnz),
-        timings=timings,
-        backend=backend,
-        extra=extra,
-    )
 
 
 # per worker, per round; send_s: the sender threads' seconds in send (they overlap the sweep)

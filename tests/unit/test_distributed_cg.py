@@ -150,6 +150,25 @@ def test_a_killed_node_mid_solve_restarts_cg_and_the_answer_is_still_right():
     assert moved and all(ev["source"] == "n2" and ev["target"] in ("n1", "n3") for ev in moved)
 
 
+def test_a_node_lost_at_the_final_gather_restarts_cg_and_says_so():
+    A = poisson2d(16)
+    b = np.ones(A.shape[0])
+    kw = {"method": "cg-ssor", "omega": 1.5, "rtol": 1e-10, "check_every": 2}
+    with workers({"a": 1, "b": 1}, processes=True) as ex:
+
+        def progress(iteration, residual):
+            if residual <= kw["rtol"] and "b" in ex.nodes():
+                ex.kill("b")  # the next thing the driver does is gather x
+
+        res = solve(A, b, ex, **kw, callback=progress)
+    kinds = [ev["event"] for ev in res.extra["events"]]
+    # the moved blocks hold the x they were loaded with: CG goes on from the gathered x in a
+    # new wiring, which restarts it
+    assert kinds.count("node_lost") == 1 and "recheck" in kinds
+    assert kinds.count("cg_restart") == 1 and kinds.index("cg_restart") > kinds.index("recheck")
+    assert res.converged and np.linalg.norm(b - A @ res.x) <= 1e-10 * np.linalg.norm(b)
+
+
 def test_stopping_reasons_and_bad_options():
     A = poisson2d(12)
     b = np.ones(144)
