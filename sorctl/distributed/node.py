@@ -1,11 +1,15 @@
-"""Node side of the distributed solve: a worker that holds blocks in memory and sweeps them.
+"""Node side of the distributed solve: a worker that holds blocks in memory and answers the
+driver's requests, for SOR/SSOR and for cg-ssor.
 
-One worker process per node CPU lives for the whole solve (a long-running dispy job). A block's
-rows of A arrive once (`load`) and stay in the worker's memory with the block's current values.
-The driver then wires the workers to each other (sorctl.distributed.mesh) and asks each for
-whole runs of outer iterations (`iterate`): a worker sweeps its blocks in the order of
-sorctl.distributed.schedule, waits only for the values its next block reads, sends each block's
-new values straight to the workers that read them, and answers with its share of the residual.
+One worker process per node CPU lives for the whole solve (a long-running dispy job: `serve`).
+A block's rows of A arrive once (`load`, sorctl.distributed.node_block) and stay in the worker's
+memory with the block's current values. The driver then wires the workers to each other
+(sorctl.distributed.mesh) and asks each for whole runs of outer iterations (`iterate`): a worker
+sweeps its blocks in the order of sorctl.distributed.schedule, waits only for the values its
+next block reads, sends each block's new values straight to the workers that read them, and
+answers with its share of the residual. `iterate_cg` runs rounds of CG instead
+(sorctl.distributed.node_cg on coloured blocks, node_pipeline on pipelined strips), with the
+sweeps, exchanges and sums of the BlockStore here. `warm` compiles every kernel a worker uses.
 Plain anonymous memory, not files: a file-backed mapping of x written every sweep made the
 kernel about twice as slow in a node container (dirty-page write-back and write faults).
 """
@@ -20,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from sorctl.distributed import schedule
-from sorctl.distributed.blocks import NODE_ARRAYS
+from sorctl.distributed import node_cg, node_pipeline, schedule
 from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
+from sorctl.distributed.node_block import Block, load, residual_norm, set_halo, split_of
 from sorctl.solver.kernels import eisenstat, vectors
 from sorctl.solver.kernels.csr import Split as SplitArrays
 from sorctl.solver.kernels.csr import (
@@ -35,10 +39,7 @@ from sorctl.solver.kernels.csr import (
     split_tridiagonal,
 )
 
-Block = dict[str, np.ndarray]
 Send = tuple[int, np.ndarray, str]  # (to block, local rows, slot of its worker or "" if here)
-# A block's rows as the sweeps take them (csr.split_tridiagonal), made from its CSR at load
-SPLIT = ("fptr", "fidx", "fval", "lower", "diag", "upper")
 LINK_TIMEOUT_S = 60.0  # for the other workers of a wiring to link up
 
 
@@ -140,10 +141,9 @@ class BlockStore:
             return self._wire(sid, payload)
         if op == "iterate":
             return self._iterate(sid, *payload)
-        if op == "iterate_cg":
-            from sorctl.distributed.node_cg import iterate_cg
-
-            return iterate_cg(self, sid, *payload)
+        if op == "iterate_cg":  # pipelined strips (their wiring has a `pipe`) or coloured blocks
+            pipelined = self.wiring[sid].pipe is not None
+            return (node_pipeline.iterate if pipelined else node_cg.iterate_cg)(self, sid, *payload)
         if op == "gather":
             return self._block(key)["xext"][: self._block(key)["diag"].size].copy()
         raise ValueError(f"unknown request {op!r}")
@@ -158,7 +158,7 @@ class BlockStore:
         early, late = {}, {}
         for k, halo in w["halos"].items():
             blk = self._block((sid, k))
-            _set_halo(blk, halo)
+            set_halo(blk, halo)
             for vec in ("zext", "pext"):  # CG's vectors start afresh in a new wiring
                 blk.pop(vec, None)
             for backward in (False, True):
@@ -411,40 +411,6 @@ def _split_sends(
         else:
             late.append(send)
     return sorted(early.items(), reverse=backward), late
-
-
-def load(arrays: dict[str, np.ndarray], x_b: np.ndarray, nhalo: int) -> Block:
-    """The block a worker keeps: its rows split for the sweeps (the CSR is not kept), b, and
-    xext (x_b, the unused slot, the halo)."""
-    csr = {name: np.ascontiguousarray(arrays[name]) for name in NODE_ARRAYS}
-    split = split_tridiagonal(csr["indptr"], csr["indices"], csr["data"], csr["diag"].size)
-    blk = dict(zip(SPLIT, split, strict=True))
-    blk["b"] = csr["b"]
-    xext = np.zeros(x_b.size + 1 + int(nhalo))
-    xext[: x_b.size] = x_b
-    blk["xext"] = xext
-    return blk
-
-
-def split_of(blk: Block) -> SplitArrays:
-    """The block's rows as the kernels take them."""
-    return blk["fptr"], blk["fidx"], blk["fval"], blk["lower"], blk["diag"], blk["upper"]
-
-
-def residual_norm(blk: Block, rhs: str = "b", vec: str = "xext") -> float:
-    """||rhs - A vec||^2 over the block's rows."""
-    return float(split_residual_norm2(*split_of(blk), blk[rhs], blk[vec]))
-
-
-def matvec(blk: Block, vec: str) -> np.ndarray:
-    """A vec over the block's rows (vec with its halo)."""
-    y = np.empty(blk["diag"].size)
-    split_matvec(*split_of(blk), blk[vec], y)
-    return y
-
-
-def _set_halo(blk: Block, halo: np.ndarray) -> None:
-    blk["xext"][blk["diag"].size + 1 :] = halo
 
 
 def serve(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sorctl.distributed import schedule
-from sorctl.distributed.node import matvec, residual_norm
+from sorctl.distributed.node_block import matvec, residual_norm
 from sorctl.solver.kernels import vectors
 
 
@@ -34,10 +34,6 @@ def iterate_cg(
     worker's share of ||b - A x||^2 ('r2'), the global ||r||^2 of CG's recursion ('rr'), the
     iterations done and where the time went. iterations = 0: the residual alone, CG untouched."""
     w = store.wiring[sid]
-    if w.pipe is not None:
-        from sorctl.distributed import node_pipeline
-
-        return node_pipeline.iterate(store, sid, iterations, omega, stop_below, restart)
     mine = sorted(k for (s, k) in store.blocks if s == sid)
     blocks = [store.blocks[(sid, k)] for k in mine]
     stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0, "send_s": 0.0}

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sorctl.distributed.node import matvec, split_of
+from sorctl.distributed.node_block import matvec, split_of
 from sorctl.distributed.node_cg import round_answer
 from sorctl.solver.kernels import eisenstat
 
