@@ -1,10 +1,14 @@
-"""Distributed SOR: rows cut into coloured blocks, blocks swept by workers on dispy nodes.
+"""Distributed solves on a dispy cluster: SOR and SSOR sweeps of coloured blocks, and CG
+preconditioned by that symmetric sweep (cg-ssor), which on a grid in natural order runs as
+pipelined strips instead. Workers on the dispy nodes hold the blocks and pass values to each other.
 
-partition (pure: blocks, colours, placement) -> blocks (per-block arrays and the links between
-blocks) -> schedule (the order of sweeps) -> node (the worker on a node: blocks in memory, rounds
-of iterations) with mesh (its direct links to the other workers) -> executor (the seam:
-dispy_executor = dispy-placed workers reached through workers.WorkerPool; plain processes or
-threads in the tests) -> driver (the outer loop, stopping rules, failures).
-`python -m sorctl.distributed` runs a solve from a system file inside the client container;
-wire is what it tells the host.
+partition (pure: blocks, colours, placement, pipeline strips) -> blocks (per-block arrays and the
+links between blocks) -> schedule (the order of sweeps) and pipeline (the chunks of a pipelined
+sweep) -> the worker on a node: node (blocks in memory, SOR rounds), node_cg and node_pipeline
+(CG rounds on coloured blocks and on strips), node_block (a block as a worker holds it), with
+mesh (its direct links to the other workers, over tls_link on a TLS cluster) -> executor (the
+seam: dispy_executor = dispy-placed workers reached through workers.WorkerPool, dispy_compat its
+shims for newer Pythons; plain processes or threads in the tests) -> driver (the outer loop,
+stopping rules, failures). `python -m sorctl.distributed` runs a solve from a system file inside
+the client container (job: what the host hands it); wire is what it tells the host.
 """

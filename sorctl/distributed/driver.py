@@ -1,7 +1,8 @@
 """The outer loop of the distributed solve: colours in turn, the blocks of a colour in parallel.
 
 With method cg-ssor the workers run CG preconditioned by that same symmetric sweep instead
-(sorctl.distributed.node_cg): rounds of CG iterations, inner products summed among the workers.
+(sorctl.distributed.node_cg; on a grid in natural order the blocks are strips that sweep as a
+pipeline, node_pipeline): rounds of CG iterations, inner products summed among the workers.
 
 One outer iteration sweeps every colour once (SSOR: colours forward with forward sweeps, then
 backward with backward sweeps). With one inner sweep this is exactly global SOR in the order

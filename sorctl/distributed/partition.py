@@ -1,4 +1,5 @@
-"""Split the rows of A into blocks, colour the blocks, and place them on node CPUs (pure, no I/O).
+"""Split the rows of A into blocks, colour the blocks, and place them on node CPUs (pure, no I/O);
+for cg-ssor, find strips that sweep as a pipeline in A's own order where A has them (grids).
 
 Blocks are contiguous ranges of a reverse Cuthill-McKee ordering: RCM keeps every row's neighbours
 within a narrow band, so a contiguous range of it couples only to the ranges just before and after
