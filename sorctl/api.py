@@ -36,6 +36,7 @@ from sorctl.solvefeed import FeedWriter
 from sorctl.solver import io, local
 from sorctl.solver.io import System
 from sorctl.solver.npz_check import SystemFile
+from sorctl.solver.peak_memory import note_host_peak
 from sorctl.solver.result import SolveResult
 
 # what a cluster solve takes: arrays checked in memory, or an .npz checked in windows and sent as
@@ -86,6 +87,7 @@ def solve_local(
         result = local.solve(
             system.A, system.b, options, x0=system.x0, callback=_tee(feed.progress, callback)
         )
+        note_host_peak(result.extra)
         feed.done(result.to_report())
     return result
 
@@ -417,6 +419,7 @@ class Cluster:
                 on_event=_tee(feed.event, on_event),
                 log=log,
             )
+            note_host_peak(result.extra)
             feed.done(result.to_report())
         return result
 

@@ -26,6 +26,7 @@ from sorctl.errors import InputError, SorctlError
 from sorctl.options import DEFAULTS, METHODS
 from sorctl.solver import io, npz_check
 from sorctl.solver.npz_check import SystemFile
+from sorctl.solver.peak_memory import note_host_peak
 from sorctl.solver.result import SolveResult
 
 err = Console(stderr=True, highlight=False)
@@ -289,6 +290,7 @@ def solve(
         _write_plot(plot, result)
         err.print(f"wrote {plot}", markup=False)
     if json_out:
+        note_host_peak(report)  # this process's peak, up to the report
         sys.stdout.write(json.dumps(report) + "\n")
     else:
         Console(width=None if sys.stdout.isatty() else 120).print(_summary(result, system.source))

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from sorctl.distributed.job import SolveJob
     from sorctl.errors import ClusterError, InputError
     from sorctl.solver import io
+    from sorctl.solver.peak_memory import cgroup_peak_bytes
 
     argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, _interrupt)
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             on_event=lambda ev: wire.emit("event", **ev),
             backend=job.backend,
         )
+        cgroup = cgroup_peak_bytes()  # the whole container's, before the result is written
+        if cgroup is not None:
+            result.extra.setdefault("memory", {})["client_cgroup"] = cgroup
         # an interrupted solve has a result too (the last gathered x), as a local one has
         io.save_solution(job.result_path, result.x, result.residuals, result.to_report())
         wire.emit(

@@ -44,6 +44,7 @@ from sorctl.errors import ClusterError
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solver.monitor import MAX_GAP, Monitor
 from sorctl.solver.omega import BLOCK_COLOURED_SSOR_OMEGA_MAX, choose_omega, choose_ssor_omega
+from sorctl.solver.peak_memory import peak_rss_bytes
 from sorctl.solver.result import SolveResult
 
 Progress = Callable[[int, float], None]
@@ -113,6 +114,7 @@ class _Stats:
     compute: float = 0.0
     sent_bytes: float = 0.0
     per_worker: dict[str, dict[str, float]] = field(default_factory=dict)  # summed answers
+    block_bytes: dict[str, int] = field(default_factory=dict)  # block data sent to each worker
     iterations: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -179,8 +181,11 @@ class _Runner:
 
     def _submit_load(self, k: int) -> Job:
         blk = self.plan.blocks[k]
+        slot = self.plan.node_of[k]
         payload = (blk.node_arrays(), self.x[blk.rows], blk.halo.size)
-        return self.ex.submit(self.plan.node_of[k], "load", self.solve_id, k, payload)
+        sent = self.stats.block_bytes
+        sent[slot] = sent.get(slot, 0) + blk.nbytes()  # a block moved after a loss counts again
+        return self.ex.submit(slot, "load", self.solve_id, k, payload)
 
     def _lose(self, lost: NodeLost) -> list[int]:
         """Forget the node and re-place its blocks on the least-loaded survivors; returns the
@@ -400,6 +405,19 @@ class _Runner:
         self.stats.add("gather", time.perf_counter() - start)
         return self.x.copy()
 
+    def peaks(self) -> dict[str, int]:
+        """Each live worker's peak resident bytes (best effort: a worker that does not answer
+        in time is left out)."""
+        jobs = {n: self.ex.submit(n, "memory", self.solve_id, 0, None) for n in self.ex.nodes()}
+        peaks: dict[str, int] = {}
+        for slot, job in jobs.items():
+            try:
+                if job.wait(min(self.job_timeout, 10.0)):
+                    peaks[slot] = int(job.outcome())
+            except Exception:  # noqa: BLE001 -- a figure for the report, never the solve's outcome
+                pass
+        return peaks
+
     def drop(self) -> None:
         """Remove this solve's blocks from the nodes (best effort: the cluster may be gone)."""
         for n in list(self.ex.nodes()):
@@ -452,6 +470,8 @@ def solve(
     reason, x = _Rounds(run, executor, monitor, options, relax).until_stop(
         A, b, checkpoint, timings
     )
+    # the workers may be mid-round after Ctrl-C: no peaks asked then
+    peaks = run.peaks() if reason != "interrupted" else {}
     if reason != "interrupted":
         run.drop()
     return monitor.result(
@@ -462,7 +482,7 @@ def solve(
         nnz=int(A.nnz),
         timings=timings,
         backend=backend,
-        extra={**omega_extra, **_figures(run, node_cpus, options.inner_sweeps)},
+        extra={**omega_extra, **_figures(run, node_cpus, options.inner_sweeps, peaks)},
     )
 
 
@@ -597,8 +617,11 @@ class _Rounds:
         return reason, x
 
 
-def _figures(run: _Runner, node_cpus: dict[str, int], sweeps: int) -> dict[str, Any]:
-    """The distributed fields of the report: the cluster, the cut, and where the time went."""
+def _figures(
+    run: _Runner, node_cpus: dict[str, int], sweeps: int, peaks: dict[str, int]
+) -> dict[str, Any]:
+    """The distributed fields of the report: the cluster, the cut, where the time went, each
+    process's peak memory (this one, the client, and the workers') and the bytes of A sent."""
     st = run.stats
     p = run.plan
     iterate_wall = st.wall.get("iterate", 0.0)
@@ -622,6 +645,11 @@ def _figures(run: _Runner, node_cpus: dict[str, int], sweeps: int) -> dict[str, 
         "gather_s": st.wall.get("gather", 0.0),
         "rounds": dict(st.rounds),
         "events": st.events,
+        "memory": {"client": peak_rss_bytes(), "workers": dict(sorted(peaks.items()))},
+        "a_bytes": {
+            "client_to_workers": dict(sorted(st.block_bytes.items())),
+            "total": sum(st.block_bytes.values()),
+        },
     }
 
 

@@ -38,6 +38,7 @@ from sorctl.solver.kernels.csr import (
     split_residual_norm2,
     split_tridiagonal,
 )
+from sorctl.solver.peak_memory import peak_rss_bytes
 
 Send = tuple[int, np.ndarray, str]  # (to block, local rows, slot of its worker or "" if here)
 LINK_TIMEOUT_S = 60.0  # for the other workers of a wiring to link up
@@ -120,7 +121,8 @@ class BlockStore:
         self.driver = driver
 
     def run(self, op: str, solve_id: str, block_id: int, payload: Any) -> Any:
-        """One request: load | listen | wire | iterate | iterate_cg | gather | abort | drop."""
+        """One request: load | listen | wire | iterate | iterate_cg | gather | memory | abort |
+        drop."""
         sid = str(solve_id)
         key = (sid, int(block_id))
         if op == "drop":
@@ -130,6 +132,8 @@ class BlockStore:
             return None
         if op == "abort":  # arrives after the run it interrupted; nothing left to stop
             return None
+        if op == "memory":  # this worker process's peak resident bytes, asked at the end
+            return peak_rss_bytes()
         if op == "load":
             self.blocks[key] = load(*payload)
             return sum(a.nbytes for a in self.blocks[key].values())

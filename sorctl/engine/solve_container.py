@@ -69,6 +69,7 @@ def run(
     container = None
     with tempfile.TemporaryDirectory(prefix="sorctl-solve-") as tmp:
         sys_path = _system_file(system, Path(tmp))
+        sys_bytes = sys_path.stat().st_size  # what the work tar sends of it
         try:
             container = client.containers.create(
                 image_ref("client"),
@@ -86,9 +87,9 @@ def run(
             last = _follow(container, progress, on_event, log, checkpoint)
             code = int(container.wait(timeout=60).get("StatusCode", 1))
             if code in (wire.CONVERGED, wire.NOT_CONVERGED):
-                return _result(container, job, Path(tmp))
+                return _with_a_bytes(_result(container, job, Path(tmp)), sys_bytes)
             if code == wire.INTERRUPTED:
-                return _interrupted(container, job, Path(tmp))
+                return _with_a_bytes(_interrupted(container, job, Path(tmp)), sys_bytes)
             message = (last or {}).get("message") or (
                 f"the solve container exited with code {code}" + _tail(container)
             )
@@ -98,7 +99,7 @@ def run(
             if container is None:
                 raise
             _stop(container)
-            return _interrupted(container, job, Path(tmp))
+            return _with_a_bytes(_interrupted(container, job, Path(tmp)), sys_bytes)
         finally:
             if container is not None:
                 with contextlib.suppress(Exception):
@@ -117,6 +118,17 @@ def _system_file(system, tmp: Path) -> Path:
         return Path(system.file)
     sio.save_system(tmp / "system.npz", system.A, system.b, system.x0)
     return tmp / "system.npz"
+
+
+def _with_a_bytes(result: SolveResult, system_bytes: int) -> SolveResult:
+    """The report's a_bytes with the host's link: the system file put into the container."""
+    to_workers = result.extra.get("a_bytes", {}).get("client_to_workers", {})
+    result.extra["a_bytes"] = {
+        "host_to_client": system_bytes,
+        "client_to_workers": to_workers,
+        "total": system_bytes + sum(to_workers.values()),
+    }
+    return result
 
 
 def _result(container, job: SolveJob, tmp: Path) -> SolveResult:

@@ -213,6 +213,16 @@ def test_json_answer_only_on_stdout_and_solution_file(tmp_path, capsys, monkeypa
         assert json.loads(str(f["report"]))["iterations"] == report["iterations"]
 
 
+def test_local_json_report_has_the_hosts_peak_memory_only(tmp_path, capsys, monkeypatch):
+    A, b = gallery.poisson2d(12)
+    np.savez(tmp_path / "p.npz", A=A.toarray(), b=b)
+    held = np.ones(8 << 20)  # 64 MiB, touched: the process's peak is above it
+    code, out, _ = run_cli(["solve", tmp_path / "p.npz", "--json", "--local"], capsys, monkeypatch)
+    report = json.loads(out)
+    assert code == 0 and list(report["memory"]) == ["host"] and "a_bytes" not in report
+    assert held.nbytes <= report["memory"]["host"] < 64 << 30
+
+
 def test_not_converged_exit_3_with_options(tmp_path, capsys, monkeypatch):
     A, b = gallery.poisson2d(12)
     np.savez(tmp_path / "p.npz", A=A.toarray(), b=b)
@@ -488,3 +498,43 @@ def test_rhs_and_x0_on_a_cluster_go_in_a_copy_of_the_file(tmp_path, capsys, monk
                               monkeypatch)  # fmt: skip
     code, _, err = run_cli(["solve", f, "--rhs", tmp_path / "short.npy"], capsys, monkeypatch)
     assert code == 2 and err == local_err and "no such file" in err
+
+
+class WorkersCluster:
+    """A cluster seam that does what the client container does, with the driver and workers
+    on loopback (tests/workers.py) in place of the container and dispy."""
+
+    def solve_system(self, system, options, *, callback=None, checkpoint=None):
+        import tempfile
+
+        from sorctl.distributed import driver
+        from sorctl.engine import solve_container
+        from sorctl.solver import io
+        from tests.workers import workers
+
+        with tempfile.TemporaryDirectory() as tmp:
+            sent = solve_container._system_file(system, Path(tmp))
+            loaded = io.load_system(sent)
+            with workers({"a": 1, "b": 1}) as ex:
+                result = driver.solve(loaded.A, loaded.b, ex, options, callback=callback)
+            return solve_container._with_a_bytes(result, sent.stat().st_size)
+
+
+def test_cluster_json_report_has_memory_per_process_and_a_bytes_per_link(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(api, "cluster_for_solve", lambda name: WorkersCluster())
+    A, b = gallery.poisson2d(30)
+    f = tmp_path / "p.npz"
+    np.savez(f, **csr_arrays(A), b=b)
+    code, out, err = run_cli(["solve", f, "--json", "--omega", "1.8"], capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads(out)
+    memory, sent = report["memory"], report["a_bytes"]
+    assert list(memory) == ["host", "client", "workers"]
+    assert memory["host"] >= memory["client"] > 0  # here one process plays both
+    assert sorted(memory["workers"]) == ["a", "b"] and all(memory["workers"].values())
+    assert list(sent) == ["host_to_client", "client_to_workers", "total"]
+    assert sent["host_to_client"] == f.stat().st_size
+    assert sum(sent["client_to_workers"].values()) == report["block_data_bytes"]
+    assert sent["total"] == sent["host_to_client"] + report["block_data_bytes"]

@@ -131,6 +131,10 @@ def test_a_killed_node_moves_its_blocks_and_the_answer_is_still_right():
     assert kinds.count("node_lost") == 1
     moved = [ev for ev in res.extra["events"] if ev["event"] == "block_moved"]
     assert moved and all(ev["source"] == "n2" and ev["target"] in ("n1", "n3") for ev in moved)
+    # the lost worker has no peak; the blocks moved off it were sent a second time
+    assert sorted(res.extra["memory"]["workers"]) == ["n1", "n3"]
+    sent = res.extra["a_bytes"]["client_to_workers"]
+    assert sum(sent.values()) > res.extra["block_data_bytes"]
 
 
 def test_every_node_killed_is_a_clear_failure():
@@ -209,6 +213,24 @@ def test_report_carries_the_distributed_fields():
     ):
         assert key in rep
     assert rep["backend"] == "cluster:t" and rep["converged"]
+
+
+def test_report_has_each_processs_peak_memory_and_the_bytes_of_a_each_worker_got():
+    A = poisson2d(60)
+    held = np.ones(8 << 20)  # 64 MiB, touched: this process (the client here) peaks above it
+    with workers({"a": 1, "b": 2}, processes=True) as ex:
+        res = solve(A, np.ones(A.shape[0]), ex, omega=1.8, rtol=1e-6)
+    rep = res.to_report()
+    memory, sent = rep["memory"], rep["a_bytes"]
+    assert set(memory) == {"client", "workers"}  # the host adds its own, and the container's
+    assert memory["client"] >= held.nbytes
+    assert sorted(memory["workers"]) == sorted(rep["workers"]) == ["a", "b", "b#1"]
+    assert sorted(sent["client_to_workers"]) == ["a", "b", "b#1"]
+    assert sum(sent["client_to_workers"].values()) == rep["block_data_bytes"] == sent["total"]
+    for slot, peak in memory["workers"].items():
+        # a worker process holds numpy, scipy and numba, and its blocks of A
+        assert peak >= max(sent["client_to_workers"][slot], 20 << 20)
+        assert peak < 4 << 30
 
 
 def test_a_node_lost_at_the_final_gather_is_rechecked_not_trusted():
