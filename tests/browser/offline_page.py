@@ -78,6 +78,7 @@ def finished(driver, url: str) -> dict:
             )
         ),
         "report": driver.find_element(By.ID, "report").text,
+        "memory": driver.find_element(By.ID, "memory-table").text,
         "failed": failed_requests(driver),
     }
 
@@ -127,7 +128,13 @@ def cluster_feed() -> str:
             feed._flush()  # each round its own line, as a second apart
         feed.progress(20, 1e-9)
         feed.done({"reason": "rtol", "converged": True, "iterations": 20, "time_s": 2.0,
-                   "relative_residual": 1e-9, "omega": 1.8})  # fmt: skip
+                   "relative_residual": 1e-9, "omega": 1.8,
+                   "memory": {"host": 150_000_000, "client": 120_000_000,
+                              "client_cgroup": 300_000_000,
+                              "workers": {"10.0.5.5#0": 90_000_000, "10.0.5.7#0": 80_000_000}},
+                   "a_bytes": {"host_to_client": 12_000,
+                               "client_to_workers": {"10.0.5.5#0": 6_000, "10.0.5.7#0": 5_000},
+                               "total": 23_000}})  # fmt: skip
     return feed.id
 
 
@@ -160,6 +167,10 @@ def across_hosts(driver, url: str, feed_id: str) -> dict:
                  for tr in driver.find_elements(By.CSS_SELECTOR, "#workers-table tr[data-slot]")},
         "bars": driver.execute_script(
             "return document.getElementById('workers-chart').data.map((t) => [t.name, t.x])"
+        ),
+        "memory": driver.execute_script(  # textContent: the report box is closed
+            "return [...document.querySelectorAll('#memory-table tr')]"
+            ".map((tr) => [...tr.children].map((c) => c.textContent))"
         ),
         "failed": failed_requests(driver),
     }  # fmt: skip

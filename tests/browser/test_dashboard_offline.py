@@ -52,6 +52,7 @@ def test_a_finished_solve_shows_its_plot_a_save_button_and_its_report(page):
     assert solved["row"] == "done" and "rtol" in solved["stats"]
     assert solved["points"] >= 2 and solved["save_button"] == 1
     assert "omega_source" in solved["report"] and "converged" in solved["report"]
+    assert "host (sorctl solve)" in solved["memory"] and "worker" not in solved["memory"]
 
 
 def test_a_cluster_across_hosts_is_drawn_host_by_host(page):
@@ -79,3 +80,15 @@ def test_worker_send_seconds_in_the_table_and_their_own_bar(page):
 def test_no_solve_says_how_to_run_one(page):
     for shown in (page["not_running"], page["no_engine"]):
         assert "No solve yet" in shown["solve"] and "sorctl solve" in shown["solve"]
+
+
+def test_a_cluster_solves_memory_and_a_bytes_per_process(page):
+    assert page["across_hosts"]["memory"] == [
+        ["process", "peak memory", "A received"],
+        ["host (sorctl solve)", "150.0 MB", "-"],
+        ["client", "120.0 MB", "12.0 kB"],
+        ["client container (cgroup)", "300.0 MB", "-"],
+        ["worker 10.0.5.5#0", "90.0 MB", "6.0 kB"],
+        ["worker 10.0.5.7#0", "80.0 MB", "5.0 kB"],
+        ["all links", "-", "23.0 kB"],
+    ]

@@ -236,6 +236,18 @@ def test_cli_flags_reach_the_cluster(single, tmp_path):
     report = json.loads(proc.stdout)
     assert report["backend"] == f"cluster:{single.name}" and report["converged"]
     assert report["blocks"] == 6 and report["inner_sweeps"] == 2
+    # what each process held at its peak, and the bytes of A each link carried
+    memory, sent = report["memory"], report["a_bytes"]
+    cpus = report["node_cpus"]
+    slots = sorted(f"{n}#{k}" if k else n for n, c in cpus.items() for k in range(c))
+    assert sorted(memory["workers"]) == sorted(report["workers"]) == slots
+    assert all(peak > 0 for peak in memory["workers"].values())
+    assert memory["host"] > 0 and memory["client"] > 0
+    assert memory["client_cgroup"] > 0  # the client container's cgroup (v1 or v2)
+    assert sorted(sent["client_to_workers"]) == slots
+    assert sum(sent["client_to_workers"].values()) == report["block_data_bytes"]
+    assert sent["host_to_client"] == system.stat().st_size
+    assert sent["total"] == sent["host_to_client"] + report["block_data_bytes"]
     x = sio.load_vector(tmp_path / "x.npz")
     assert np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
 

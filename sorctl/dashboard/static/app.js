@@ -255,6 +255,30 @@ function renderSolve() {
     }
   }
   document.getElementById("report-box").hidden = !report;
+  renderMemory(report);
+}
+
+// Each process's peak memory and the bytes of A it received (reports that have them).
+function renderMemory(report) {
+  const table = document.getElementById("memory-table");
+  const mem = (report && report.memory) || {}, sent = (report && report.a_bytes) || {};
+  const size = (b) => (b === null || b === undefined) ? "-" : bytes(b);
+  const rows = [];
+  if (mem.host !== undefined) rows.push(["host (sorctl solve)", mem.host, undefined]);
+  if (mem.client !== undefined) rows.push(["client", mem.client, sent.host_to_client]);
+  if (mem.client_cgroup !== undefined) rows.push(["client container (cgroup)", mem.client_cgroup, undefined]);
+  const toWorkers = sent.client_to_workers || {}, peaks = mem.workers || {};
+  for (const slot of [...new Set([...Object.keys(peaks), ...Object.keys(toWorkers)])].sort()) {
+    rows.push([`worker ${slot}`, peaks[slot], toWorkers[slot]]);
+  }
+  if (sent.total !== undefined) rows.push(["all links", undefined, sent.total]);
+  table.replaceChildren();
+  table.hidden = !rows.length;
+  if (!rows.length) return;
+  table.append(el("tr", {}, ...["process", "peak memory", "A received"].map((h) => el("th", {}, h))));
+  for (const [who, peak, got] of rows) {
+    table.append(el("tr", {}, el("td", {}, who), el("td", {}, size(peak)), el("td", {}, size(got))));
+  }
 }
 
 function describe(e) {
