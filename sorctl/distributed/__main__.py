@@ -103,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             backend=job.backend,
         )
         cgroup = cgroup_peak_bytes()  # the whole container's, before the result is written
-        if cgroup is not None:
-            result.extra.setdefault("memory", {})["client_cgroup"] = cgroup
+        if cgroup is not None:  # beside the client's own peak, before the workers'
+            memory = result.extra.get("memory", {})
+            result.extra["memory"] = {"client": memory.get("client"), "client_cgroup": cgroup,
+                                      **memory}  # fmt: skip
         # an interrupted solve has a result too (the last gathered x), as a local one has
         io.save_solution(job.result_path, result.x, result.residuals, result.to_report())
         wire.emit(
