@@ -26,7 +26,7 @@ from sorctl.engine import images, lifecycle, multihost, observe, ship, solve_con
 from sorctl.engine import registry as registries
 from sorctl.engine.apply import Reporter
 from sorctl.engine.connect import TLSFiles, engine, try_connect
-from sorctl.engine.images import Built, ImageRow
+from sorctl.engine.images import BuildWatch, Built, ImageRow, Step
 from sorctl.engine.lifecycle import READY_TIMEOUT_S
 from sorctl.engine.ship import Shipped
 from sorctl.errors import ClusterError, InputError
@@ -109,12 +109,14 @@ def _tee(first: Callable[..., None], second: Callable[..., None] | None) -> Call
 
 __all__ = [
     "READY_TIMEOUT_S",
+    "BuildWatch",
     "Built",
     "Cluster",
     "ClusterStatus",
     "HostsCluster",
     "ImageRow",
     "Reporter",
+    "Step",
     "build_images",
     "check_scale",
     "cluster_for_solve",
@@ -134,17 +136,28 @@ def build_images(
     force: bool = False,
     log: Callable[[str], None] = print,
     registry: str | None = None,
+    watch: BuildWatch | None = None,
+    verbose: bool = False,
 ) -> list[Built]:
     """Build the role images whose inputs changed (`roles`: all by default). registry:
     HOST:PORT to take the base image from when it has it (python:3.11-slim or
-    sorctl-base:bookworm there), else the base is found as without one."""
+    sorctl-base:bookworm there), else the base is found as without one. `watch` hears each
+    role's steps; `verbose` sends every line Docker prints to `log` as well."""
     for role in roles or []:
         if role not in images.ROLES:
             raise InputError(f"unknown role {role!r} (roles: {', '.join(images.ROLES)})")
     address = registries.parse_address(registry) if registry else None
     with engine() as client:
         base = registries.choose_base(client, address, log) if address else None
-        return images.build(roles or None, force=force, log=log, client=client, base=base)
+        return images.build(
+            roles or None,
+            force=force,
+            log=log,
+            client=client,
+            base=base,
+            watch=watch,
+            verbose=verbose,
+        )
 
 
 def list_images() -> list[ImageRow]:

@@ -24,3 +24,12 @@ class PortsTakenError(ClusterError):
 
 class ImageError(SorctlError):
     """The sorctl images are missing, stale, or cannot be built."""
+
+
+class BuildError(ImageError):
+    """An image build failed at one step: which (`step n/m (instruction)`), the last lines it
+    printed (for the CLI to show above the one-line message) and the full log's path."""
+
+    def __init__(self, message: str, *, step: str, tail: list[str], log_path: str) -> None:
+        super().__init__(message)
+        self.step, self.tail, self.log_path = step, tail, log_path

@@ -18,6 +18,8 @@ LABEL_INDEX = "org.sorctl.index"
 # What `up` was asked for, minus the node count (`scale` changes that): "relay=1 subnets=2 ...".
 LABEL_SHAPE = "org.sorctl.shape"
 LABEL_INPUTS_HASH = "org.sorctl.inputs-hash"
+# On every image the Dockerfile makes, stage caches and leftovers of a build included.
+LABEL_BUILT_BY = "org.sorctl.built-by"
 # Which engine a container of a cluster across hosts lives on (its endpoint as typed).
 LABEL_HOST = "org.sorctl.host"
 # Image labels that record a pinned package version: org.sorctl.<package>.
@@ -62,6 +64,18 @@ def container_name(cluster: str, role: str, index: int = 0) -> str:
 def network_name(cluster: str, role: str, index: int = 0) -> str:
     """`<cluster>-net` (single layout), `<cluster>-lan`, `<cluster>-remote-<k>` (relay layout)."""
     return container_name(cluster, role, index)
+
+
+# The Dockerfile's stages whose last image `sorctl images build` keeps, tagged, as the cache a
+# later build reuses (their venvs): `sorctl-cache-<stage>:<version>`.
+CACHE_STAGES = ("venv-dispy", "venv-numeric")
+
+
+def cache_ref(stage: str, version: str) -> str:
+    """`sorctl-cache-<stage>:<version>`."""
+    if stage not in CACHE_STAGES:
+        raise ValueError(f"unknown cached stage {stage!r} (stages: {', '.join(CACHE_STAGES)})")
+    return f"sorctl-cache-{stage}:{version}"
 
 
 def image_ref(role: str, version: str) -> str:

@@ -13,12 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from sorctl import api
+from sorctl.cli.build_view import BuildProgress, show_failure, summary_table
 from sorctl.cli.hosts_cmd import shipping_progress
+from sorctl.errors import BuildError
 
 images_app = typer.Typer(
     help="Build, list, remove and push the sorctl images.", no_args_is_help=True
 )
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _log(line: str) -> None:
@@ -40,10 +42,28 @@ def build_cmd(
             "either there, the base is found as without --registry.",
         ),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Print every line Docker prints (stderr).")
+    ] = False,
 ) -> None:
-    """Build the role images; skips those whose inputs are unchanged."""
-    for done in api.build_images(role or None, force=force, log=_log, registry=registry):
-        print(f"{done.ref}\t{done.action}\t{done.seconds:.1f}s")
+    """Build the role images; skips those whose inputs are unchanged. Shows a line per role
+    (its step, elapsed time) on stderr and a summary table on stdout; the full log goes to a
+    file in the user's cache directory (its path is printed)."""
+    try:
+        if verbose:
+            results = api.build_images(
+                role or None, force=force, log=_log, registry=registry, verbose=True
+            )
+        else:
+            with BuildProgress(err) as view:
+                results = api.build_images(role or None, force=force, log=view.message,
+                                           registry=registry, watch=view)  # fmt: skip
+    except BuildError as exc:
+        show_failure(err, exc.step, exc.tail)
+        raise
+    Console().print(summary_table(results))
+    if not verbose and view.log_path is not None:
+        err.print(f"full log: {view.log_path}", markup=False, highlight=False)
 
 
 @images_app.command("list")

@@ -1,15 +1,18 @@
 """Building, listing and checking the sorctl images (one Dockerfile, one target per role).
 
 `build()` picks a base (python:3.11-slim when the engine has it or a registry answers, else
-sorctl-base:bookworm made with debootstrap), makes sure the wheels are on the host, and builds
-each role whose inputs hash changed. `require_images()` is what the cluster commands call
-before starting anything.
+sorctl-base:bookworm made with debootstrap), fetches the wheels to the host meanwhile, and builds
+each role whose inputs hash changed, sending each role's build only the files its stages read.
+It reports steps through a BuildWatch, writes the full log to the user's cache directory, keeps
+the venv stages tagged as cache and removes what else a build leaves untagged.
+`require_images()` is what the cluster commands call before starting anything.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -21,6 +24,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -28,8 +32,9 @@ from pathlib import Path
 import platformdirs
 
 from sorctl import names
-from sorctl.errors import ImageError
-from sorctl.names import ROLES
+from sorctl.engine.buildlog import BuildLog, BuildWatch, Built, Step, StepParser
+from sorctl.errors import BuildError, ImageError
+from sorctl.names import CACHE_STAGES, ROLES
 
 DEFAULT_BASE = "python:3.11-slim"
 OFFLINE_BASE = "sorctl-base:bookworm"
@@ -39,12 +44,25 @@ PACKAGE = Path(__file__).resolve().parent.parent  # the installed sorctl package
 IMAGES = PACKAGE / "images"  # package data: the Dockerfile and its scripts
 CONSTRAINTS = IMAGES / "constraints.txt"
 DOCKERFILE = "images/Dockerfile"  # in the build context
+# The scripts every role runs, where the Dockerfile's `COPY scripts/ /` puts them.
+SCRIPTS = {
+    "entrypoint.sh": "usr/local/bin/sorctl-entrypoint",
+    "healthcheck.sh": "usr/local/bin/sorctl-healthcheck",
+    "run-daemon.py": "usr/local/lib/sorctl/run-daemon.py",
+}
+SITE_PACKAGES = "opt/venv/lib/python3.11/site-packages"  # where the Dockerfile copies site/
+# Applies sorctl's dispy shims in every Python of the node and client images.
+DISPY_COMPAT_PTH = "import sorctl.distributed.dispy_compat as c; c.apply()\n"
 
 # Wheels for the images' Python 3.11 on x86_64, at the versions CONSTRAINTS pins: binary from the
-# registry; dispy and pycos are sdist only and are built into pure wheels on the host.
-BINARY_WHEELS = ("numpy", "scipy", "numba", "llvmlite", "psutil")
+# registry (pip is pure, and only installs the others); dispy and pycos are sdist only and are
+# built into pure wheels on the host.
+BINARY_WHEELS = ("numpy", "scipy", "numba", "llvmlite", "psutil", "pip")
 BUILT_WHEELS = ("dispy", "pycos")
 DISPY_ONLY = ("dispy", "pycos", "psutil")  # what the scheduler and relay images carry
+NUMERIC = ("numpy", "scipy", "numba", "llvmlite")  # what node and client carry besides
+BUILD_ONLY = ("pip",)  # in the build, in no image
+SOLVER_ROLES = ("client", "node")
 WHEEL_PLATFORM = (
     "--python-version",
     "3.11",
@@ -217,73 +235,97 @@ def _record_digest(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def sorctl_wheel(dest: Path) -> Path:
-    """This sorctl as a wheel in `dest`, packed from the installed package and its metadata,
-    so the node and client images install the very code the CLI runs. Fixed timestamps make
-    the same code the same bytes (Docker's layer cache keys on them)."""
+def sorctl_site() -> dict[str, bytes]:
+    """This sorctl as pip would install its wheel into site-packages (path -> bytes), packed
+    from the installed package and its metadata, so the node and client images carry the very
+    code the CLI runs; plus the .pth file that applies the dispy shims. Unpacked here, the
+    image build needs no pip step and no extra stage for it."""
     dist = metadata.distribution("sorctl")
-    version = dist.version
-    info = f"sorctl-{version}.dist-info"
+    info = f"sorctl-{dist.version}.dist-info"
     files = {
         f"sorctl/{p.relative_to(PACKAGE).as_posix()}": p.read_bytes() for p in _package_files()
     }
     # PKG-INFO: run from a checkout, the egg-info that `pip install -e` leaves there is found
-    # first, and it has no METADATA (an empty one makes pip fail in the image build)
+    # first, and it has no METADATA
     meta = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
     files[f"{info}/METADATA"] = meta.encode()
     files[f"{info}/WHEEL"] = (
         b"Wheel-Version: 1.0\nGenerator: sorctl\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
     files[f"{info}/entry_points.txt"] = (dist.read_text("entry_points.txt") or "").encode()
+    files[f"{info}/INSTALLER"] = b"sorctl\n"
+    files["sorctl-dispy-compat.pth"] = DISPY_COMPAT_PTH.encode()
     record = "".join(f"{n},{_record_digest(d)},{len(d)}\n" for n, d in files.items())
     files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
-    path = dest / f"sorctl-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    return path
-
-
-def _context_files(sorctl_whl: Path | None = None) -> list[tuple[Path, str]]:
-    """(host path, path in the build context): the Dockerfile's inputs and nothing else."""
-    files = [(p, f"images/{p.name}") for p in sorted(IMAGES.iterdir()) if p.is_file()]
-    files += [(p, f"wheels/{p.name}") for p in wheel_files().values()]
-    if sorctl_whl is not None:
-        files.append((sorctl_whl, f"sorctl/{sorctl_whl.name}"))
     return files
+
+
+def _role_wheels(role: str) -> tuple[str, ...]:
+    """The wheels a role's build reads (the stages above its target included)."""
+    if role == "router":
+        return ()
+    dispy = (*DISPY_ONLY, *BUILD_ONLY)
+    return (*dispy, *NUMERIC) if role in SOLVER_ROLES else dispy
+
+
+def context_members(role: str, site: dict[str, bytes] | None = None) -> dict[str, Path | bytes]:
+    """The build context of one role (name in the context -> host file or bytes): only what
+    the Dockerfile's stages up to that role's target read. Every role's build sends the same
+    bytes under the same names, so Docker's layer cache serves one role's steps to the next."""
+    members: dict[str, Path | bytes] = {DOCKERFILE: IMAGES / "Dockerfile"}
+    members |= {f"scripts/{dest}": IMAGES / src for src, dest in SCRIPTS.items()}
+    if role == "router":
+        return members
+    wheels = wheel_files()
+    for name in _role_wheels(role):
+        folder = "wheels-numeric" if name in NUMERIC else "wheels-dispy"
+        members[f"{folder}/{wheels[name].name}"] = wheels[name]
+    members["wheels-dispy/constraints.txt"] = CONSTRAINTS
+    members["wheels-dispy/trim-venv.sh"] = IMAGES / "trim-venv.sh"
+    if role in SOLVER_ROLES:
+        site = sorctl_site() if site is None else site
+        members |= {f"site/{name}": data for name, data in site.items()}
+    return members
 
 
 def inputs_hash(role: str, base_id: str) -> str:
     """A hash of everything that goes into one role's image; unchanged means no rebuild."""
     h = hashlib.sha256(f"{role}\0{sorctl_version()}\0{base_id}\0".encode())
-    for path, name in _context_files():
-        if name.startswith("images/__init__"):
-            continue
-        if name.startswith("wheels/"):
-            if role == "router" or (
-                role in ("scheduler", "relay") and _wheel_name(path) not in DISPY_ONLY
-            ):
-                continue
-            h.update(f"{name}\0{path.stat().st_size}\0".encode())  # names carry versions
-        else:
-            h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    if role in ("node", "client"):  # the sorctl wheel they install: the package's files
+    for path in sorted(IMAGES.iterdir()):
+        if path.is_file() and not path.name.startswith("__init__"):
+            h.update(f"images/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
+    wheels = wheel_files()
+    for name in sorted(_role_wheels(role)):
+        if name in wheels:  # names carry versions
+            h.update(f"wheels/{wheels[name].name}\0{wheels[name].stat().st_size}\0".encode())
+    if role in SOLVER_ROLES:  # the sorctl package they carry: its files
         for path in _package_files():
             h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 
-def _context_tar(dest, sorctl_whl: Path) -> None:
-    """The build context as a tar: images/, wheels/ and sorctl/ (its wheel)."""
+def context_tar(dest, members: dict[str, Path | bytes]) -> None:
+    """Write a build context as a tar: root-owned, fixed times (Docker's cache keys on them)."""
     with tarfile.open(fileobj=dest, mode="w") as tar:
-        for path, name in _context_files(sorctl_whl):
-            info = tar.gettarinfo(str(path), arcname=name)
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mtime = 0
-            with open(path, "rb") as fh:
-                tar.addfile(info, fh)
+        for name, source in members.items():
+            if isinstance(source, Path):
+                info = tar.gettarinfo(str(source), arcname=name)
+                if name.startswith("scripts/usr/local/bin/"):
+                    info.mode = 0o755
+                with open(source, "rb") as fh:
+                    _add(tar, info, fh)
+            else:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(source), 0o644
+                _add(tar, info, io.BytesIO(source))
     dest.seek(0)
+
+
+def _add(tar: tarfile.TarFile, info: tarfile.TarInfo, fh) -> None:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = 0
+    tar.addfile(info, fh)
 
 
 # ---------------------------------------------------------------- base image
@@ -392,34 +434,51 @@ def choose_base(client, log: Log = _stderr) -> str:
 # ---------------------------------------------------------------- build
 
 
-@dataclass
-class Built:
-    role: str
-    ref: str
-    action: str  # "built" or "unchanged"
-    seconds: float
-
-
 def carried_packages(role: str) -> dict[str, str]:
     """The pinned packages a role's image carries, with their versions."""
     if role == "router":
         return {}
-    wanted = DISPY_ONLY if role in ("scheduler", "relay") else BINARY_WHEELS + BUILT_WHEELS
+    wanted = DISPY_ONLY if role in ("scheduler", "relay") else DISPY_ONLY + NUMERIC
     return {name: version for name, version in pins().items() if name in wanted}
 
 
-def _labels(role: str, digest: str) -> dict[str, str]:
-    labels = {
-        names.LABEL_VERSION: sorctl_version(),
-        names.LABEL_ROLE: role,
-        names.LABEL_INPUTS_HASH: digest,
-    }
+def _build_args(role: str, base: str) -> dict[str, str]:
+    """BASE_IMAGE and the versions the runtime stages label (`<PACKAGE>_VERSION`): the same
+    values in every role's build, so the stages they share stay cached."""
+    args = {"BASE_IMAGE": base}
     for name, version in carried_packages(role).items():
-        labels[names.IMAGE_PACKAGE_LABEL.format(name)] = version
-    return labels
+        args[f"{name.upper()}_VERSION"] = version
+    return args
 
 
-def _build_one(client, role: str, base: str, context, labels: dict[str, str], log: Log) -> None:
+def _labels(digest: str) -> dict[str, str]:
+    """The labels that differ between the roles' builds: given at build time, so they land on
+    the target's last steps only (the role and package labels are in the Dockerfile)."""
+    return {names.LABEL_VERSION: sorctl_version(), names.LABEL_INPUTS_HASH: digest}
+
+
+class _Reporter:
+    """One role's build as it streams: every line to the log file (and to `echo` when
+    verbose), each new step to the watch."""
+
+    def __init__(self, role: str, buildlog: BuildLog, watch: BuildWatch | None, echo: Log | None):
+        self.role, self.buildlog, self.watch, self.echo = role, buildlog, watch, echo
+        self.parser = StepParser(self._step)
+
+    def _step(self, step: Step) -> None:
+        if self.watch is not None:
+            self.watch.role_step(self.role, step)
+
+    def lines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.buildlog.write(f"  {self.role}: {line}")
+            if self.echo is not None:
+                self.echo(f"  {self.role}: {line}")
+
+
+def _build_one(
+    client, role: str, base: str, context, digest: str, reporter: _Reporter, log_path: Path
+) -> StepParser:
     ref = image_ref(role)
     context.seek(0)
     stream = client.api.build(
@@ -428,22 +487,76 @@ def _build_one(client, role: str, base: str, context, labels: dict[str, str], lo
         dockerfile=DOCKERFILE,
         target=role,
         tag=ref,
-        buildargs={"BASE_IMAGE": base},
-        labels=labels,
+        buildargs=_build_args(role, base),
+        labels=_labels(digest),
         rm=True,
         forcerm=True,
         pull=False,
         decode=True,
     )
+    parser = reporter.parser
     for chunk in stream:
-        if "error" in chunk:
-            raise ImageError(f"building {ref} failed: {chunk['error'].strip()}")
-        text = chunk.get("stream", "").rstrip()
-        if text:
-            for line in text.splitlines():
-                log(f"  {role}: {line}")
+        reporter.lines(parser.feed(chunk))
+        if parser.error is not None:
+            break
+    reporter.lines(parser.finish())
+    if parser.error is not None:
+        where, tail = parser.failure()
+        raise BuildError(
+            f"building {ref} failed at {where}: {parser.error} (full log: {log_path})",
+            step=where,
+            tail=tail,
+            log_path=str(log_path),
+        )
     if not has_image(client, ref):
         raise ImageError(f"building {ref} finished without the image")
+    return parser
+
+
+def _remove_if_dangling(client, image_id: str, log: Log) -> None:
+    """Remove an image this build left untagged and childless; one a container still uses
+    stays (said so)."""
+    import docker.errors
+
+    dangling = client.images.list(filters={"dangling": True})
+    if not any(i.id.removeprefix("sha256:").startswith(image_id) for i in dangling):
+        return
+    try:
+        client.images.remove(image_id)
+    except docker.errors.APIError as exc:
+        log(f"kept untagged image {image_id[:12]}: {exc.explanation or exc}")
+
+
+def _tidy(client, parser: StepParser, replaced: str | None, log: Log) -> None:
+    """After a role's build: tag the venv stages as the cache, and remove what else the build
+    left untagged (other stages' last images, the image it replaced under the role's tag, the
+    cache image a stage replaced)."""
+    import docker.errors
+
+    for stage, image_id in parser.stages.items():
+        if image_id == parser.image:
+            continue
+        if stage in CACHE_STAGES:
+            ref = names.cache_ref(stage, sorctl_version())
+            try:
+                before: str | None = client.images.get(ref).id.removeprefix("sha256:")
+            except docker.errors.ImageNotFound:
+                before = None
+            client.api.tag(image_id, *ref.split(":"))
+            if before and not before.startswith(image_id):
+                _remove_if_dangling(client, before[:12], log)
+        else:
+            _remove_if_dangling(client, image_id, log)
+    if replaced and parser.image and not replaced.startswith(parser.image):
+        _remove_if_dangling(client, replaced[:12], log)
+
+
+def _fetch_wheels_meanwhile(log: Log):
+    """ensure_wheels() in a thread: it downloads while the base is looked for or made."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="sorctl-wheels")
+    future = pool.submit(ensure_wheels, log)
+    pool.shutdown(wait=False)
+    return future
 
 
 def build(
@@ -452,51 +565,92 @@ def build(
     log: Log = _stderr,
     client=None,
     base: str | None = None,
+    watch: BuildWatch | None = None,
+    verbose: bool = False,
 ) -> list[Built]:
     """Build the role images whose inputs changed (all of `roles` with force=True), on `base`
-    when given (one from a registry), else on the one choose_base() picks."""
+    when given (one from a registry), else on the one choose_base() picks.
+
+    `log` hears one-line messages (the base, the wheels, where the full log is); `watch`
+    hears each role's start, steps and result; with `verbose`, `log` also hears every line
+    Docker prints. The full log is always written (BuildLog)."""
     import docker
 
     wanted = list(roles) if roles else list(ROLES)
     for role in wanted:
         image_ref(role)  # validates the name
     client = client or docker.from_env()
-    base = base or choose_base(client, log)
-    base_id = client.images.get(base).id
-    ensure_wheels(log)
+    buildlog = BuildLog(sorctl_version())
+
+    def note(line: str) -> None:
+        buildlog.write(line)
+        log(line)
+
+    note(f"build log: {buildlog.path}")
+    if watch is not None:
+        watch.log_opened(buildlog.path)
     results: list[Built] = []
-    with tempfile.TemporaryFile() as context, tempfile.TemporaryDirectory() as whl_dir:
-        context_ready = False
+    try:
+        wheels = _fetch_wheels_meanwhile(note)
+        try:
+            base = base or choose_base(client, note)
+        finally:
+            wheels.exception()  # wait: no half-written wheel when the base fails
+        wheels.result()
+        base_id = client.images.get(base).id
+        site = sorctl_site()
         for role in [r for r in ROLES if r in wanted]:
             ref = image_ref(role)
             start = time.monotonic()
             digest = inputs_hash(role, base_id)
-            current = _labels_of(client, ref)
+            current = _image_or_none(client, ref)
+            labels = (current.labels or {}) if current is not None else {}
             if (
                 not force
-                and current.get(names.LABEL_INPUTS_HASH) == digest
-                and current.get(names.LABEL_VERSION) == sorctl_version()
+                and labels.get(names.LABEL_INPUTS_HASH) == digest
+                and labels.get(names.LABEL_VERSION) == sorctl_version()
             ):
-                log(f"{ref}: unchanged (inputs {digest}), skipped")
-                results.append(Built(role, ref, "unchanged", time.monotonic() - start))
-                continue
-            if not context_ready:
-                _context_tar(context, sorctl_wheel(Path(whl_dir)))
-                context_ready = True
-            log(f"{ref}: building on {base}")
-            _build_one(client, role, base, context, _labels(role, digest), log)
-            results.append(Built(role, ref, "built", time.monotonic() - start))
-            log(f"{ref}: built in {results[-1].seconds:.1f} s")
+                note(f"{ref}: unchanged (inputs {digest}), skipped")
+                done = Built(role, ref, "unchanged", time.monotonic() - start, _size_mb(current))
+            else:
+                if watch is not None:
+                    watch.role_started(role, ref)
+                note(f"{ref}: building on {base}")
+                reporter = _Reporter(role, buildlog, watch, log if verbose else None)
+                with tempfile.TemporaryFile() as context:
+                    context_tar(context, context_members(role, site))
+                    parser = _build_one(
+                        client, role, base, context, digest, reporter, buildlog.path
+                    )
+                _tidy(client, parser, current.id.removeprefix("sha256:") if current else None,
+                      note)  # fmt: skip
+                image = client.images.get(ref)
+                done = Built(role, ref, "built", time.monotonic() - start, _size_mb(image))
+                note(f"{ref}: built in {done.seconds:.1f} s")
+            results.append(done)
+            if watch is not None:
+                watch.role_finished(done)
+    except BuildError as exc:
+        for line in exc.tail:
+            buildlog.write(f"  | {line}")
+        buildlog.write(f"error: {exc}")
+        raise
+    finally:
+        buildlog.close()
     return results
 
 
-def _labels_of(client, ref: str) -> dict[str, str]:
+def _size_mb(image) -> float | None:
+    return round(image.attrs["Size"] / 1e6, 1) if image is not None else None
+
+
+def _image_or_none(client, ref: str):
     import docker.errors
 
     try:
-        return client.images.get(ref).labels or {}
+        return client.images.get(ref)
     except docker.errors.ImageNotFound:
-        return {}
+        return None
 
 
 # ---------------------------------------------------------------- list / rm
@@ -549,7 +703,8 @@ def list_images(client) -> list[ImageRow]:
 
 
 def remove_images(client, all_versions: bool = False, base: bool = False, log: Log = _stderr):
-    """Remove this version's role images (every version's with all_versions; the base too)."""
+    """Remove this version's role images and stage caches (every version's with all_versions;
+    the base too)."""
     import docker.errors
 
     refs = [
@@ -557,6 +712,10 @@ def remove_images(client, all_versions: bool = False, base: bool = False, log: L
         for r in list_images(client)
         if r.present and (all_versions or r.version == sorctl_version())
     ]
+    versions = {r.version for r in list_images(client) if r.present} if all_versions else set()
+    versions.add(sorctl_version())
+    refs += [ref for v in sorted(v for v in versions if v) for stage in CACHE_STAGES
+             if has_image(client, ref := names.cache_ref(stage, v))]  # fmt: skip
     if base and has_image(client, OFFLINE_BASE):
         refs.append(OFFLINE_BASE)
     removed = []

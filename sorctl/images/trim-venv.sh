@@ -1,12 +1,12 @@
 #!/bin/sh
-# Drops what a runtime venv never uses: pip, setuptools, test suites, examples, typing stubs
-# and Cython sources. The big numeric packages go sourceless: byte-code beside where the
-# source was (compileall -b) and no .py, 11 MB less; their traceback lines show no source text.
+# Drops what a runtime venv never uses: test suites, examples, typing stubs and Cython sources
+# (the venv has no pip or setuptools: pip runs from its wheel). The big numeric packages go
+# sourceless: byte-code beside where the source was (compileall -b) and no .py, 11 MB less;
+# their traceback lines show no source text.
 # Byte-code must stay: the runtime user cannot write it, so every process would compile
 # numpy, scipy and numba again.
 set -eu
 venv=$1
-"$venv/bin/python" -m pip uninstall -q -y pip setuptools
 for sp in "$venv"/lib/python3*/site-packages; do
     for pkg in numpy scipy numba llvmlite; do
         if [ -d "$sp/$pkg" ]; then find "$sp/$pkg" -depth -type d -name tests -exec rm -rf {} +; fi
@@ -31,7 +31,7 @@ for sp in "$venv"/lib/python3*/site-packages; do
     done
     for pkg in numpy scipy numba llvmlite; do
         if [ -d "$sp/$pkg" ]; then
-            "$venv/bin/python" -m compileall -q -b "$sp/$pkg"
+            "$venv/bin/python" -m compileall -q -j 0 -b "$sp/$pkg"
             find "$sp/$pkg" -name '*.py' -delete
             find "$sp/$pkg" -depth -type d -name __pycache__ -exec rm -rf {} +
         fi
@@ -39,5 +39,5 @@ for sp in "$venv"/lib/python3*/site-packages; do
     find "$sp" \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' \) \
         -delete
     # Everything else keeps its source and gets byte-code in __pycache__ (pip ran --no-compile).
-    "$venv/bin/python" -m compileall -q "$sp"
+    "$venv/bin/python" -m compileall -q -j 0 "$sp"
 done
