@@ -12,6 +12,7 @@ if ! docker info >/dev/null 2>&1; then
     exec "$BIN/sorctl" solve "$EXAMPLE" --local
 fi
 
+./scripts/install-missing.sh
 # `sorctl up` names `sorctl doctor` itself when it fails; a failed build is told here.
 "$BIN/sorctl" images build || {
     rc=$?
