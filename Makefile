@@ -7,15 +7,21 @@ BIN    := $(VENV)/bin
 
 .PHONY: venv demo test test-fast lint bench clean
 
+# The demo needs sorctl alone; tests, lint and benchmarks add the dev tools (a stamp file says
+# they are in).
 $(BIN)/sorctl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.dev: $(BIN)/sorctl
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-venv: $(BIN)/sorctl
+venv: $(VENV)/.dev
 
-demo: venv
+demo: $(BIN)/sorctl
 	./scripts/demo.sh
 
 test: venv
