@@ -44,7 +44,7 @@ class BuildProgress:
             console=console,
         )
         self.tasks: dict[str, TaskID] = {}
-        self.steps: dict[str, int] = {}
+        self.steps: dict[str, list[Step]] = {}
         self.log_path: Path | None = None
 
     def __enter__(self) -> BuildProgress:
@@ -64,7 +64,7 @@ class BuildProgress:
         self.tasks[role] = self.progress.add_task("starting", role=role, total=None)
 
     def role_step(self, role: str, step: Step) -> None:
-        self.steps[role] = step.total
+        self.steps.setdefault(role, []).append(step)
         self.progress.update(self.tasks[role], description=step_text(step))
 
     def role_finished(self, result: Built) -> None:
@@ -72,8 +72,9 @@ class BuildProgress:
         if task is None:  # unchanged: never started
             task = self.tasks[result.role] = self.progress.add_task("", role=result.role)
         what = result.action
-        if result.role in self.steps:
-            what += f", {self.steps[result.role]} steps"
+        steps = self.steps.get(result.role)
+        if steps:  # steps are marked cached after they start: count them now
+            what += f", {len(steps)} steps ({sum(s.cached for s in steps)} from cache)"
         self.progress.update(task, description=what, total=1, completed=1)
         self.progress.stop_task(task)
 

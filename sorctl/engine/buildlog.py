@@ -84,7 +84,8 @@ class StepParser:
             self.error = str(chunk["error"]).strip()
             return [*self._flush(), f"ERROR: {self.error}"]
         if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
-            self._end_stage(chunk["aux"]["ID"].removeprefix("sha256:")[:12], final=True)
+            # sent as each stage ends (the target's included)
+            self._end_stage(chunk["aux"]["ID"].removeprefix("sha256:")[:12])
             return []
         text = self._partial + str(chunk.get("stream", ""))
         *complete, self._partial = text.split("\n")
@@ -169,7 +170,7 @@ def log_dir() -> Path:
 
 class BuildLog:
     """The full log of one `sorctl images build`: every message and every line Docker printed,
-    each role's lines prefixed with the role. Opened in log_dir(); older logs beyond KEEP_LOGS
+    each after the seconds since the start, each role's lines prefixed with the role. Opened in log_dir(); older logs beyond KEEP_LOGS
     are removed."""
 
     def __init__(self, version: str, folder: Path | None = None) -> None:
@@ -182,12 +183,14 @@ class BuildLog:
             n += 1
             self.path = folder / f"build-{version}-{stamp}-{n}.log"
         self._file: TextIO = self.path.open("w", encoding="utf-8")
+        self._start = time.monotonic()
         logs = sorted(folder.glob("build-*.log"), key=lambda p: p.stat().st_mtime)
         for old in logs[:-KEEP_LOGS]:
             old.unlink(missing_ok=True)
 
     def write(self, line: str) -> None:
-        self._file.write(line + "\n")
+        """One line, after the seconds since the build started (where the time goes)."""
+        self._file.write(f"{time.monotonic() - self._start:7.1f} {line}\n")
         self._file.flush()
 
     def close(self) -> None:
