@@ -170,8 +170,8 @@ def log_dir() -> Path:
 
 class BuildLog:
     """The full log of one `sorctl images build`: every message and every line Docker printed,
-    each after the seconds since the start, each role's lines prefixed with the role. Opened in log_dir(); older logs beyond KEEP_LOGS
-    are removed."""
+    each after the seconds since the start, each role's lines prefixed with the role. Opened
+    in log_dir(); older logs beyond KEEP_LOGS are removed."""
 
     def __init__(self, version: str, folder: Path | None = None) -> None:
         folder = folder or log_dir()

@@ -1,6 +1,8 @@
 """The images, with real Docker: each role starts alone and becomes healthy, a node answers on
 its port, a JobCluster in a client container runs jobs that import the solver on a node (the
 kernels loaded from the cache warmed at build time), and require_images refuses a stale image.
+`sorctl images build` reports a line per role, a summary table and the full log's path, shows
+a failing step's last lines, and leaves no untagged image behind.
 
 Every container and network here is named `sorctl-imgtest-*` and removed, even on failure.
 All dispy traffic stays on the test's own bridge network.
@@ -10,19 +12,24 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import tarfile
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from sorctl import names
 from sorctl.engine import images
-from sorctl.errors import ImageError
+from sorctl.engine.buildlog import log_dir
+from sorctl.errors import BuildError, ImageError
+from tests.cli_runner import run_cli
 
 PREFIX = "sorctl-imgtest-"
 TEST_LABEL = {"org.sorctl.test": "images"}
@@ -378,3 +385,74 @@ def test_a_rebuild_without_changes_skips_every_role(built):
     images.build(log=lambda line: None, client=built)  # takes in any edit made meanwhile
     results = images.build(log=lambda line: None, client=built)
     assert [r.action for r in results] == ["unchanged"] * len(images.ROLES)
+
+
+def dangling_sorctl_images(client) -> list[str]:
+    """Untagged, childless images a sorctl build made (the Dockerfile labels every one)."""
+    found = client.images.list(filters={"dangling": True, "label": names.LABEL_BUILT_BY})
+    return [image.short_id for image in found]
+
+
+def test_a_build_leaves_no_untagged_image_and_keeps_the_venv_stages_as_cache(built):
+    # `built` ran a build (of whatever changed); this one rebuilds router and node from the
+    # cache, passing through every stage
+    images.build(["router", "node"], force=True, log=lambda line: None, client=built)
+    assert dangling_sorctl_images(built) == []
+    for stage in names.CACHE_STAGES:
+        cache = built.images.get(names.cache_ref(stage, images.sorctl_version()))
+        assert cache.labels[names.LABEL_BUILT_BY] == "sorctl"
+
+
+def test_the_build_command_reports_steps_a_table_and_the_full_log(built, capsys, monkeypatch):
+    code, out, err = run_cli(["images", "build", "--role", "router", "--force"], capsys,
+                             monkeypatch)  # fmt: skip
+    assert code == 0, err
+    # a line per role with its step count, then the table on stdout
+    line = next(line for line in err.splitlines() if line.startswith("router "))
+    assert re.search(r"built, (\d+) steps \((\d+) from cache\)", line), line
+    assert re.search(r"│ router\s+│ sorctl-router:\S+\s+│ built\s+│ \d+\s+│ [\d.]+", out), out
+    assert "Step " not in err  # the steps go to the log, not the terminal
+    log = Path(re.search(r"^full log: (.+)$", err, re.M)[1])
+    assert log.parent == log_dir() and log.is_file()
+    text = log.read_text()
+    assert re.search(r"router: Step 1/\d+ : ARG BASE_IMAGE", text)
+    assert "router: Successfully tagged " + images.image_ref("router") in text
+    # --verbose streams every line as it comes
+    code, _, err = run_cli(["images", "build", "--role", "router", "--force", "--verbose"],
+                           capsys, monkeypatch)  # fmt: skip
+    assert code == 0 and re.search(r"^  router: Step 1/\d+ : ARG BASE_IMAGE", err, re.M), err
+    assert dangling_sorctl_images(built) == []
+
+
+@pytest.fixture
+def failing_dockerfile(tmp_path, monkeypatch):
+    """The image files, the router's stage made to fail at a RUN step that prints a line."""
+    folder = tmp_path / "images"
+    shutil.copytree(images.IMAGES, folder)
+    dockerfile = folder / "Dockerfile"
+    text = dockerfile.read_text()
+    assert "FROM os AS router\n" in text
+    dockerfile.write_text(
+        text.replace("FROM os AS router\n", "FROM os AS router\nRUN echo about to fail; exit 7\n")
+    )
+    monkeypatch.setattr(images, "IMAGES", folder)
+
+
+def test_a_failed_build_names_the_step_and_shows_its_last_lines(
+    built, failing_dockerfile, capsys, monkeypatch
+):
+    before = built.images.get(images.image_ref("router")).id
+    with pytest.raises(BuildError) as failed:
+        images.build(["router"], log=lambda line: None, client=built)
+    assert re.fullmatch(r"step \d+/\d+ \(RUN echo about to fail; exit 7\)", failed.value.step)
+    assert failed.value.tail == ["about to fail"]
+    assert "returned a non-zero code: 7" in str(failed.value)
+    assert "about to fail" in Path(failed.value.log_path).read_text()
+    # the CLI: the step and its lines above the one-line error, the exit code of a failure
+    code, _, err = run_cli(["images", "build", "--role", "router"], capsys, monkeypatch)
+    assert code == 1
+    assert re.search(r"failed at step \d+/\d+ \(RUN echo about to fail; exit 7\); its last", err)
+    assert "  | about to fail" in err
+    assert err.rstrip().splitlines()[-1].startswith("sorctl: error: building sorctl-router:")
+    assert built.images.get(images.image_ref("router")).id == before  # the old image stays
+    assert dangling_sorctl_images(built) == []

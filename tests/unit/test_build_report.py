@@ -152,8 +152,8 @@ def test_the_summary_table_has_a_row_per_role():
 
 
 def test_a_step_line_is_one_short_line():
-    step = Step(12, 31, "RUN python3 -m venv --without-pip /opt/venv     && pip install " + "x" * 80,
-                "venv-dispy")  # fmt: skip
+    instruction = "RUN python3 -m venv --without-pip /opt/venv     && pip install " + "x" * 80
+    step = Step(12, 31, instruction, "venv-dispy")
     text = step_text(step)
     assert text.startswith("step 12/31  RUN python3 -m venv --without-pip")
     assert text.endswith("...") and "\n" not in text and len(text) < 70

@@ -27,6 +27,12 @@ def test_dockerfile_has_one_target_per_role_with_its_label():
         assert f"ENV SORCTL_ROLE={role}" in DOCKERFILE
 
 
+def test_dockerfile_labels_every_image_and_has_the_cached_stages():
+    assert f"LABEL {names.LABEL_BUILT_BY}=sorctl" in DOCKERFILE
+    for stage in names.CACHE_STAGES:
+        assert re.search(rf"^FROM \S+ AS {stage}$", DOCKERFILE, re.M), stage
+
+
 def test_dockerfile_user_and_paths():
     assert f"--uid {names.RUN_UID}" in DOCKERFILE
     assert f"--home-dir {names.HOME_DIR}" in DOCKERFILE
