@@ -586,6 +586,8 @@ def build(
         buildlog.write(line)
         log(line)
 
+    # with a watch, a role's start and end are the watch's to show; the log has them still
+    role_note = buildlog.write if watch is not None else note
     note(f"build log: {buildlog.path}")
     if watch is not None:
         watch.log_opened(buildlog.path)
@@ -610,12 +612,12 @@ def build(
                 and labels.get(names.LABEL_INPUTS_HASH) == digest
                 and labels.get(names.LABEL_VERSION) == sorctl_version()
             ):
-                note(f"{ref}: unchanged (inputs {digest}), skipped")
+                role_note(f"{ref}: unchanged (inputs {digest}), skipped")
                 done = Built(role, ref, "unchanged", time.monotonic() - start, _size_mb(current))
             else:
                 if watch is not None:
                     watch.role_started(role, ref)
-                note(f"{ref}: building on {base}")
+                role_note(f"{ref}: building on {base}")
                 reporter = _Reporter(role, buildlog, watch, log if verbose else None)
                 with tempfile.TemporaryFile() as context:
                     context_tar(context, context_members(role, site))
@@ -626,7 +628,7 @@ def build(
                       note)  # fmt: skip
                 image = client.images.get(ref)
                 done = Built(role, ref, "built", time.monotonic() - start, _size_mb(image))
-                note(f"{ref}: built in {done.seconds:.1f} s")
+                role_note(f"{ref}: built in {done.seconds:.1f} s")
             results.append(done)
             if watch is not None:
                 watch.role_finished(done)
