@@ -2,20 +2,27 @@
 # Installs, with apt-get, what this machine lacks for the images and tests, saying so in one
 # line: debootstrap when the Docker engine has no base image to build on (no python:3.11-slim,
 # no sorctl-base:bookworm; with no registry sorctl makes the latter with debootstrap), and with
-# --browser chromium and its driver (the dashboard's browser tests). Only as root with apt-get;
-# otherwise it installs nothing and whatever needs the package says so itself.
-#   usage: scripts/install-missing.sh [--browser]
+# --tests what the full test suite needs as well: debootstrap always (the simulated lab's host
+# image is made with it) and chromium and its driver (the dashboard's browser tests). Only as
+# root with apt-get; otherwise it installs nothing and whatever needs the package says so itself.
+#   usage: scripts/install-missing.sh [--tests]
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 
+tests=false
+[ "${1:-}" = "--tests" ] && tests=true
 missing=() why=()
-if ! have debootstrap && docker info >/dev/null 2>&1 \
-    && ! docker image inspect python:3.11-slim >/dev/null 2>&1 \
-    && ! docker image inspect sorctl-base:bookworm >/dev/null 2>&1; then
-    missing+=(debootstrap) why+=("the offline base image")
+if ! have debootstrap; then
+    if $tests; then
+        missing+=(debootstrap) why+=("the offline base image and the lab's host image")
+    elif docker info >/dev/null 2>&1 \
+        && ! docker image inspect python:3.11-slim >/dev/null 2>&1 \
+        && ! docker image inspect sorctl-base:bookworm >/dev/null 2>&1; then
+        missing+=(debootstrap) why+=("the offline base image")
+    fi
 fi
-if [ "${1:-}" = "--browser" ]; then
+if $tests; then
     have chromium || missing+=(chromium)
     have chromedriver || missing+=(chromium-driver)
     [ ${#missing[@]} -eq ${#why[@]} ] || why+=("the browser tests")

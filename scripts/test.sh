@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
+./scripts/install-missing.sh --tests
 if docker info >/dev/null 2>&1; then
-    ./scripts/install-missing.sh
     "$BIN/sorctl" images build
 elif [ "${CI:-}" = "true" ]; then
     echo "scripts/test.sh: no Docker engine answers, and CI=true needs the integration tests" >&2
