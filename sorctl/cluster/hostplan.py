@@ -103,22 +103,15 @@ def make_host_plan(
     relay hosts' too); indexes: endpoint -> its node's index (default: 1, 2, ... in order).
     relays: hosts that run a dispynetrelay and no node; relayed: the node hosts found through
     a relay (on a relay's subnet), which are then neither told the scheduler nor listed to it."""
-    if cpus_per_node is not None and cpus_per_node < 1:
-        raise InputError(f"--cpus-per-node {cpus_per_node}: must be at least 1")
     relays, relayed = relays or [], relayed or set()
-    for spec in specs + relays:
-        if spec.endpoint not in addresses:
-            raise ClusterError(f"host {spec.label}: no address found for dispy")
-    check_distinct(specs + relays, addresses)
+    _check_plan(specs + relays, addresses, scheduler_host, cpus_per_node, relayed)
     sched_addr = addresses[scheduler_host]
-    if scheduler_host in relayed:
-        raise ClusterError("the scheduler's own node cannot be behind a relay")
     indexes = indexes or {s.endpoint: i for i, s in enumerate(specs, start=1)}
     plan = HostPlan(name, scheduler_host, sched_addr, dict(addresses))
     # the scheduler pings these when it starts: the directed nodes and the relays
     node_addrs = [addresses[s.endpoint] for s in specs if s.endpoint not in relayed]
     node_addrs += [addresses[r.endpoint] for r in relays]
-    labels = _labels(name, version, len(specs), cpus_per_node, tls)
+    labels = labels_for(name, version, len(specs), cpus_per_node, tls)
     plan.containers.append(
         HostContainer(
             scheduler_host,
@@ -159,6 +152,22 @@ def make_host_plan(
     return plan
 
 
+def _check_plan(
+    specs: list[HostSpec], addresses: dict[str, str], scheduler_host: str,
+    cpus_per_node: int | None, relayed: set[str],
+) -> None:  # fmt: skip
+    """What a host plan refuses: a CPU count below one, a host without an address or sharing
+    one, the scheduler's own node behind a relay."""
+    if cpus_per_node is not None and cpus_per_node < 1:
+        raise InputError(f"--cpus-per-node {cpus_per_node}: must be at least 1")
+    for spec in specs:
+        if spec.endpoint not in addresses:
+            raise ClusterError(f"host {spec.label}: no address found for dispy")
+    check_distinct(specs, addresses)
+    if scheduler_host in relayed:
+        raise ClusterError("the scheduler's own node cannot be behind a relay")
+
+
 def relayed_nodes(
     specs: list[HostSpec], relays: list[HostSpec], scheduler_host: str,
     on_link: dict[str, dict[str, bool]],
@@ -184,7 +193,8 @@ def on_link(route_text: str) -> bool:
     return bool(route_text.strip()) and " via " not in f" {route_text} "
 
 
-def _labels(name: str, version: str, hosts: int, cpus_per_node: int | None, tls: bool):
+def labels_for(name: str, version: str, hosts: int, cpus_per_node: int | None, tls: bool):
+    """labels(role, host, index) for the containers of a cluster across `hosts` hosts."""
     shape = f"hosts={hosts} cpus_per_node={cpus_per_node or 0} tls={int(tls)}"
 
     def labels(role: str, host: str, index: int = 0) -> dict[str, str]:

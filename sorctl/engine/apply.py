@@ -1,4 +1,10 @@
-"""Walks a plan with the Docker SDK: the only code that creates or removes engine objects."""
+"""Creating and removing a cluster's engine objects, for one engine and for each host of a
+cluster across hosts: a plan's networks and containers, a host plan's containers (host
+networking), the cluster's files put into them, waiting until the scheduler counts the nodes
+(failing early on a container that exited), and removal by the cluster's label.
+
+(Short-lived helper containers are not cluster objects: the packet filter's in engine.firewall,
+the route probes in engine.multihost, a solve's client in engine.solve_container.)"""
 
 from __future__ import annotations
 
@@ -6,32 +12,34 @@ import io
 import tarfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import docker
 import docker.errors
 from docker.types import IPAMConfig, IPAMPool
 
+from sorctl.cluster.hostplan import HostContainer
 from sorctl.cluster.material import Material
-from sorctl.cluster.plan import (
-    ContainerSpec,
-    NetworkSpec,
-    Plan,
-)
-from sorctl.cluster.readiness import missing_nodes
+from sorctl.cluster.plan import ContainerSpec, NetworkSpec, Plan
+from sorctl.cluster.readiness import SchedulerView, missing_nodes
 from sorctl.engine import observe
+from sorctl.engine.fanout import parallel
+from sorctl.engine.images import image_ref
 from sorctl.errors import ClusterError
 from sorctl.names import DISPY_PORT, LABEL_CLUSTER, NODE_PORT, RUN_DIR, RUN_UID
 
 
 class Reporter:
-    """Progress sink; the CLI draws it with rich on stderr, tests leave it silent."""
+    """Progress sink of up and scale, for either provider; the CLI draws it with rich on
+    stderr, tests leave it silent."""
 
     def step(self, text: str) -> None:  # one phase: "creating networks", ...
         pass
 
     def nodes(self, found: int, total: int) -> None:  # scheduler's count while waiting
+        pass
+
+    def sent(self, host: str, sent: int) -> None:  # across hosts: image bytes sent to a host
         pass
 
 
@@ -43,7 +51,9 @@ class Created:
     networks: list[str] = field(default_factory=list)
 
 
-def _material_tar(files: dict[str, bytes]) -> bytes:
+def run_dir_tar(files: dict[str, bytes]) -> bytes:
+    """A tar of RUN_DIR with `files` (name -> content) in it, readable by the images' user only
+    (the secret and TLS material of daemons and of a solve's client)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         top = tarfile.TarInfo(RUN_DIR.rsplit("/", 1)[1])
@@ -54,6 +64,11 @@ def _material_tar(files: dict[str, bytes]) -> bytes:
             info.size, info.mode, info.uid, info.gid = len(data), 0o400, RUN_UID, RUN_UID
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def put_files(client: docker.DockerClient, container: str, files: dict[str, bytes]) -> None:
+    """`files` (RUN_DIR name -> content) into the container's RUN_DIR, replacing those there."""
+    client.api.put_archive(container, RUN_DIR.rsplit("/", 1)[0], run_dir_tar(files))
 
 
 def create_network(client: docker.DockerClient, spec: NetworkSpec) -> None:
@@ -93,17 +108,25 @@ def create_container(client: docker.DockerClient, spec: ContainerSpec, material:
         api.connect_container_to_network(spec.name, net, ipv4_address=ip)
     if spec.files:
         wanted = {path.rsplit("/", 1)[1] for path in spec.files}
-        files = {k: v for k, v in material.files().items() if k in wanted}
-        api.put_archive(spec.name, RUN_DIR.rsplit("/", 1)[0], _material_tar(files))
+        put_files(client, spec.name, {k: v for k, v in material.files().items() if k in wanted})
+
+
+def create_host_container(
+    client: docker.DockerClient, c: HostContainer, files: dict[str, bytes]
+) -> None:
+    """One container of a host plan, with the host's networking, its files in, started."""
+    role = c.role if c.role in ("scheduler", "relay") else "node"
+    client.api.create_container(
+        image_ref(role), name=c.name, hostname=c.name, command=c.command or None,
+        environment=c.env, labels=c.labels, detach=True,
+        host_config=client.api.create_host_config(network_mode="host"),
+    )  # fmt: skip
+    put_files(client, c.name, {**files, **c.files})
+    client.api.start(c.name)
 
 
 def _parallel(fn: Callable[[str], None], items: Iterable[str]) -> None:
-    items = list(items)
-    if not items:
-        return
-    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
-        for fut in [pool.submit(fn, i) for i in items]:
-            fut.result()
+    parallel(fn, items, max_threads=8)
 
 
 def create_containers(
@@ -133,7 +156,7 @@ def wait_listening(client, container: str, address: str, port: int, deadline: fl
                 return
         except docker.errors.APIError:  # not running yet, or stopped (checked next)
             pass
-        _fail_if_exited(client, container)
+        fail_if_exited(client, [container])
         if time.monotonic() > deadline:
             tail = "\n    ".join(observe.last_log_lines(client, container))
             raise ClusterError(
@@ -143,23 +166,47 @@ def wait_listening(client, container: str, address: str, port: int, deadline: fl
         time.sleep(0.2)
 
 
-def _fail_if_exited(client, name: str) -> None:
-    c = client.containers.get(name)
-    if c.status in ("exited", "dead"):
-        tail = "\n    ".join(observe.last_log_lines(client, name))
-        raise ClusterError(
-            f"container {name} exited (code {c.attrs['State'].get('ExitCode')}):\n    {tail}"
-        )
-
-
-def _fail_if_any_exited(client, plan: Plan) -> None:
-    """One query for the whole plan (polled several times a second while waiting)."""
-    filters = {"label": f"{LABEL_CLUSTER}={plan.name}", "status": ["exited", "dead"]}
-    ours = {c.name for c in plan.containers}
+def fail_if_exited(client, names: Iterable[str], host: str | None = None) -> None:
+    """ClusterError for the first of `names` that exited (one query for them all: this is
+    polled several times a second while waiting). host: the endpoint, for a cluster across
+    hosts, which then gets it in one line."""
+    ours = set(names)
+    filters = {"label": LABEL_CLUSTER, "status": ["exited", "dead"]}
     for row in client.api.containers(all=True, filters=filters):
         name = row["Names"][0].lstrip("/")
-        if name in ours:
-            _fail_if_exited(client, name)
+        if name not in ours:
+            continue
+        lines = observe.last_log_lines(client, name, 3 if host else 5)
+        if host:
+            last = " | ".join(x.strip() for x in lines if x.strip())
+            raise ClusterError(f"host {host}: {name} exited ({last})")
+        code = client.api.inspect_container(name)["State"].get("ExitCode")
+        tail = "\n    ".join(lines)
+        raise ClusterError(f"container {name} exited (code {code}):\n    {tail}")
+
+
+def wait_view(
+    read: Callable[[], SchedulerView],
+    done: Callable[[SchedulerView], bool],
+    deadline: float,
+    timeout_error: Callable[[SchedulerView], ClusterError],
+    *,
+    check: Callable[[], None] = lambda: None,
+    seen: Callable[[SchedulerView], None] = lambda view: None,
+    poll_s: float = 0.25,
+) -> SchedulerView:
+    """Read the scheduler's table until done(view); between reads check() (which raises for a
+    container that exited), and after the deadline timeout_error(view) is raised. seen(view)
+    gets every table read (progress)."""
+    while True:
+        view = read()
+        seen(view)
+        if done(view):
+            return view
+        check()
+        if time.monotonic() > deadline:
+            raise timeout_error(view)
+        time.sleep(poll_s)
 
 
 def wait_nodes(
@@ -174,25 +221,33 @@ def wait_nodes(
     expected = {s.address: s.name for s in node_specs}
     info = observe.find_cluster(client, plan.name)
     assert info is not None
-    while True:
-        missing = missing_nodes(observe.scheduler_view(client, info), expected, since)
-        reporter.nodes(len(expected) - len(missing), len(expected))
-        if not missing:
-            return
-        _fail_if_any_exited(client, plan)
-        if time.monotonic() > deadline:
-            parts = [
-                f"cluster {plan.name!r} not ready: the scheduler counts "
-                f"{len(expected) - len(missing)} of {len(expected)} node(s); missing:"
-            ]
-            mismatched = observe.scheduler_secret_mismatches(client, info)
-            for name in missing:
-                addr = next(a for a, n in expected.items() if n == name)
-                hint = " (secret mismatch)" if addr in mismatched else ""
-                parts.append(f"  {name} ({addr}){hint}, last log lines:")
-                parts.extend(f"    {line}" for line in observe.last_log_lines(client, name))
-            raise ClusterError("\n".join(parts))
-        time.sleep(0.25)
+    ours = [c.name for c in plan.containers]
+
+    def missing(view: SchedulerView) -> list[str]:
+        return missing_nodes(view, expected, since)
+
+    def not_ready(view: SchedulerView) -> ClusterError:
+        gone = missing(view)
+        parts = [
+            f"cluster {plan.name!r} not ready: the scheduler counts "
+            f"{len(expected) - len(gone)} of {len(expected)} node(s); missing:"
+        ]
+        mismatched = observe.scheduler_secret_mismatches(client, info)
+        for name in gone:
+            addr = next(a for a, n in expected.items() if n == name)
+            hint = " (secret mismatch)" if addr in mismatched else ""
+            parts.append(f"  {name} ({addr}){hint}, last log lines:")
+            parts.extend(f"    {line}" for line in observe.last_log_lines(client, name))
+        return ClusterError("\n".join(parts))
+
+    wait_view(
+        lambda: observe.scheduler_view(client, info),
+        lambda view: not missing(view),
+        deadline,
+        not_ready,
+        check=lambda: fail_if_exited(client, ours),
+        seen=lambda view: reporter.nodes(len(expected) - len(missing(view)), len(expected)),
+    )
 
 
 def bring_up(
@@ -222,9 +277,7 @@ def bring_up(
         reporter.step("waiting for the scheduler and nodes to listen")
         listeners = [(c.name, c.address, DISPY_PORT) for c in plan.role("scheduler")]
         listeners += [(c.name, c.address, NODE_PORT) for c in plan.role("node")]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for fut in [pool.submit(wait_listening, client, *x, deadline) for x in listeners]:
-                fut.result()
+        parallel(lambda x: wait_listening(client, *x, deadline), listeners, max_threads=8)
         reporter.step("starting relays")
         start(client, relays)
     reporter.step("waiting for the scheduler to count the nodes")

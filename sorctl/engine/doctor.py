@@ -162,7 +162,7 @@ def _host_check(spec: HostSpec, remote: docker.DockerClient) -> Check:
     else:
         parts.append(f"images of sorctl {images.sorctl_version()} there")
     if images.has_image(remote, images.image_ref("node")):
-        _, taken = multihost._probe(spec, remote, "127.0.0.1")
+        _, taken = multihost.probe(spec, remote, "127.0.0.1")
         if taken:
             status = FAIL
             parts.append(f"dispy port(s) {', '.join(map(str, taken))} taken there")

@@ -5,7 +5,6 @@ a host that does not answer is named while the others still get done."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -13,6 +12,7 @@ import docker
 
 from sorctl.cluster.hosts import HostSpec
 from sorctl.engine.connect import TLSFiles, connect_host
+from sorctl.engine.fanout import parallel
 from sorctl.errors import SorctlError
 
 T = TypeVar("T")
@@ -49,7 +49,4 @@ def on_each(
         finally:
             client.close()
 
-    if not specs:
-        return []
-    with ThreadPoolExecutor(max_workers=min(len(specs), 16)) as pool:
-        return list(pool.map(one, specs))
+    return parallel(one, specs)

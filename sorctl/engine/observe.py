@@ -1,4 +1,7 @@
-"""Reads clusters back from the engine: labels say what belongs to which cluster, no state file.
+"""Reads clusters back from an engine: on one engine the labels are all the state (what belongs
+to which cluster, its shape, its roles). A cluster across hosts also keeps its host list
+(engine.multihost), and reads each host back with the helpers here: the scheduler's table of
+nodes, which containers a `logs` target picks, the logs themselves.
 
 `find_cluster(client, name)` is the seam other commands use (the distributed solve launches
 its client container from a ClusterInfo).
@@ -200,16 +203,20 @@ def find_cluster(client, name: str) -> ClusterInfo | None:
 def scheduler_view(client, info: ClusterInfo) -> SchedulerView:
     """The nodes the scheduler counts, from the table it publishes in its container."""
     sched = info.role("scheduler")
-    if not sched:
-        return SchedulerView({}, {})
-    try:  # a stopped scheduler's table is stale, and parse_view says so
-        stream, _stat = client.containers.get(sched[0].name).get_archive(SCHEDULER_VIEW_FILE)
+    return read_scheduler_view(client, sched[0].name) if sched else SchedulerView({}, {})
+
+
+def read_scheduler_view(client, container: str) -> SchedulerView:
+    """The table the scheduler container `container` publishes (empty while it starts, or when
+    it is gone; a stopped scheduler's table is stale, and parse_view says so)."""
+    try:
+        stream, _stat = client.api.get_archive(container, SCHEDULER_VIEW_FILE)
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             member = next((m for m in tar.getmembers() if m.isfile()), None)
             fh = tar.extractfile(member) if member else None
             text = fh.read().decode(errors="replace") if fh else ""
     except (docker.errors.NotFound, docker.errors.APIError, tarfile.TarError):
-        return SchedulerView({}, {})  # not published yet (the scheduler is starting), or gone
+        return SchedulerView({}, {})
     return parse_view(text, time.time())
 
 
@@ -227,17 +234,16 @@ def scheduler_secret_mismatches(client, info: ClusterInfo, tail: int = 2000) -> 
 
 def pick_containers(info: ClusterInfo, target: str | None) -> list[ContainerInfo]:
     """Every container of the cluster, or one role's, or one container (`node-2` or its name)."""
-    if not target:
-        return info.containers
-    picked = [
-        c
-        for c in info.containers
-        if target in (c.role, c.name) or c.name == f"{info.name}-{target}"
-    ]
-    if not picked:
+    picked = [c for c in info.containers if picks(info.name, target, c.role, c.name)]
+    if not picked and target:
         names = ", ".join(c.name for c in info.containers)
         raise InputError(f"no container {target!r} in cluster {info.name!r} (have: {names})")
     return picked
+
+
+def picks(cluster: str, target: str | None, role: str | None, name: str) -> bool:
+    """Whether a `logs` target (none: all; a role; `node-2`; a full name) takes a container."""
+    return not target or target in (role, name) or name == f"{cluster}-{target}"
 
 
 def stream_logs(
