@@ -1,11 +1,16 @@
-"""sorctl from Python: `solve(A, b, ...)` in the shape of scipy.sparse.linalg.cg, and `Cluster`
-for a dispy cluster on the Docker engine (up, status, scale, logs, solve, down).
+"""sorctl from Python: `solve(A, b, ...)` in the shape of scipy.sparse.linalg.cg, `Cluster` for
+a dispy cluster (up, status, scale, logs, solve, down) on this machine's Docker engine or across
+several machines' engines (the providers of sorctl.engine.provider), and the images.
 
     import sorctl
     res = sorctl.solve(A, b, rtol=1e-8)                       # local
     with sorctl.Cluster.up("lab", nodes=4, relay=True) as c:  # or sorctl.Cluster("lab")
         res = c.solve(A, b, rtol=1e-8, method="sor")
         print(c.status().nodes)
+    c = sorctl.Cluster.up("far", hosts=["ssh://me@lab1", "ssh://me@lab2"])  # across hosts
+
+Every solve, local or on any cluster, writes its feed (sorctl.solvefeed), which the dashboard
+follows.
 
 Errors are sorctl.InputError (bad arrays or options), sorctl.ClusterError (no engine, no such
 cluster, a cluster that fails) and sorctl.ImageError; each message is one line.
@@ -15,19 +20,32 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from sorctl.cluster.hosts import parse_hosts
 from sorctl.cluster.machine import Check
 from sorctl.cluster.plan import PlanError, Shape, check_nodes, validate
-from sorctl.engine import images, lifecycle, multihost, observe, ship, solve_container
+from sorctl.engine import images, multihost, observe, ship
 from sorctl.engine import registry as registries
 from sorctl.engine.apply import Reporter
 from sorctl.engine.connect import TLSFiles, engine, try_connect
 from sorctl.engine.images import BuildWatch, Built, ImageRow, Step
 from sorctl.engine.lifecycle import READY_TIMEOUT_S
+from sorctl.engine.provider import (
+    Callbacks,
+    ClusterStatus,
+    EngineProvider,
+    HostChange,
+    HostsProvider,
+    HostsShape,
+    HostsStatus,
+    Provider,
+    Status,
+    TLSPaths,
+    provider_of,
+)
 from sorctl.engine.ship import Shipped
 from sorctl.errors import ClusterError, InputError
 from sorctl.names import DEFAULT_CLUSTER
@@ -114,6 +132,7 @@ __all__ = [
     "Cluster",
     "ClusterStatus",
     "HostsCluster",
+    "HostsStatus",
     "ImageRow",
     "Reporter",
     "Step",
@@ -212,26 +231,24 @@ def push_images(
 
 def clusters() -> list[str]:
     """The names of every sorctl cluster the engine has anything of."""
-    with engine() as client:
-        return observe.cluster_names(client)
+    return EngineProvider().names()
 
 
 def cluster_for_solve(name: str | None) -> Cluster | None:
     """The cluster a solve should use: `name` if given (ClusterError unless it runs); else the
-    one running cluster, None when none runs (or no engine answers), and a ClusterError naming
-    them when several run."""
+    one running cluster on the engine, None when none runs (or no engine answers), and a
+    ClusterError naming them when several run."""
     if name is not None and is_multihost(name):
-        return HostsCluster(name)  # type: ignore[return-value]
+        return Cluster(name)
     client = try_connect()
     if client is None:
         if name is not None:
             raise ClusterError(f"no cluster named {name!r} is running (no Docker engine answers)")
         return None
-    try:
-        names = [name] if name is not None else observe.cluster_names(client)
-        running = [n for n in names if _running(observe.find_cluster(client, n))]
-    finally:
-        client.close()
+    client.close()
+    local = EngineProvider()
+    names = [name] if name is not None else local.names()
+    running = [n for n in names if local.running(n)]
     if name is not None and not running:
         raise ClusterError(
             f"no cluster named {name!r} is running (sorctl up --name {name}, or --local)"
@@ -242,15 +259,6 @@ def cluster_for_solve(name: str | None) -> Cluster | None:
             "choose one with --cluster NAME, or --local"
         )
     return Cluster(running[0]) if running else None
-
-
-def _running(info: observe.ClusterInfo | None) -> bool:
-    """A scheduler container and at least one node container run."""
-    if info is None or not info.scheduler_address or not info.network:
-        return False
-    return any(c.state == "running" for c in info.role("scheduler")) and any(
-        c.state == "running" for c in info.nodes
-    )
 
 
 def _check(rule: Callable[..., None], *args: Any) -> None:
@@ -266,35 +274,26 @@ def check_scale(nodes: int) -> None:
     _check(check_nodes, nodes)
 
 
-@dataclass
-class ClusterStatus:
-    """What `sorctl status --json` prints for one cluster."""
-
-    name: str
-    shape: dict[str, Any] | None
-    connect: dict[str, Any]
-    containers: list[dict[str, Any]] = field(default_factory=list)
-    nodes: list[dict[str, Any]] = field(default_factory=list)  # with the CPUs the scheduler counts
-    scheduler_cpus: int = 0
-    networks: list[dict[str, Any]] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 class Cluster:
-    """A sorctl cluster on the Docker engine (the engine's labels are its state).
+    """A sorctl cluster, on this machine's Docker engine or across several machines' engines
+    (`hosts=`): the same methods on either, through its provider (sorctl.engine.provider).
 
-    `Cluster(name)` attaches to one that exists; `Cluster.up(name, ...)` brings one up and, used
-    as a context manager, takes it down again at the end of the block.
+    `Cluster(name)` attaches to one that exists, wherever it is; `Cluster.up(name, ...)` brings
+    one up and, used as a context manager, takes it down again at the end of the block.
+    tls_files: (CA, certificate, key) of the hosts' Docker TLS endpoints (default: the flags'
+    environment, DOCKER_CERT_PATH, else the files `up` used).
     """
 
-    def __init__(self, name: str = DEFAULT_CLUSTER, *, must_exist: bool = True) -> None:
+    def __init__(
+        self, name: str = DEFAULT_CLUSTER, *, must_exist: bool = True,
+        tls_files: TLSPaths = (None, None, None),
+    ) -> None:  # fmt: skip
         self.name = name
+        self.provider: Provider[Any, Any] = provider_of(name, tls_files)
         self.created = False  # True when Cluster.up made it (then `with` takes it down)
         self.ready_s = 0.0
-        if must_exist and self._info() is None:
+        self.up_result: multihost.UpResult | None = None  # across hosts: the plan, images sent
+        if must_exist and not self.provider.holds(name):
             raise ClusterError(f"no cluster named {name!r} (sorctl up --name {name})")
 
     def __repr__(self) -> str:
@@ -307,79 +306,144 @@ class Cluster:
         if self.created:
             self.down()
 
+    @property
+    def across_hosts(self) -> bool:
+        """Whether the cluster runs across several machines' engines (`up --host`)."""
+        return isinstance(self.provider, HostsProvider)
+
     @classmethod
     def up(
         cls,
         name: str = DEFAULT_CLUSTER,
         *,
-        nodes: int = Shape.nodes,
+        nodes: int | None = None,
         relay: bool = Shape.relay,
-        subnets: int = Shape.subnets,
-        cpus_per_node: int = Shape.cpus_per_node,
+        subnets: int | None = None,
+        cpus_per_node: int | None = None,
         tls: bool = Shape.tls,
         timeout: float = READY_TIMEOUT_S,
         keep_on_failure: bool = False,
         reporter: Reporter | None = None,
+        hosts: list[str] | None = None,
+        relay_hosts: list[str] | tuple[str, ...] = (),
+        scheduler_host: str | None = None,
+        firewall: bool = True,
+        tls_files: TLSPaths = (None, None, None),
+        log: Callable[[str], None] = print,
+        ship_progress: Callable[[str, int], None] | None = None,
+        registry: str | None = None,
     ) -> Cluster:
-        """Bring cluster `name` up and wait until the scheduler counts every node's CPUs. The
-        same shape already up: attached as it is. Another shape: ClusterError. On failure or
-        Ctrl-C everything this call created is removed (unless keep_on_failure)."""
-        shape = Shape(nodes, relay, subnets, cpus_per_node, tls)
+        """Bring cluster `name` up and wait until the scheduler counts every node's CPUs. On
+        failure or Ctrl-C everything this call created is removed (unless keep_on_failure).
+
+        On this machine's engine: nodes, relay, subnets, cpus_per_node (default Shape's), tls;
+        the same shape already up is attached as it is, another shape is a ClusterError.
+        With hosts (Docker endpoints, ENDPOINT[=ADDRESS]): one node per host and the scheduler
+        on the first (or scheduler_host); relay_hosts (with relay) run a dispynetrelay and no
+        node; cpus_per_node default: every CPU of each machine; firewall: dispy's ports open to
+        the members only; the reporter's step gets a line per step and sent(host, bytes) the
+        images on their way (default: log and ship_progress); registry: HOST:PORT every host
+        pulls the images from (pushed there first with push_images) instead of their being sent
+        over each connection; `up_result` keeps the plan.
+        """
+        if hosts:
+            if nodes is not None or subnets is not None:
+                raise InputError("nodes and subnets are for one engine: with hosts, one node "
+                                 "per host and the hosts make the subnets")  # fmt: skip
+            files = TLSFiles.resolve(*tls_files)
+            specs = HostsShape(
+                parse_hosts(hosts, tls=files is not None),
+                parse_hosts(list(relay_hosts) if relay else [], tls=files is not None),
+                scheduler_host, cpus_per_node, tls, firewall,
+                registries.parse_address(registry) if registry else None,
+            )  # fmt: skip
+            res = HostsProvider(files).up(
+                name, specs, timeout=timeout, keep_on_failure=keep_on_failure,
+                reporter=reporter or Callbacks(log, ship_progress),
+            )  # fmt: skip
+            cluster = cls(name, tls_files=tls_files)
+            cluster.created, cluster.ready_s, cluster.up_result = True, res.ready_s, res
+            return cluster
+        if relay_hosts or registry:
+            raise InputError("relay_hosts and registry go with hosts (a cluster across machines)")
+        shape = Shape(nodes if nodes is not None else Shape.nodes, relay,
+                      subnets if subnets is not None else Shape.subnets,
+                      cpus_per_node if cpus_per_node is not None else Shape.cpus_per_node,
+                      tls)  # fmt: skip
         _check(validate, name, shape)  # bad options fail before anything talks to the engine
-        with engine() as client:
-            result = lifecycle.up(
-                client,
-                name,
-                shape,
-                timeout=timeout,
-                keep_on_failure=keep_on_failure,
-                reporter=reporter,
-            )
+        result = EngineProvider().up(
+            name, shape, timeout=timeout, keep_on_failure=keep_on_failure, reporter=reporter
+        )
         cluster = cls(name)
         cluster.created, cluster.ready_s = result.created, result.seconds
         return cluster
 
-    def _info(self) -> observe.ClusterInfo | None:
-        with engine() as client:
-            return observe.find_cluster(client, self.name)
+    def _engine(self, what: str) -> EngineProvider:
+        if not isinstance(self.provider, EngineProvider):
+            raise InputError(f"cluster {self.name!r} runs across hosts: {what}")
+        return self.provider
 
     def info(self) -> observe.ClusterInfo:
-        """The cluster as the engine has it now (ClusterError when it is gone)."""
-        info = self._info()
-        if info is None:
-            raise ClusterError(f"no cluster named {self.name!r}")
-        return info
+        """The cluster as the engine has it now (ClusterError when it is gone; one engine's
+        only: a cluster across hosts has its hosts in status())."""
+        return self._engine("its hosts are in status()").info(self.name)
 
-    def status(self) -> ClusterStatus:
-        """Containers, networks, the nodes and CPUs the scheduler counts, how to connect."""
-        with engine() as client:
-            info = observe.find_cluster(client, self.name)
-            if info is None:
-                raise ClusterError(f"no cluster named {self.name!r}")
-            return ClusterStatus(**observe.status_dict(client, info))
+    def status(self) -> Status:
+        """On one engine a ClusterStatus (containers, networks, the nodes and CPUs the scheduler
+        counts, how to connect); across hosts a HostsStatus (every host: reachable?, its
+        containers and packet filter rules; what the scheduler counts). Each has to_dict(),
+        the cluster's object in `sorctl status --json`."""
+        return self.provider.status(self.name)
 
     def scale(
         self,
-        nodes: int,
+        nodes: int | None = None,
         *,
+        add: list[str] | tuple[str, ...] = (),
+        remove: list[str] | tuple[str, ...] = (),
         timeout: float = READY_TIMEOUT_S,
         reporter: Reporter | None = None,
-    ) -> tuple[int, int]:
-        """Grow (waiting until the scheduler counts the new nodes) or shrink to `nodes` nodes;
-        returns (before, after)."""
-        check_scale(nodes)
-        with engine() as client:
-            return lifecycle.scale(client, self.name, nodes, timeout=timeout, reporter=reporter)
+        log: Callable[[str], None] = print,
+        ship_progress: Callable[[str, int], None] | None = None,
+        registry: str | None = None,
+    ) -> Any:
+        """On one engine: grow (waiting until the scheduler counts the new nodes) or shrink to
+        `nodes` nodes; returns (before, after). Across hosts: add hosts (ENDPOINT[=ADDRESS], a
+        node on each) and remove hosts (their endpoints); returns a ScaleResult (what was added
+        and removed, what the scheduler counts; registry: HOST:PORT the added hosts pull the
+        images from). Either fails as a whole."""
+        if isinstance(self.provider, HostsProvider):
+            if nodes is not None:
+                raise InputError(
+                    f"cluster {self.name!r} runs one node per --host machine: --nodes does not "
+                    "apply; use --add-host ENDPOINT[=ADDRESS] or --remove-host ENDPOINT"
+                )
+            address = registries.parse_address(registry) if registry else None
+            change = HostChange(parse_hosts(list(add), tls=self.provider.tls is not None),
+                                list(remove), address)  # fmt: skip
+            return self.provider.scale(self.name, change, timeout=timeout,
+                                       reporter=Callbacks(log, ship_progress))  # fmt: skip
+        if add or remove:
+            raise InputError(
+                f"--add-host/--remove-host are for a cluster made with --host, and {self.name!r} "
+                "is none (one engine: --nodes N)"
+            )
+        if nodes is None:
+            raise InputError("scale: give --nodes N (or --add-host/--remove-host for --host "
+                             "clusters)")  # fmt: skip
+        check_scale(nodes)  # bad requests fail before anything talks to the engine
+        if not self.provider.holds(self.name):
+            raise ClusterError(f"no cluster named {self.name!r} (sorctl up --name {self.name})")
+        return self._engine("").scale(self.name, nodes, timeout=timeout, reporter=reporter)
 
     def logs(
-        self, target: str | None = None, *, follow: bool = False, tail: int | None = None
-    ) -> Iterator[tuple[str, str]]:
+        self, target: str | None = None, *, follow: bool = False, tail: int | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> Iterator[tuple[str, str]]:  # fmt: skip
         """(container name, line) of every container, or of one role (scheduler, node, relay,
-        router) or container (`node-2` or its full name); with follow, until they stop."""
-        info = self.info()
-        picked = observe.pick_containers(info, target)
-        with engine() as client:
-            yield from observe.stream_logs(client, [c.name for c in picked], follow, tail)
+        router) or container (`node-2` or its full name); with follow, until they stop. Across
+        hosts, a host that does not answer is named through warn and the others still give."""
+        return self.provider.logs(self.name, target, follow=follow, tail=tail, warn=warn)
 
     def solve(
         self,
@@ -417,14 +481,12 @@ class Cluster:
         log: Callable[[str], None] | None = None,
     ) -> SolveResult:
         """Solve an already validated System (sorctl.solver.io), or a SystemFile
-        (sorctl.solver.npz_check), on this cluster."""
-        info = self.info()
-        if not _running(info):
-            raise ClusterError(f"cluster {self.name!r} is not running (see `sorctl status`)")
+        (sorctl.solver.npz_check), on this cluster; its feed shows it on the dashboard, as every
+        solve's does."""
         options = options.for_cluster()
         with _feed(system, options, f"cluster:{self.name}", self.name) as feed:
-            result = solve_container.run(
-                info,
+            result = self.provider.solve(
+                self.name,
                 system,
                 options,
                 checkpoint=checkpoint,
@@ -436,16 +498,15 @@ class Cluster:
             feed.done(result.to_report())
         return result
 
-    def down(self) -> dict[str, int]:
-        """Remove every container, network and volume with the cluster's labels, and its secret
-        on this host; returns how many of each were removed."""
-        with engine() as client:
-            return lifecycle.down(client, self.name)
+    def down(self) -> Any:
+        """Remove everything with the cluster's labels, and its secret here. One engine: how
+        many containers, networks, volumes and secret directories were removed (a dict).
+        Across hosts: (host -> containers removed, host -> why it could not be cleaned); the
+        host list and secret stay while a host could not be cleaned."""
+        return self.provider.down(self.name)
 
 
 # ---- a cluster across several machines' Docker engines (`sorctl up --host ...`)
-
-TLSPaths = tuple[Path | None, Path | None, Path | None]
 
 
 def up_hosts(
@@ -470,46 +531,37 @@ def up_hosts(
     subnets that run a dispynetrelay and no node; the nodes of their subnets are then found
     through them. registry: HOST:PORT every host pulls the images from (pushed there first with
     push_images), instead of their being sent over each connection. Fails as a whole, every
-    host rolled back."""
-    address = registries.parse_address(registry) if registry else None
-    files = TLSFiles.resolve(*tls_files)
-    nodes = parse_hosts(hosts, tls=files is not None)
-    relays = parse_hosts(list(relay_hosts), tls=files is not None)
-    return multihost.up(
-        name, nodes, files, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node,
-        tls=tls, timeout=timeout, keep_on_failure=keep_on_failure, log=log,
-        ship_progress=ship_progress, report=report, use_firewall=firewall, relays=relays,
-        registry=address,
+    host rolled back. (Cluster.up(name, hosts=...) is the same, and gives the Cluster.)"""
+    cluster = Cluster.up(
+        name, hosts=hosts, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node, tls=tls,
+        tls_files=tls_files, timeout=timeout, keep_on_failure=keep_on_failure, firewall=firewall,
+        relay=bool(relay_hosts), relay_hosts=relay_hosts, registry=registry,
+        reporter=Callbacks(log, ship_progress, report),
     )  # fmt: skip
+    assert cluster.up_result is not None
+    return cluster.up_result
 
 
 def multihost_clusters() -> list[str]:
     """The names of the clusters across hosts (from their host lists in the config directory)."""
-    return multihost.names()
+    return HostsProvider().names()
 
 
 def is_multihost(name: str) -> bool:
     """Whether `name` is a cluster across hosts (its host list is in the config directory)."""
-    return multihost.hosts_of(name) is not None
+    return HostsProvider().holds(name)
 
 
-def hosts_status(name: str, tls_files: TLSPaths = (None, None, None)) -> multihost.MultiStatus:
-    return multihost.status(name, TLSFiles.resolve(*tls_files))
+def _across_hosts(name: str, tls_files: TLSPaths) -> Cluster:
+    cluster = Cluster(name, must_exist=False, tls_files=tls_files)
+    if not cluster.across_hosts:
+        raise ClusterError(f"no multi-host cluster named {name!r} (sorctl up --host ...)")
+    return cluster
 
 
-def hosts_logs(
-    name: str, target: str | None, *, follow: bool = False, tail: int | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> Iterator[tuple[str, str]]:  # fmt: skip
-    """(container, line) of a cluster across hosts (all, one role, or one container)."""
-    return multihost.logs(name, target, follow, tail, warn)
-
-
-def down_hosts(
-    name: str, tls_files: TLSPaths = (None, None, None)
-) -> tuple[dict[str, int], dict[str, str]]:
-    """(host -> containers removed, host -> why it could not be reached)."""
-    return multihost.down(name, TLSFiles.resolve(*tls_files))
+def hosts_status(name: str, tls_files: TLSPaths = (None, None, None)) -> HostsStatus:
+    """Cluster(name).status() of a cluster across hosts."""
+    return _across_hosts(name, tls_files).status()  # type: ignore[return-value]
 
 
 def scale_hosts(
@@ -529,71 +581,27 @@ def scale_hosts(
     packet filter and the kept host list follow. Fails as a whole (InputError for a request
     that cannot be done, ClusterError for a host that does not answer or a node not counted in
     time), with the cluster left as it was. registry: HOST:PORT the added hosts pull the images
-    from, as for up_hosts."""
-    found = multihost.hosts_of(name)
-    if found is None:
+    from, as for up_hosts. (Cluster(name).scale(add=, remove=) is the same.)"""
+    if not is_multihost(name):
         raise ClusterError(
             f"no multi-host cluster named {name!r} (scale --nodes is for one engine)"
         )
-    address = registries.parse_address(registry) if registry else None
-    files = multihost.tls_of(found[1], TLSFiles.resolve(*tls_files))
-    specs = parse_hosts(list(add), tls=files is not None)
-    return multihost.scale(name, specs, list(remove), files, timeout=timeout, log=log,
-                           ship_progress=ship_progress, registry=address)  # fmt: skip
+    cluster = _across_hosts(name, tls_files)
+    return cluster.scale(add=add, remove=remove, timeout=timeout, log=log,
+                         ship_progress=ship_progress, registry=registry)  # fmt: skip
 
 
-class HostsCluster:
-    """A cluster across hosts (`sorctl up --host ...`): solve on it, its status, scale it by
-    hosts, take it down.
+class HostsCluster(Cluster):
+    """Deprecated: `Cluster(name)` is a cluster across hosts too. Kept for code written against
+    it: the same Cluster, refusing a name that is no cluster across hosts."""
 
-        c = sorctl.HostsCluster("lab")
-        c.scale(add=["ssh://me@lab4"], remove=["ssh://me@lab2"])
-        print(c.status().nodes)
-    """
-
-    def __init__(self, name: str) -> None:
-        if not is_multihost(name):
+    def __init__(self, name: str, *, tls_files: TLSPaths = (None, None, None)) -> None:
+        super().__init__(name, must_exist=False, tls_files=tls_files)
+        if not self.across_hosts:
             raise ClusterError(f"no multi-host cluster named {name!r} (sorctl up --host ...)")
-        self.name = name
 
     def __repr__(self) -> str:
         return f"HostsCluster({self.name!r})"
-
-    def status(self) -> multihost.MultiStatus:
-        """Every host (reachable?, its containers and rules) and what the scheduler counts."""
-        return hosts_status(self.name)
-
-    def scale(
-        self,
-        *,
-        add: list[str] | tuple[str, ...] = (),
-        remove: list[str] | tuple[str, ...] = (),
-        timeout: float = READY_TIMEOUT_S,
-        log: Callable[[str], None] = print,
-        registry: str | None = None,
-    ) -> multihost.ScaleResult:
-        """scale_hosts on this cluster."""
-        return scale_hosts(self.name, add=add, remove=remove, timeout=timeout, log=log,
-                           registry=registry)  # fmt: skip
-
-    def down(self) -> tuple[dict[str, int], dict[str, str]]:
-        """down_hosts on this cluster."""
-        return down_hosts(self.name)
-
-    def solve_system(
-        self,
-        system: SystemSource,
-        options: SolveOptions,
-        *,
-        callback: Callback | None = None,
-        checkpoint: str | os.PathLike | None = None,
-        on_event: EventSink | None = None,
-        log: Callable[[str], None] | None = None,
-    ) -> SolveResult:
-        return multihost.solve(
-            self.name, system, options.for_cluster(), checkpoint=checkpoint, progress=callback,
-            on_event=on_event, log=log,
-        )  # fmt: skip
 
 
 # ---- `sorctl doctor`

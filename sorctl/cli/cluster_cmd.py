@@ -14,7 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sorctl import api
-from sorctl.api import READY_TIMEOUT_S, Cluster, ClusterStatus, Reporter, clusters
+from sorctl.api import READY_TIMEOUT_S, Cluster, Reporter, clusters
 from sorctl.cli import doctor_cmd, hosts_cmd
 from sorctl.cluster.plan import Shape
 from sorctl.errors import ClusterError, EngineError, ImageError, InputError, PortsTakenError
@@ -58,8 +58,8 @@ def _progress() -> Progress:
     )
 
 
-def _connect_line(status: ClusterStatus) -> str:
-    conn = status.connect
+def _connect_line(status: dict) -> str:
+    conn = status["connect"]
     return (
         f"scheduler {conn['scheduler_address']}:{conn['scheduler_port']} "
         f"(SharedJobCluster) on network {conn['network']}"
@@ -108,20 +108,8 @@ def up(
     registry: hosts_cmd.RegistryOpt = None,
 ) -> None:
     """Bring up a dispy cluster and wait until the scheduler counts every node."""
-    if relay_host and not host:
-        raise InputError("--relay-host goes with --host (a cluster across machines)")
-    if registry and not host:
-        raise InputError("--registry goes with --host (one engine builds its own images)")
+    _check_host_flags(host, relay, relay_host, subnets, registry)
     if host:
-        if relay and not relay_host:
-            raise InputError(
-                "--relay with --host needs --relay-host ENDPOINT on each other subnet: a host "
-                "there that runs no node (docs/several-machines.md)"
-            )
-        if relay_host and not relay:
-            raise InputError("--relay-host needs --relay")
-        if subnets != Shape.subnets:
-            raise InputError("--subnets is for one engine; with --host the hosts make the subnets")
         # --cpus-per-node left at its default: every CPU of each machine
         cpus = None if cpus_per_node == Shape.cpus_per_node else cpus_per_node
         with _doctor_hint([*host, *(relay_host or [])], registry):
@@ -149,7 +137,29 @@ def up(
     else:
         err.print(f"ready in {cluster.ready_s:.1f} s")
     shape = Shape(nodes, relay, subnets, cpus_per_node, tls)
-    print(f"cluster {name}: {shape.describe()}; {_connect_line(cluster.status())}")
+    print(f"cluster {name}: {shape.describe()}; {_connect_line(cluster.status().to_dict())}")
+
+
+def _check_host_flags(
+    host: list[str] | None, relay: bool, relay_host: list[str] | None, subnets: int,
+    registry: str | None,
+) -> None:  # fmt: skip
+    """`up`'s flags that only go with --host, or not with it."""
+    if relay_host and not host:
+        raise InputError("--relay-host goes with --host (a cluster across machines)")
+    if registry and not host:
+        raise InputError("--registry goes with --host (one engine builds its own images)")
+    if not host:
+        return
+    if relay and not relay_host:
+        raise InputError(
+            "--relay with --host needs --relay-host ENDPOINT on each other subnet: a host "
+            "there that runs no node (docs/several-machines.md)"
+        )
+    if relay_host and not relay:
+        raise InputError("--relay-host needs --relay")
+    if subnets != Shape.subnets:
+        raise InputError("--subnets is for one engine; with --host the hosts make the subnets")
 
 
 def scale(
@@ -167,30 +177,17 @@ def scale(
 ) -> None:
     """Grow or shrink a running cluster: to --nodes nodes on one engine, or by whole hosts
     (--add-host / --remove-host) for a cluster made with --host."""
-    by_host = bool(add_host or remove_host)
     if registry and not add_host:
         raise InputError("--registry goes with --add-host (the new hosts pull from it)")
-    if api.is_multihost(name):
-        if nodes is not None:
-            raise InputError(
-                f"cluster {name!r} runs one node per --host machine: --nodes does not apply; "
-                "use --add-host ENDPOINT[=ADDRESS] or --remove-host ENDPOINT"
-            )
-        hosts_cmd.scale(
-            name, add_host or [], remove_host or [], tls_files=(tlscacert, tlscert, tlskey),
-            timeout=timeout, registry=registry,
-        )  # fmt: skip
+    cluster = Cluster(name, must_exist=False, tls_files=(tlscacert, tlscert, tlskey))
+    add, remove = add_host or [], remove_host or []
+    if cluster.across_hosts:
+        hosts_cmd.scale(cluster, nodes, add, remove, timeout=timeout, registry=registry)
         return
-    if by_host:
-        raise InputError(
-            f"--add-host/--remove-host are for a cluster made with --host, and {name!r} is "
-            "none (one engine: --nodes N)"
-        )
-    if nodes is None:
-        raise InputError("scale: give --nodes N (or --add-host/--remove-host for --host clusters)")
-    api.check_scale(nodes)  # bad flags fail before anything talks to the engine
     with _progress() as progress:
-        before, after = Cluster(name).scale(nodes, timeout=timeout, reporter=RichReporter(progress))
+        before, after = cluster.scale(
+            nodes, add=add, remove=remove, timeout=timeout, reporter=RichReporter(progress)
+        )
     print(f"cluster {name}: {before} -> {after} node(s)")
 
 
@@ -236,14 +233,14 @@ def status(
 ) -> None:
     """Containers, networks, the nodes the scheduler counts, and how a client connects."""
     if name and api.is_multihost(name):  # every host: reachable?, its containers, the count
-        data_hosts = hosts_cmd.status(name, as_json, (None, None, None))
+        data_hosts = hosts_cmd.status(Cluster(name), as_json)
         if as_json:
             print(json.dumps({"clusters": [data_hosts]}, indent=2))
         return
     # without --name: the clusters across hosts too (printed as they come, each from its hosts)
-    multi = [hosts_cmd.status(n, as_json, (None, None, None))
-             for n in ([] if name else api.multihost_clusters())]  # fmt: skip
-    names = [name] if name else clusters()
+    across = [] if name else api.multihost_clusters()
+    multi = [hosts_cmd.status(Cluster(n), as_json) for n in across]
+    names = [name] if name else [n for n in clusters() if n not in across]
     data: list[dict] = []
     for n in names:
         try:
@@ -276,11 +273,7 @@ def logs(
     ] = None,
 ) -> None:
     """Print the logs of a cluster's containers, each line prefixed with its container."""
-    if api.is_multihost(name):
-        lines = api.hosts_logs(name, target, follow=follow, tail=tail, warn=err.print)
-    else:
-        lines = Cluster(name).logs(target, follow=follow, tail=tail)
-    for container, line in lines:
+    for container, line in Cluster(name).logs(target, follow=follow, tail=tail, warn=err.print):
         sys.stdout.write(f"{container} | {line}\n")
         sys.stdout.flush()
 
@@ -291,15 +284,16 @@ def down(
 ) -> None:
     """Remove everything that carries the cluster's labels, and its host secret."""
     if not all_clusters and api.is_multihost(name):
-        if not hosts_cmd.down(name, (None, None, None)):
+        if not hosts_cmd.down(Cluster(name)):
             raise typer.Exit(1)
         return
     cleaned, removed_any = True, False
     if all_clusters:  # the clusters across hosts first, each on all its hosts
         for n in api.multihost_clusters():
-            cleaned = hosts_cmd.down(n, (None, None, None)) and cleaned
+            cleaned = hosts_cmd.down(Cluster(n)) and cleaned
             removed_any = True
-    names = clusters() if all_clusters else [name]
+    # a cluster across hosts that could not be cleaned keeps its name: not this engine's
+    names = [n for n in clusters() if not api.is_multihost(n)] if all_clusters else [name]
     for n in names:
         counts = Cluster(n, must_exist=False).down()
         if any(counts.values()):

@@ -1,12 +1,10 @@
-"""The several-machines side of `sorctl up / status / down` (`--host`): output for humans on
-stderr and stdout, or JSON."""
+"""The several-machines side of `sorctl up / status / scale / down` (`--host`): its flags, and a
+cluster across hosts (a sorctl.Cluster) drawn for humans on stderr and stdout, or as JSON."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -129,12 +127,14 @@ def up(
     registry: str | None = None,
 ) -> None:
     with shipping_progress() as shipping:
-        res = api.up_hosts(
-            name, hosts, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node, tls=tls,
-            tls_files=tls_files, timeout=timeout, keep_on_failure=keep_on_failure, log=_log,
-            ship_progress=shipping, firewall=firewall, relay_hosts=relay_hosts or [],
-            registry=registry,
+        cluster = api.Cluster.up(
+            name, hosts=hosts, scheduler_host=scheduler_host, cpus_per_node=cpus_per_node,
+            tls=tls, tls_files=tls_files, timeout=timeout, keep_on_failure=keep_on_failure,
+            log=_log, ship_progress=shipping, firewall=firewall, relay=bool(relay_hosts),
+            relay_hosts=relay_hosts or [], registry=registry,
         )  # fmt: skip
+    res = cluster.up_result
+    assert res is not None
     _report_shipped(res.shipped)
     err.print(f"ready in {res.ready_s:.1f} s")
     plan = res.plan
@@ -150,14 +150,13 @@ def up(
 
 
 def scale(
-    name: str, add: list[str], remove: list[str], *, tls_files: api.TLSPaths, timeout: float,
-    registry: str | None = None,
+    cluster: api.Cluster, nodes: int | None, add: list[str], remove: list[str], *,
+    timeout: float, registry: str | None = None,
 ) -> None:  # fmt: skip
+    name = cluster.name
     with shipping_progress() as shipping:
-        res = api.scale_hosts(
-            name, add=add, remove=remove, tls_files=tls_files, timeout=timeout, log=_log,
-            ship_progress=shipping, registry=registry,
-        )  # fmt: skip
+        res = cluster.scale(nodes, add=add, remove=remove, timeout=timeout, log=_log,
+                            ship_progress=shipping, registry=registry)  # fmt: skip
     _report_shipped(res.shipped)
     for line in res.left:
         _log(line)
@@ -171,9 +170,10 @@ def scale(
     )
 
 
-def status(name: str, as_json: bool, tls_files: api.TLSPaths) -> dict:
-    st = api.hosts_status(name, tls_files)
-    data = asdict(st)
+def status(cluster: api.Cluster, as_json: bool) -> dict:
+    st = cluster.status()
+    assert isinstance(st, api.HostsStatus)
+    name, data = cluster.name, st.to_dict()
     if as_json:
         return data
     out = Console()
@@ -206,9 +206,10 @@ def status(name: str, as_json: bool, tls_files: api.TLSPaths) -> dict:
     return data
 
 
-def down(name: str, tls_files: api.TLSPaths) -> bool:
+def down(cluster: api.Cluster) -> bool:
     """Removes what it can on every host; True when every host was cleaned."""
-    removed, failed = api.down_hosts(name, tls_files)
+    name = cluster.name
+    removed, failed = cluster.down()
     for host, n in removed.items():
         print(f"cluster {name}: {host}: removed {n} container(s)")
     for error in failed.values():
@@ -216,7 +217,3 @@ def down(name: str, tls_files: api.TLSPaths) -> bool:
     if failed:
         err.print(f"the host list stays in place: `sorctl down --name {name}` again later")
     return not failed
-
-
-def status_json(data: dict) -> str:
-    return json.dumps(data)
