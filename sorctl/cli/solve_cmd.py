@@ -275,6 +275,13 @@ def solve(
             assert isinstance(system, io.System)  # only a cluster solve is given a SystemFile
             result = api.solve_local(system, options, callback=progress)
 
+    _answer(result, system.source, output, plot, json_out)
+
+
+def _answer(
+    result: SolveResult, source: str, output: Path | None, plot: Path | None, json_out: bool
+) -> None:
+    """The files asked for, the answer on stdout, and the exit code that says how it ended."""
     if result.reason == "interrupted":
         err.print("sorctl: interrupted: no solution file written")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -282,7 +289,7 @@ def solve(
     if note:
         err.print(f"note: {note}", markup=False)
     report = result.to_report()
-    report["source"] = system.source
+    report["source"] = source
     if output is not None:
         io.save_solution(output, result.x, result.residuals, report)
         err.print(f"wrote {output}", markup=False)
@@ -293,7 +300,7 @@ def solve(
         note_host_peak(report)  # this process's peak, up to the report
         sys.stdout.write(json.dumps(report) + "\n")
     else:
-        Console(width=None if sys.stdout.isatty() else 120).print(_summary(result, system.source))
+        Console(width=None if sys.stdout.isatty() else 120).print(_summary(result, source))
     raise typer.Exit(EXIT_OK if result.converged else EXIT_NOT_CONVERGED)
 
 

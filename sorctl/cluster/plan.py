@@ -225,9 +225,22 @@ def make_plan(
       (the negative test: nothing should be discovered then).
     """
     validate(name, shape)
-    existing = dict(existing_subnets or {})
     base_labels = {LABEL_CLUSTER: name, LABEL_VERSION: version, LABEL_SHAPE: shape.label()}
+    networks = _networks(name, shape, used_subnets, dict(existing_subnets or {}), base_labels)
+    make = _ContainerMaker(name, shape, images, base_labels)
+    if shape.relay:
+        containers = _relay_layout(make, shape, networks, relay_daemons)
+    else:
+        containers = _single_layout(make, shape, networks[0])
+    return Plan(name, shape, networks, tuple(containers))
 
+
+def _networks(
+    name: str, shape: Shape, used_subnets: Iterable[str], existing: dict[str, str],
+    labels: dict[str, str],
+) -> tuple[NetworkSpec, ...]:  # fmt: skip
+    """The lan and one network per remote subnet (relay layout), or the one net; the subnets
+    of those that exist kept, fresh ones for the others."""
     if shape.relay:
         net_names = [network_name(name, "lan")] + [
             network_name(name, "remote", k) for k in range(1, shape.subnets + 1)
@@ -239,90 +252,91 @@ def make_plan(
     avoid = [*used_subnets, *existing.values()]
     fresh = iter(pick_subnets(len(missing), avoid, name) if missing else [])
     subnets = {n: existing.get(n) or next(fresh) for n in net_names}
-    networks = tuple(
-        _network(n, r, subnets[n], base_labels) for n, r in zip(net_names, net_roles, strict=True)
+    return tuple(
+        _network(n, r, subnets[n], labels) for n, r in zip(net_names, net_roles, strict=True)
     )
 
-    files = (SECRET_PATH, CERT_PATH, KEY_PATH) if shape.tls else (SECRET_PATH,)
-    common_env = {"SORCTL_SECRET_FILE": SECRET_PATH}
-    if shape.tls:
-        common_env |= {"SORCTL_CERTFILE": CERT_PATH, "SORCTL_KEYFILE": KEY_PATH}
 
-    def container(
+class _ContainerMaker:
+    """The ContainerSpec of a daemon (scheduler, node, relay): image, environment (its address,
+    the secret's files, routes), labels, the files it gets."""
+
+    def __init__(self, name: str, shape: Shape, images: Mapping[str, str],
+                 labels: dict[str, str]) -> None:  # fmt: skip
+        self.name, self.images, self.labels = name, images, labels
+        self.files = (SECRET_PATH, CERT_PATH, KEY_PATH) if shape.tls else (SECRET_PATH,)
+        self.env = {"SORCTL_SECRET_FILE": SECRET_PATH}
+        if shape.tls:
+            self.env |= {"SORCTL_CERTFILE": CERT_PATH, "SORCTL_KEYFILE": KEY_PATH}
+        self.node_env = {"SORCTL_CPUS": str(shape.cpus_per_node)}
+
+    def __call__(
+        self,
         role: str,
         index: int,
         nets: list[tuple[str, str]],
         env: dict[str, str],
         routes: Sequence[tuple[str, str]] = (),
     ) -> ContainerSpec:
-        cname = container_name(name, role, index)
-        full_env = {**common_env, "SORCTL_HOST": nets[0][1], **env}
+        full_env = {**self.env, "SORCTL_HOST": nets[0][1], **env}
         if routes:
             full_env["SORCTL_ROUTES"] = routes_env(routes)
         return ContainerSpec(
-            name=cname,
+            name=container_name(self.name, role, index),
             role=role,
             index=index,
-            image=images[role],
+            image=self.images[role],
             networks=tuple(nets),
             env=full_env,
-            labels={**base_labels, LABEL_ROLE: role, LABEL_INDEX: str(index)},
+            labels={**self.labels, LABEL_ROLE: role, LABEL_INDEX: str(index)},
             cap_add=("NET_ADMIN",) if routes else (),
-            files=files,
+            files=self.files,
             command=SCHEDULER_ARGS if role == "scheduler" else (),
         )
 
-    containers: list[ContainerSpec] = []
-    node_env = {"SORCTL_CPUS": str(shape.cpus_per_node)}
-    first = networks[0]
-    sched_addr = _host(first.subnet, SCHEDULER_HOST)
-    if not shape.relay:
-        containers.append(container("scheduler", 0, [(first.name, sched_addr)], {}))
-        for i in range(1, shape.nodes + 1):
-            addr = _host(first.subnet, FIRST_NODE_HOST + i - 1)
-            containers.append(container("node", i, [(first.name, addr)], node_env))
-        return Plan(name, shape, networks, tuple(containers))
 
+def _single_layout(make: _ContainerMaker, shape: Shape, net: NetworkSpec) -> list[ContainerSpec]:
+    """The scheduler and every node on one network."""
+    out = [make("scheduler", 0, [(net.name, _host(net.subnet, SCHEDULER_HOST))], {})]
+    for i in range(1, shape.nodes + 1):
+        addr = _host(net.subnet, FIRST_NODE_HOST + i - 1)
+        out.append(make("node", i, [(net.name, addr)], make.node_env))
+    return out
+
+
+def _relay_layout(
+    make: _ContainerMaker, shape: Shape, networks: tuple[NetworkSpec, ...], relay_daemons: bool
+) -> list[ContainerSpec]:
+    """The router on every network, the scheduler on the lan, the nodes round robin on the
+    remote subnets, and a relay on each remote subnet (unless not relay_daemons)."""
     lan, remotes = networks[0], networks[1:]
+    sched_addr = _host(lan.subnet, SCHEDULER_HOST)
     router_on = {n.name: _host(n.subnet, ROUTER_HOST) for n in networks}
     lan_routes = [(r.subnet, router_on[lan.name]) for r in remotes]
 
     def remote_routes(remote: NetworkSpec) -> list[tuple[str, str]]:
         return [(n.subnet, router_on[remote.name]) for n in networks if n is not remote]
 
-    containers.append(
+    out = [
         ContainerSpec(
-            name=container_name(name, "router"),
+            name=container_name(make.name, "router"),
             role="router",
             index=0,
-            image=images["router"],
+            image=make.images["router"],
             networks=tuple((n.name, router_on[n.name]) for n in networks),
-            labels={**base_labels, LABEL_ROLE: "router", LABEL_INDEX: "0"},
+            labels={**make.labels, LABEL_ROLE: "router", LABEL_INDEX: "0"},
             sysctls={"net.ipv4.ip_forward": "1"},
-        )
-    )
-    containers.append(container("scheduler", 0, [(lan.name, sched_addr)], {}, lan_routes))
+        ),
+        make("scheduler", 0, [(lan.name, sched_addr)], {}, lan_routes),
+    ]
     for i in range(1, shape.nodes + 1):
         k, host = node_slot(i, shape.subnets)
         remote = remotes[k - 1]
-        containers.append(
-            container(
-                "node",
-                i,
-                [(remote.name, _host(remote.subnet, host))],
-                node_env,
-                remote_routes(remote),
-            )
-        )
+        addr = _host(remote.subnet, host)
+        out.append(make("node", i, [(remote.name, addr)], make.node_env, remote_routes(remote)))
     if relay_daemons:
         for k, remote in enumerate(remotes, start=1):
-            containers.append(
-                container(
-                    "relay",
-                    k,
-                    [(remote.name, _host(remote.subnet, RELAY_HOST))],
-                    {"SORCTL_SCHEDULER": sched_addr},
-                    remote_routes(remote),
-                )
-            )
-    return Plan(name, shape, networks, tuple(containers))
+            addr = _host(remote.subnet, RELAY_HOST)
+            out.append(make("relay", k, [(remote.name, addr)], {"SORCTL_SCHEDULER": sched_addr},
+                            remote_routes(remote)))  # fmt: skip
+    return out

@@ -23,6 +23,7 @@ from typing import Any
 
 from sorctl.distributed import wire
 from sorctl.distributed.job import SolveJob
+from sorctl.engine.apply import run_dir_tar
 from sorctl.engine.connect import connect
 from sorctl.engine.images import image_ref, require_images
 from sorctl.errors import ClusterError, InputError
@@ -65,36 +66,17 @@ def run(
         tls=info.tls,  # dispy's TLS model: the shared certificate is also the CA
         checkpoint=checkpoint is not None,
     )
-    name = f"{info.name}-solve-{secrets.token_hex(3)}"
     container = None
     with tempfile.TemporaryDirectory(prefix="sorctl-solve-") as tmp:
         sys_path = _system_file(system, Path(tmp))
         sys_bytes = sys_path.stat().st_size  # what the work tar sends of it
         try:
-            container = client.containers.create(
-                image_ref("client"),
-                command=["python", "-m", "sorctl.distributed", f"{SOLVE_DIR}/job.json"],
-                name=name,
-                environment=info.client_env(),
-                labels={LABEL_CLUSTER: info.name, LABEL_ROLE: "client"},
-                network=info.network,
-                cap_add=["NET_ADMIN"] if info.routes else None,
-                detach=True,
-            )
+            container = _client_container(client, info)
             _put(container, str(Path(SOLVE_DIR).parent), _work_tar(sys_path, job))
             _put(container, str(Path(RUN_DIR).parent), _material_tar(info))
             container.start()
             last = _follow(container, progress, on_event, log, checkpoint)
-            code = int(container.wait(timeout=60).get("StatusCode", 1))
-            if code in (wire.CONVERGED, wire.NOT_CONVERGED):
-                return _with_a_bytes(_result(container, job, Path(tmp)), sys_bytes)
-            if code == wire.INTERRUPTED:
-                return _with_a_bytes(_interrupted(container, job, Path(tmp)), sys_bytes)
-            message = (last or {}).get("message") or (
-                f"the solve container exited with code {code}" + _tail(container)
-            )
-            error = InputError if code == wire.BAD_INPUT else ClusterError
-            raise error(f"solve on cluster {info.name}: {message}")
+            return _with_a_bytes(_outcome(container, job, Path(tmp), last, info.name), sys_bytes)
         except KeyboardInterrupt:
             if container is None:
                 raise
@@ -105,6 +87,37 @@ def run(
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
             client.close()
+
+
+def _client_container(client, info):
+    """The solve's client container (created, not started) on the cluster's client network,
+    with the routes to remote subnets when it has some."""
+    return client.containers.create(
+        image_ref("client"),
+        command=["python", "-m", "sorctl.distributed", f"{SOLVE_DIR}/job.json"],
+        name=f"{info.name}-solve-{secrets.token_hex(3)}",
+        environment=info.client_env(),
+        labels={LABEL_CLUSTER: info.name, LABEL_ROLE: "client"},
+        network=info.network,
+        cap_add=["NET_ADMIN"] if info.routes else None,
+        detach=True,
+    )
+
+
+def _outcome(container, job: SolveJob, tmp: Path, last: dict[str, Any] | None,
+             cluster: str) -> SolveResult:  # fmt: skip
+    """The result of a client that exited: its answer (converged or not, or interrupted), or
+    the error it gave (InputError for input it refused)."""
+    code = int(container.wait(timeout=60).get("StatusCode", 1))
+    if code in (wire.CONVERGED, wire.NOT_CONVERGED):
+        return _result(container, job, tmp)
+    if code == wire.INTERRUPTED:
+        return _interrupted(container, job, tmp)
+    message = (last or {}).get("message") or (
+        f"the solve container exited with code {code}" + _tail(container)
+    )
+    error = InputError if code == wire.BAD_INPUT else ClusterError
+    raise error(f"solve on cluster {cluster}: {message}")
 
 
 def _system_file(system, tmp: Path) -> Path:
@@ -226,22 +239,15 @@ def _padded(data: bytes) -> bytes:
 
 def _material_tar(info) -> bytes:
     """The cluster's secret (and TLS certificate and key), readable by the client's user only."""
-    files = {"secret": info.secret_file}
+    paths = {"secret": info.secret_file}
     if info.tls:
-        files |= {"cert.pem": info.cert_file, "key.pem": info.key_file}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        top = tarfile.TarInfo(Path(RUN_DIR).name)
-        top.type, top.mode, top.uid, top.gid = tarfile.DIRTYPE, 0o700, RUN_UID, RUN_UID
-        tar.addfile(top)
-        for fname, path in files.items():
-            if path is None or not Path(path).is_file():
-                raise ClusterError(f"cluster {info.name}: its {fname} file is missing on this host")
-            data = Path(path).read_bytes()
-            ti = tarfile.TarInfo(f"{top.name}/{fname}")
-            ti.size, ti.mode, ti.uid, ti.gid = len(data), 0o400, RUN_UID, RUN_UID
-            tar.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
+        paths |= {"cert.pem": info.cert_file, "key.pem": info.key_file}
+    files = {}
+    for fname, path in paths.items():
+        if path is None or not Path(path).is_file():
+            raise ClusterError(f"cluster {info.name}: its {fname} file is missing on this host")
+        files[fname] = Path(path).read_bytes()
+    return run_dir_tar(files)
 
 
 def _copy_out(container, src: str, dest: Path) -> None:
