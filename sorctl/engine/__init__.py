@@ -11,7 +11,8 @@ observe        reading clusters back (labels, the scheduler's table, logs)
 solve_container  a solve's client container: the system in, progress and the result out
 connect        reaching engines (the local one, `--host` endpoints over ssh/TLS)
 firewall       a host's packet filter rules, made with the host's own iptables
-images, ship   building the role images, and sending them to other engines
+images, ship   building the role images (buildlog: what a build prints), and sending them
+               to other engines
 registry       images through a registry (push, pull on each host, a base to build on)
 doctor         `sorctl doctor`'s checks that need an engine
 hosts, fanout  one thing on many hosts or containers at once
