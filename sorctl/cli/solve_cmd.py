@@ -22,7 +22,7 @@ from rich.table import Table
 
 from sorctl import api
 from sorctl.cli.exit_codes import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, EXIT_OK
-from sorctl.errors import InputError, SorctlError
+from sorctl.errors import ClusterError, InputError, SorctlError
 from sorctl.options import DEFAULTS, METHODS
 from sorctl.solver import io, npz_check
 from sorctl.solver.npz_check import SystemFile
@@ -131,16 +131,25 @@ def _cluster_and_file(
 ) -> tuple[api.Cluster | None, SystemFile | None] | None:
     """A cluster solve of an .npz of CSR arrays: (the cluster, the file checked in windows),
     never held whole here (the client container reads the file as it is, or a copy with --rhs
-    or --x0 in it); (target, None) when no cluster runs or only a whole read handles the file.
-    None for anything else: the system is read whole, as before."""
+    or --x0 in it); (None, None) when no cluster runs (the local backend reads it whole, once),
+    (target, None) when only a whole read handles the file. None for anything else: the system
+    is read whole, as before."""
     if local or not npz_check.is_csr_npz(file):
         return None
-    # The file is checked before the cluster is looked up, as on the whole-read path: a bad
-    # file is exit 2 whether or not the cluster it names runs.
-    system = npz_check.check_npz(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
-    target = api.cluster_for_solve(cluster)
-    if target is None:  # the local backend reads the system whole anyway
+    lookup_error = None
+    try:
+        target = api.cluster_for_solve(cluster)
+    except ClusterError as exc:
+        target, lookup_error = None, exc
+    if target is None and lookup_error is None:  # the local backend reads the system whole
         return None, None
+    system = npz_check.check_npz(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
+    if lookup_error is not None:
+        # the file's refusals come before the cluster's, as on the whole-read path: a bad file
+        # is exit 2 whether or not the cluster it names runs
+        if system is None:
+            _whole_system(file, rhs, x0, allow_nonsymmetric)
+        raise lookup_error
     if system is not None and x0 is not None:
         system = dataclasses.replace(system, x0=_starting_guess(x0, system.n))
     return target, system

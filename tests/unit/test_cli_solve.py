@@ -453,6 +453,23 @@ def test_bad_csr_input_naming_a_cluster_that_is_not_running_is_still_bad_input(
     assert (code, out, err) == (2, "", local_err)
 
 
+def test_a_csr_npz_with_no_cluster_running_is_read_once(tmp_path, capsys, monkeypatch):
+    from sorctl.solver import npz_check
+
+    monkeypatch.setattr(api, "cluster_for_solve", lambda name: None)
+
+    def never(*args, **kwargs):
+        raise AssertionError("checked in windows, then read whole again, for a local solve")
+
+    monkeypatch.setattr(npz_check, "check_npz", never)
+    A, b = gallery.poisson2d(8)
+    f = tmp_path / "p.npz"
+    np.savez(f, **csr_arrays(A), b=b)
+    code, out, err = run_cli(["solve", f, "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads(out)["backend"] == "local"
+
+
 def test_matrix_market_on_a_cluster_says_it_is_read_whole(tmp_path, capsys, monkeypatch):
     from sorctl.solver import io
 
