@@ -371,7 +371,8 @@ def up(
             log(f"firewall: dispy ports on every host open to the {len(members)} member(s) only")
             _firewall(clients, specs + relays, name, members)
         _start_up(clients, plan, sched, files, log)
-        wait_ready(clients, plan, t0 + timeout, report)
+        # the timeout is the wait for the scheduler's count, not the images' journey
+        wait_ready(clients, plan, time.monotonic() + timeout, report)
         return UpResult(plan, shipped, time.monotonic() - t0)
     except BaseException as exc:
         if started and not keep_on_failure:
