@@ -145,7 +145,7 @@ class StepParser:
             self.image = image
 
     def failure(self) -> tuple[str, list[str]]:
-        """(the failing step as `Step n/m: instruction`, its last output lines)."""
+        """(the failing step as `step n/m (instruction)`, its last output lines)."""
         step = self.current
         if step is None:
             return "before the first step", []
