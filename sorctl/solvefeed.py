@@ -198,8 +198,13 @@ def summary(path: Path) -> dict[str, Any] | None:
         with open(path, "rb") as fh:
             head = fh.readline()
             size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(len(head), size - TAIL_BYTES))
+            start_at = max(len(head), size - TAIL_BYTES)
+            fh.seek(start_at)
             tail = fh.read()
+            if start_at > len(head) and b"\n" not in tail.rstrip(b"\n"):
+                # the last line alone is longer than the tail (a done report with a long
+                # residual history): read back to its start, or the solve reads as running
+                tail = _last_line(fh, len(head), start_at) + tail
     except OSError:
         return None
     try:
@@ -238,6 +243,20 @@ def summary(path: Path) -> dict[str, Any] | None:
         out.update(state="failed", message=last.get("message"))
     elif not _alive(int(start.get("pid") or 0)):
         out["state"] = "killed"
+    return out
+
+
+def _last_line(fh: IO[bytes], floor: int, end: int) -> bytes:
+    """The bytes from the newline before `end` (or `floor`) up to `end`, read backwards."""
+    out = b""
+    while end > floor:
+        begin = max(floor, end - TAIL_BYTES)
+        fh.seek(begin)
+        chunk = fh.read(end - begin)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            return chunk[cut + 1 :] + out
+        out, end = chunk + out, begin
     return out
 
 

@@ -108,6 +108,6 @@ def test_dashboard_follows_a_solve_through_a_node_loss(cluster, docker_client):
         wait_for("the solve shown done", lambda: "done" in driver.find_element(
             By.ID, "solve-stats").text, 30)  # fmt: skip
         assert points(driver) >= first
-        row = driver.find_element(By.CSS_SELECTOR, "#solves tr.current")
-        assert row.get_attribute("data-state") == "done"
+        wait_for("the solve's row done", lambda: driver.find_elements(
+            By.CSS_SELECTOR, '#solves tr.current[data-state="done"]'), 10)  # fmt: skip
         screenshot(driver, "dashboard-solve-done")

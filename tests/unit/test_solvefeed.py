@@ -136,3 +136,14 @@ def test_a_summary_reads_only_the_start_and_the_end_of_a_long_feed(home, monkeyp
     row = solvefeed.summary(feed.path)
     assert row["iteration"] == 19999 and row["residual"] == 1.0 / 20000
     assert row["state"] == "running"  # this process wrote it and is alive, with no last line
+
+
+def test_a_done_report_longer_than_the_tail_still_reads_as_done(home):
+    # a long solve's report carries its whole residual history: one line of many tail lengths
+    history = [1.0 / (i + 1) for i in range(40000)]
+    with solvefeed.FeedWriter(backend="local", n=1, nnz=1, options={}) as feed:
+        feed.progress(1, 0.5)
+        feed.done({"reason": "converged", "iterations": 40000, "history": history})
+    assert feed.path.stat().st_size > 5 * solvefeed.TAIL_BYTES
+    row = solvefeed.summary(feed.path)
+    assert row["state"] == "done" and row["iteration"] == 40000

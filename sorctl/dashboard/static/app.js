@@ -309,8 +309,7 @@ function renderSolves(rows) {
 
 async function pollSolve() {
   try {
-    const {solves} = await getJSON("/api/solves");
-    renderSolves(solves);
+    let {solves} = await getJSON("/api/solves");
     if (!state.pinned && solves.length) {
       const pick = (solves.find((s) => s.state === "running") || solves[0]).id;
       if (pick !== state.current) resetSolve(pick);
@@ -319,7 +318,11 @@ async function pollSolve() {
       const chunk = await getJSON(`/api/solves/${state.current}?offset=${state.offset}`);
       state.offset = chunk.offset;
       take(chunk.records);
+      // The list is read again so that it is no older than the records just taken:
+      // a solve shown done above must not stay "running" in the table below.
+      if (state.done || state.failed) ({solves} = await getJSON("/api/solves"));
     }
+    renderSolves(solves);
     renderSolve();
   } catch (e) {
     console.warn(e);
