@@ -6,9 +6,9 @@ time of `sorctl solve FILE --method M --json` with `--local` and with `--cluster
 cluster of 2 nodes of 1 CPU each that this script brings up and always removes), runs
 alternated, medians printed with the iterations and the solver's own time_s. speedup = local /
 cluster wall time (target >= 1.5 for cg-ssor). Also per run: the omega estimate's seconds (local:
-the estimate; cluster: the wait for it after the cut and the loading it overlaps), the iterating
-phase's seconds and milliseconds per iteration (residual checks included), and that phase's
-speedup.
+the estimate on the whole matrix; cluster: the estimate on the workers' rows once they are
+wired), the iterating phase's seconds and milliseconds per iteration (residual checks
+included), and that phase's speedup.
 
     .venv/bin/python bench/bench_cg_cluster.py [--quick] [--runs 2] [--methods cg-ssor,sor]
 
@@ -80,7 +80,7 @@ def main() -> None:
                 for where in ("local", "cluster"):
                     rep = last[where]
                     t = rep.get("timings", {})
-                    omega_s = t.get("omega_s", t.get("omega_wait_s", 0.0))
+                    omega_s = t.get("omega_s", 0.0)
                     tail = (
                         f"  {med['local'] / med['cluster']:.2f}, "
                         f"{per_it['local'] / per_it['cluster']:.2f}"

@@ -34,7 +34,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sorctl.distributed.driver import estimate_omega_in_background, solve
+    from sorctl.distributed.driver import solve
     from sorctl.distributed.job import SolveJob
     from sorctl.errors import ClusterError, InputError
     from sorctl.solver import io
@@ -53,13 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         system = io.load_system(job.system_path, allow_nonsymmetric=True)
         secret_path = Path(job.secret_file)
         secret = secret_path.read_text().strip() if secret_path.is_file() else ""
-        # estimate omega while dispy connects and the workers start (it needs only A); in a
-        # process of its own, forked now, before dispy starts its threads
-        estimate = (
-            estimate_omega_in_background(system.A, own_process=True, method=opts.method)
-            if opts.omega is None
-            else None
-        )
         host = job.host or _own_address(job.scheduler, job.port)
         wire.log(f"connecting to the scheduler at {job.scheduler}:{job.port} from {host}")
         from sorctl.distributed.dispy_executor import DispyExecutor
@@ -96,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
             executor,
             opts,
             x0=system.x0,
-            omega_estimate=estimate,
             callback=lambda it, r: wire.emit("progress", iteration=it, residual=r),
             checkpoint=checkpoint if job.checkpoint else None,
             on_event=lambda ev: wire.emit("event", **ev),

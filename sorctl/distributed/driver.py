@@ -16,12 +16,9 @@ after a node loss, before the survivors are wired again).
 from __future__ import annotations
 
 import math
-import multiprocessing
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +40,15 @@ from sorctl.distributed.pipeline import Pipeline, plan_pipeline
 from sorctl.errors import ClusterError
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solver.monitor import MAX_GAP, Monitor
-from sorctl.solver.omega import BLOCK_COLOURED_SSOR_OMEGA_MAX, choose_omega, choose_ssor_omega
+from sorctl.solver.omega import (
+    BLOCK_COLOURED_SSOR_OMEGA_MAX,
+    DENSE_EXACT_N,
+    choose_omega,
+    choose_ssor_omega,
+    lanczos_steps,
+    rule_of,
+    settled_extremes,
+)
 from sorctl.solver.peak_memory import peak_rss_bytes
 from sorctl.solver.result import SolveResult
 
@@ -116,6 +121,7 @@ class _Stats:
     per_worker: dict[str, dict[str, float]] = field(default_factory=dict)  # summed answers
     block_bytes: dict[str, int] = field(default_factory=dict)  # block data sent to each worker
     iterations: int = 0
+    lanczos_steps: int = 0  # the omega estimate's, on the workers
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, op: str, wall: float) -> None:
@@ -136,9 +142,10 @@ class _Runner:
         poll_s: float,
         on_event: EventSink | None,
         t0: float,
-        cg: bool = False,
+        sums: bool = False,
     ) -> None:
-        self.cg = cg  # every worker links to every other one: CG's sums go to all of them
+        # every worker links to every other one: CG's and the omega estimate's sums go to all
+        self.sums = sums
         self.ex = executor
         self.plan = plan_
         self.x = x
@@ -294,7 +301,7 @@ class _Runner:
                 if slot in (src, dst) and other != slot:
                     peers[other] = self.listening[other]
         workers = self._workers()
-        if self.cg:
+        if self.sums:
             peers = {other: self.listening[other] for other in workers if other != slot}
         colour = self.plan.colour
         pipe = self.plan.pipeline
@@ -346,8 +353,22 @@ class _Runner:
             bool(one["breakdown"]),
         )
 
-    def _round(self, op: str, iterations: int, args: tuple) -> dict[str, Any] | None:
-        """One round on every worker: their answers, or None after a node loss."""
+    def lanczos(self, steps: int, seed: int | None) -> tuple[list[float], list[float]] | None:
+        """Up to `steps` Lanczos steps on every worker at once (sorctl.distributed.node_lanczos;
+        a seed starts afresh): their (alphas, betas), or None when a node was lost (the next
+        wiring starts the estimate again)."""
+        answers = self._round("lanczos", 0, (steps, seed), record="omega")
+        if answers is None:
+            return None
+        one = next(iter(answers.values()))  # the sums agree on every worker
+        self.stats.lanczos_steps += len(one["alphas"])
+        return list(one["alphas"]), list(one["betas"])
+
+    def _round(
+        self, op: str, iterations: int, args: tuple, record: str = "residual"
+    ) -> dict[str, Any] | None:
+        """One round on every worker: their answers, or None after a node loss. A round of no
+        iterations counts in the stats as `record`, not as iterations."""
         self._ensure_wired()
         start = time.perf_counter()
         jobs = {s: self.ex.submit(s, op, self.solve_id, 0, args) for s in self._workers()}
@@ -362,8 +383,8 @@ class _Runner:
             self.gather([k for k in range(len(self.plan.blocks)) if k not in moved])
             self._load(moved)  # with the values of the last gather: the rest is current
             return None
-        if iterations == 0:  # a residual check alone: not part of the per-iteration figures
-            self.stats.add("residual", time.perf_counter() - start)
+        if iterations == 0:  # a residual check, omega steps: not part of the per-iteration figures
+            self.stats.add(record, time.perf_counter() - start)
             return answers
         seconds = time.perf_counter() - start
         self.stats.add("iterate", seconds)
@@ -435,7 +456,6 @@ def solve(
     options: SolveOptions = DEFAULTS,
     *,
     x0: np.ndarray | None = None,
-    omega_estimate: Future | None = None,
     parts: list[np.ndarray] | None = None,
     callback: Progress | None = None,
     checkpoint: Checkpoint | None = None,
@@ -448,7 +468,8 @@ def solve(
     follow sorctl.solver.monitor), plus the distributed fields in `extra` (nodes, blocks,
     colours, bytes_per_iteration, compute_s, comm_s, events). On Ctrl-C the result is
     'interrupted' with the last gathered x; the caller closes the executor.
-    `omega_estimate`: an estimate_omega_in_background(A) started earlier (used when omega is None).
+    Omega, when not given, is estimated on the workers' own rows once they are wired
+    (sorctl.distributed.node_lanczos): no whole-matrix Lanczos here.
     """
     t0 = time.monotonic()
     options = options.for_cluster()
@@ -456,7 +477,7 @@ def solve(
     A = sp.csr_matrix(A) if not sp.issparse(A) or A.format != "csr" else A
     b = np.asarray(b, dtype=np.float64)
     monitor = Monitor(b, options, callback)
-    chosen, omega_estimate = _start_omega(A, options, omega_estimate)
+    chosen = _given_omega(A, options)
     node_cpus = executor.nodes()
     if not node_cpus:
         raise ClusterError("the cluster has no nodes")
@@ -464,9 +485,12 @@ def solve(
     x = np.zeros(A.shape[0]) if x0 is None else np.array(x0, dtype=np.float64)
     timings = {"plan_s": time.monotonic() - t0}
 
-    run = _Runner(executor, p, x, options.job_timeout_s, poll_s, on_event, t0, cg=cg)
+    sums = cg or chosen is None
+    run = _Runner(executor, p, x, options.job_timeout_s, poll_s, on_event, t0, sums=sums)
     _place(run, node_cpus, timings)
-    relax, omega_source, omega_extra = _relaxation(chosen, omega_estimate, p, cg, timings)
+    if chosen is None:
+        chosen = _estimate_on_workers(run, A.shape[0], options.method, timings)
+    relax, omega_source, omega_extra = _relaxation(chosen, p, cg)
     reason, x = _Rounds(run, executor, monitor, options, relax).until_stop(
         A, b, checkpoint, timings
     )
@@ -486,16 +510,43 @@ def solve(
     )
 
 
-def _start_omega(A, options: SolveOptions, estimate: Future | None):
-    """(omega chosen, None) for a given omega, checked at once; else (None, the estimate): the
-    caller's, or one started now. The estimate (Lanczos in nogil kernels) runs beside the cut,
-    the loading and the wiring, which leave this process's second core idle."""
-    if options.omega is not None:
-        choose = choose_ssor_omega if options.method == "cg-ssor" else choose_omega
-        return choose(A, options.omega), None
-    if estimate is None:
-        estimate = estimate_omega_in_background(A, method=options.method)
-    return None, estimate
+def _given_omega(A, options: SolveOptions) -> tuple[float, str, dict] | None:
+    """The user's omega, checked at once; for a matrix small enough for the exact spectrum, the
+    estimate now; else None: the workers estimate it (_estimate_on_workers)."""
+    choose = choose_ssor_omega if options.method == "cg-ssor" else choose_omega
+    if options.omega is not None or A.shape[0] <= DENSE_EXACT_N:
+        return choose(A, options.omega)
+    return None
+
+
+class _Rewired(Exception):
+    """A node was lost during the omega estimate: its run starts again on the new wiring."""
+
+
+def _estimate_on_workers(run: _Runner, n: int, method: str, timings: dict[str, float]):
+    """The method's omega rule on Lanczos extremes whose steps run on the workers (each on its
+    own rows, sums among themselves), as the local estimate's loop takes them."""
+    t = time.monotonic()
+    rule = rule_of(method)
+    while True:
+        started = False
+
+        def steps(k: int) -> tuple[list[float], list[float]]:
+            nonlocal started
+            out = run.lanczos(k, None if started else LANCZOS_SEED)
+            if out is None:
+                raise _Rewired
+            started = True
+            return out
+
+        try:
+            lo, hi = settled_extremes(steps, lanczos_steps(n), rule.gap_of, rule.settle_rtol)
+            break
+        except _Rewired:
+            continue
+    timings["omega_s"] = time.monotonic() - t
+    run.event("omega", steps=run.stats.lanczos_steps, seconds=round(timings["omega_s"], 3))
+    return rule.choice(lo, hi)
 
 
 def _place(run: _Runner, node_cpus: dict[str, int], timings: dict[str, float]) -> None:
@@ -509,12 +560,8 @@ def _place(run: _Runner, node_cpus: dict[str, int], timings: dict[str, float]) -
     )
 
 
-def _relaxation(chosen, estimate: Future | None, p: Plan, cg: bool, timings: dict[str, float]):
-    """(omega, its source, its extra report fields), waiting for the estimate if one runs."""
-    if estimate is not None:
-        t = time.monotonic()
-        chosen = estimate.result()
-        timings["omega_wait_s"] = time.monotonic() - t
+def _relaxation(chosen, p: Plan, cg: bool):
+    """(omega, its source, its extra report fields) as the order of the sweep takes it."""
     relax, omega_source, omega_extra = chosen
     if cg and omega_source == "estimated" and p.pipeline is None and len(p.blocks) > p.ncolours:
         # blocks of one colour sweep at once: not one machine's order (see the constant)
@@ -656,6 +703,7 @@ def _figures(
 # per worker, per round; send_s: the sender threads' seconds in send (they overlap the sweep)
 WORKER_FIGURES = ("sweep_s", "wait_s", "residual_s", "sent_bytes", "send_s")
 LOOK_AROUND_S = 0.2  # while waiting on one worker, how often to check on the others
+LANCZOS_SEED = 0  # the omega estimate's start vector: the same run for the same system
 ROUND_S = 10.0  # a round of iterations should end about this soon (progress, Ctrl-C, timeouts)
 
 
@@ -669,48 +717,6 @@ def _round_cap(st: _Stats) -> int:
 
 def _first(out: tuple | None) -> float | None:
     return None if out is None else out[0]
-
-
-def estimate_omega_in_background(A, *, own_process: bool = False, method: str = "sor") -> Future:
-    """choose_omega(A, None) (cg-ssor: choose_ssor_omega) beside the caller's work: in a daemon
-    thread (the Lanczos kernels release the GIL; a solve that fails meanwhile does not wait), or
-    with own_process in a forked child, which then takes nothing from the caller's own steps.
-    Fork only before the caller starts threads (dispy does)."""
-    done: Future = Future()
-    choose = choose_ssor_omega if method == "cg-ssor" else choose_omega
-    if own_process:
-        ctx = multiprocessing.get_context("fork")
-        answers, send_end = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_estimate_into, args=(A, send_end, choose), daemon=True)
-        child.start()
-        send_end.close()
-
-        def collect() -> None:
-            try:
-                ok, value = answers.recv()
-            except (EOFError, OSError):
-                ok, value = False, RuntimeError("the omega estimate ended without an answer")
-            (done.set_result if ok else done.set_exception)(value)
-            child.join()
-
-        threading.Thread(target=collect, daemon=True, name="omega-estimate").start()
-        return done
-
-    def work() -> None:
-        try:
-            done.set_result(choose(A, None))
-        except BaseException as exc:  # noqa: BLE001 -- handed to whoever asks for the result
-            done.set_exception(exc)
-
-    threading.Thread(target=work, daemon=True, name="omega-estimate").start()
-    return done
-
-
-def _estimate_into(A, conn, choose) -> None:
-    try:
-        conn.send((True, choose(A, None)))
-    except BaseException as exc:  # noqa: BLE001 -- handed to the parent
-        conn.send((False, exc))
 
 
 def _residual(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray) -> float:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sorctl.distributed import node_cg, node_pipeline, schedule
+from sorctl.distributed import node_cg, node_lanczos, node_pipeline, schedule
 from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
 from sorctl.distributed.node_block import Block, load, residual_norm, set_halo, split_of
 from sorctl.solver.kernels import eisenstat, vectors
@@ -100,6 +100,7 @@ class Wiring:
     sums: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # CG partial sums by seq
     seq: int = 0  # CG sums started in this wiring
     cg: dict[str, Any] = field(default_factory=dict)  # CG's scalars (sorctl.distributed.node_cg)
+    lanczos: dict[str, Any] = field(default_factory=dict)  # the omega estimate's (node_lanczos)
     # pipelined strips (sorctl.distributed.pipeline; block k is strip k): chunk bounds, and
     # per link (forward?, piece pointers, pieces needed before each chunk, chunk -> piece)
     pipe: dict[str, Any] | None = None
@@ -121,8 +122,8 @@ class BlockStore:
         self.driver = driver
 
     def run(self, op: str, solve_id: str, block_id: int, payload: Any) -> Any:
-        """One request: load | listen | wire | iterate | iterate_cg | gather | memory | abort |
-        drop."""
+        """One request: load | listen | wire | lanczos | iterate | iterate_cg | gather | memory |
+        abort | drop."""
         sid = str(solve_id)
         key = (sid, int(block_id))
         if op == "drop":
@@ -143,6 +144,8 @@ class BlockStore:
             return self.mesh.address
         if op == "wire":
             return self._wire(sid, payload)
+        if op == "lanczos":  # steps of the omega estimate
+            return node_lanczos.lanczos(self, sid, *payload)
         if op == "iterate":
             return self._iterate(sid, *payload)
         if op == "iterate_cg":  # pipelined strips (their wiring has a `pipe`) or coloured blocks
@@ -163,7 +166,7 @@ class BlockStore:
         for k, halo in w["halos"].items():
             blk = self._block((sid, k))
             set_halo(blk, halo)
-            for vec in ("zext", "pext"):  # CG's vectors start afresh in a new wiring
+            for vec in ("zext", "pext", "uext"):  # CG's and Lanczos' start afresh in a new wiring
                 blk.pop(vec, None)
             for backward in (False, True):
                 early[(k, backward)], late[(k, backward)] = _split_sends(

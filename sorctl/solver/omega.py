@@ -14,6 +14,8 @@ settled to a small relative tolerance.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import numba
@@ -61,7 +63,7 @@ def scaled_extremes(
         lam = sla.eigvalsh(dense * s[:, None] * s[None, :])
         return float(lam[0]), float(lam[-1])
     if max_steps is None:
-        max_steps = min(n, 200 + 8 * int(math.sqrt(n)))
+        max_steps = lanczos_steps(n)
     if sp.issparse(A):
         A = sp.csr_matrix(A)
         step = partial(_csr_lanczos_step, A.indptr, A.indices, A.data, s)
@@ -113,30 +115,61 @@ def _lanczos_extremes(step, v0: np.ndarray, max_steps: int, gap_of, settle_rtol:
     v = v0 / np.linalg.norm(v0)
     v_old = np.zeros(n)
     w = np.empty(n)
+    state = {"beta": 0.0}
+
+    def run(k: int) -> tuple[list[float], list[float]]:
+        nonlocal v, v_old, w
+        alphas: list[float] = []
+        betas: list[float] = []
+        for _ in range(k):
+            alpha, beta = step(v, v_old, state["beta"], w)
+            alphas.append(float(alpha))
+            betas.append(float(beta))
+            if breaks_down(float(alpha), float(beta)):
+                break
+            state["beta"] = float(beta)
+            # rotate buffers: v_old <- v, v <- w / beta, w reused
+            np.multiply(w, 1.0 / beta, out=v_old)
+            v_old, v, w = v, v_old, w
+        return alphas, betas
+
+    return settled_extremes(run, max_steps, gap_of, settle_rtol)
+
+
+def breaks_down(alpha: float, beta: float) -> bool:
+    """A Lanczos step that found an invariant subspace: its Ritz values are exact."""
+    return beta <= 1e-12 * max(1.0, abs(alpha))
+
+
+def lanczos_steps(n: int) -> int:
+    """The most Lanczos steps an estimate on an n x n matrix takes."""
+    return min(n, 200 + 8 * int(math.sqrt(n)))
+
+
+def settled_extremes(run, max_steps: int, gap_of, settle_rtol: float) -> tuple[float, float]:
+    """(lambda_min, lambda_max) from Lanczos coefficients: run(k) takes the next k steps and
+    returns their alphas and betas (each beta the norm after its step; fewer than k on a
+    breakdown). The Ritz values are checked every CHECK_EVERY steps, and the run stops when
+    gap_of(lo, hi) has moved by less than settle_rtol (relative) or after max_steps. The local
+    estimate and the cluster's (whose steps run on the workers) share this loop."""
     alphas: list[float] = []
     betas: list[float] = []
-    beta = 0.0
     gap_old = math.inf
-    lo = hi = math.nan
-    for k in range(1, max_steps + 1):
-        alpha, beta = step(v, v_old, beta, w)
-        alphas.append(float(alpha))
-        beta = float(beta)
-        breakdown = beta <= 1e-12 * max(1.0, abs(alpha))  # an invariant subspace: exact
-        if k % CHECK_EVERY == 0 or breakdown or k == max_steps:
-            a, b = np.array(alphas), np.array(betas)
-            lo = sla.eigvalsh_tridiagonal(a, b, select="i", select_range=(0, 0))[0]
-            hi = sla.eigvalsh_tridiagonal(a, b, select="i", select_range=(k - 1, k - 1))[0]
-            lo, hi = float(lo), float(hi)
-            gap = gap_of(lo, hi)  # the quantity omega is sensitive to (SOR: 1 - rho)
-            if breakdown or abs(gap - gap_old) <= settle_rtol * max(abs(gap), 1e-300):
-                break
-            gap_old = gap
-        betas.append(beta)
-        # rotate buffers: v_old <- v, v <- w / beta, w reused
-        np.multiply(w, 1.0 / beta, out=v_old)
-        v_old, v, w = v, v_old, w
-    return lo, hi
+    while True:
+        k = min(CHECK_EVERY - len(alphas) % CHECK_EVERY, max_steps - len(alphas))
+        new_alphas, new_betas = run(k)
+        alphas += new_alphas
+        betas += new_betas
+        m = len(alphas)
+        a, b = np.array(alphas), np.array(betas[: m - 1])
+        lo = float(sla.eigvalsh_tridiagonal(a, b, select="i", select_range=(0, 0))[0])
+        hi = float(sla.eigvalsh_tridiagonal(a, b, select="i", select_range=(m - 1, m - 1))[0])
+        breakdown = len(new_alphas) < k or breaks_down(alphas[-1], betas[-1])
+        gap = gap_of(lo, hi)  # the quantity omega is sensitive to (SOR: 1 - rho)
+        settled = abs(gap - gap_old) <= settle_rtol * max(abs(gap), 1e-300)
+        if breakdown or settled or m >= max_steps:
+            return lo, hi
+        gap_old = gap
 
 
 def estimate_omega(A) -> tuple[float, float]:
@@ -155,7 +188,13 @@ def choose_omega(A, omega: float | None) -> tuple[float, str, dict]:
         if not 0.0 < omega < 2.0:
             raise InputError(f"omega must lie in (0, 2), got {omega}")
         return float(omega), "user", {}
-    w, rho = estimate_omega(A)
+    return sor_choice(*scaled_extremes(A, gap_of=RULES["sor"].gap_of))
+
+
+def sor_choice(lam_min: float, lam_max: float) -> tuple[float, str, dict]:
+    """The SOR rule's omega from the extremes of D^-1/2 A D^-1/2, as choose_omega reports it."""
+    rho = _rho(lam_min, lam_max)
+    w = FALLBACK_OMEGA if rho >= 1.0 else young_omega(max(rho, 0.0))
     extra: dict = {"rho_jacobi": rho}
     if rho >= 1.0:
         extra["omega_note"] = (
@@ -199,5 +238,30 @@ def choose_ssor_omega(A, omega: float | None) -> tuple[float, str, dict]:
     estimated lambda_min (reported as lambda_min)."""
     if omega is not None:
         return choose_omega(A, omega)
-    lo, _ = scaled_extremes(A, gap_of=lambda lo, hi: lo, settle_rtol=SSOR_SETTLE_RTOL)
-    return ssor_omega(lo), "estimated", {"lambda_min": lo}
+    rule = RULES["cg-ssor"]
+    return ssor_choice(*scaled_extremes(A, gap_of=rule.gap_of, settle_rtol=rule.settle_rtol))
+
+
+def ssor_choice(lam_min: float, lam_max: float) -> tuple[float, str, dict]:
+    """The cg-ssor rule's omega from the extremes, as choose_ssor_omega reports it."""
+    return ssor_omega(lam_min), "estimated", {"lambda_min": lam_min}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a method's omega comes from a Lanczos run: what must settle, how far, and the rule."""
+
+    gap_of: Callable[[float, float], float]
+    settle_rtol: float
+    choice: Callable[[float, float], tuple[float, str, dict]]
+
+
+RULES = {
+    "sor": Rule(lambda lo, hi: 1.0 - _rho(lo, hi), SETTLE_RTOL, sor_choice),  # also ssor
+    "cg-ssor": Rule(lambda lo, hi: lo, SSOR_SETTLE_RTOL, ssor_choice),
+}
+
+
+def rule_of(method: str) -> Rule:
+    """The omega rule a method's estimate follows (SSOR as a solver takes SOR's)."""
+    return RULES["cg-ssor" if method == "cg-ssor" else "sor"]

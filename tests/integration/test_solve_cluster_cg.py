@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from sorctl.solver import io as sio
+from sorctl.solver.omega import DENSE_EXACT_N
 from tests.integration.test_solve_cluster import (
     SORCTL,
     SYSTEMS,
@@ -51,6 +52,9 @@ def test_cg_ssor_solves_on_a_cluster(pair, name):
     pipelined = res.extra["order"] == "pipelined"
     assert pipelined == (name == "poisson3d")
     assert res.extra["nodes"] == 2 and res.omega_source == "estimated"
+    if A.shape[0] > DENSE_EXACT_N:  # estimated on the workers, through their own links
+        (omega,) = [ev for ev in res.extra["events"] if ev["event"] == "omega"]
+        assert omega["steps"] > 0
     assert res.extra["blocks"] == 2 if pipelined else res.extra["colours"] >= 2
     assert all(w["sent_bytes"] > 0 for w in res.extra["workers"].values())
 

@@ -74,21 +74,23 @@ def test_iterates_equal_pcg_with_the_block_coloured_ssor_preconditioner(name):
 @pytest.mark.parametrize("name", ["poisson2d", "poisson3d"])
 def test_pipelined_strips_give_the_local_solvers_iterates(name):
     """A grid in natural order splits into strips that sweep as a pipeline: the cluster's CG is
-    then the local solver's, same omega rule and iterates to rounding, on 3 CPUs."""
+    then the local solver's, on 3 CPUs: the same omega rule (estimated on the workers: to 2
+    digits) and, with that omega, the same iterates to rounding."""
     A = poisson2d(23) if name == "poisson2d" else poisson3d(9)
     n = A.shape[0]
     rng = np.random.default_rng(8)
     b, x0 = rng.standard_normal(n), rng.standard_normal(n)
     with workers({"a": 1, "b": 2}) as ex:
         for its in (1, 7, 19):
-            res = solve(A, b, ex, x0=x0, method="cg-ssor", rtol=0.0, maxiter=its)
             want = local_solve(A, b, x0=x0, method="cg-ssor", rtol=0.0, maxiter=its)
+            res = solve(A, b, ex, x0=x0, method="cg-ssor", rtol=0.0, maxiter=its, omega=want.omega)
             assert res.extra["order"] == "pipelined" and res.extra["blocks"] == 3
-            assert res.iterations == want.iterations == its and res.omega == want.omega
+            assert res.iterations == want.iterations == its
             np.testing.assert_allclose(res.x, want.x, rtol=1e-12, atol=1e-12 * np.abs(want.x).max())
         res = solve(A, b, ex, method="cg-ssor", rtol=1e-8)
         want = local_solve(A, b, method="cg-ssor", rtol=1e-8)
-    assert res.reason == want.reason == "rtol" and res.iterations == want.iterations
+    assert res.reason == want.reason == "rtol" and abs(res.iterations - want.iterations) <= 1
+    assert round(res.omega, 2) == pytest.approx(round(want.omega, 2), abs=0.011)
 
 
 SYSTEMS = {
@@ -123,7 +125,10 @@ def test_converges_to_scipys_solutions(name):
     pipelined = res.extra["order"] == "pipelined"
     assert pipelined == (name in ("poisson2d", "poisson3d"))
     parallel = not pipelined and res.extra["blocks"] > res.extra["colours"]
-    assert res.omega == (min(rule, BLOCK_COLOURED_SSOR_OMEGA_MAX) if parallel else rule)
+    expect = min(rule, BLOCK_COLOURED_SSOR_OMEGA_MAX) if parallel else rule
+    assert round(res.omega, 2) == pytest.approx(
+        round(expect, 2), abs=0.011
+    )  # the workers' estimate
     assert pipelined or parallel == (name != "dense")
     assert (res.extra["colours"] >= 2 or pipelined) and res.extra["nodes"] == 3
     # CG takes far fewer iterations than SOR sweeps: only a few rounds, each ending in a check
