@@ -364,6 +364,11 @@ class _Runner:
         self.stats.lanczos_steps += len(one["alphas"])
         return list(one["alphas"]), list(one["betas"])
 
+    def lanczos_end(self) -> None:
+        """The workers drop the estimate's vectors (a node lost meanwhile: the new wiring has
+        dropped them)."""
+        self._round("lanczos_end", 0, (), record="omega")
+
     def _round(
         self, op: str, iterations: int, args: tuple, record: str = "residual"
     ) -> dict[str, Any] | None:
@@ -491,9 +496,7 @@ def solve(
     if chosen is None:
         chosen = _estimate_on_workers(run, A.shape[0], options.method, timings)
     relax, omega_source, omega_extra = _relaxation(chosen, p, cg)
-    reason, x = _Rounds(run, executor, monitor, options, relax).until_stop(
-        A, b, checkpoint, timings
-    )
+    reason, x = _Rounds(run, executor, monitor, options, relax).until_stop(checkpoint, timings)
     # the workers may be mid-round after Ctrl-C: no peaks asked then
     peaks = run.peaks() if reason != "interrupted" else {}
     if reason != "interrupted":
@@ -544,6 +547,7 @@ def _estimate_on_workers(run: _Runner, n: int, method: str, timings: dict[str, f
             break
         except _Rewired:
             continue
+    run.lanczos_end()
     timings["omega_s"] = time.monotonic() - t
     run.event("omega", steps=run.stats.lanczos_steps, seconds=round(timings["omega_s"], 3))
     return rule.choice(lo, hi)
@@ -623,9 +627,8 @@ class _Rounds:
         return "diverged" if reason is None and breakdown else reason
 
     def until_stop(
-        self, A: sp.csr_matrix, b: np.ndarray, checkpoint: Checkpoint | None,
-        timings: dict[str, float],
-    ) -> tuple[str, np.ndarray]:  # fmt: skip
+        self, checkpoint: Checkpoint | None, timings: dict[str, float]
+    ) -> tuple[str, np.ndarray]:
         """(the reason to stop, x): gathered, or on Ctrl-C the driver's last copy."""
         run, monitor, options = self.run, self.monitor, self.options
         last_ckpt = time.monotonic()
@@ -636,8 +639,9 @@ class _Rounds:
             while True:
                 if reason in ("rtol", "atol"):
                     x = run.gather()
-                    # the gathered x is the one measured, unless a node was lost since
-                    reason = monitor.correct(_residual(A, b, x))
+                    # measured again on the workers, which hold the gathered x (a node lost
+                    # since: its blocks hold the driver's older copy, gathered as they are)
+                    reason = monitor.correct(self.measure())
                     if reason in ("rtol", "atol"):
                         break
                     run.event("recheck", residual=monitor.residuals[-1])  # go on from x as it is
@@ -717,7 +721,3 @@ def _round_cap(st: _Stats) -> int:
 
 def _first(out: tuple | None) -> float | None:
     return None if out is None else out[0]
-
-
-def _residual(A: sp.csr_matrix, b: np.ndarray, x: np.ndarray) -> float:
-    return float(np.linalg.norm(b - A @ x))

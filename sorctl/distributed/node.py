@@ -122,8 +122,8 @@ class BlockStore:
         self.driver = driver
 
     def run(self, op: str, solve_id: str, block_id: int, payload: Any) -> Any:
-        """One request: load | listen | wire | lanczos | iterate | iterate_cg | gather | memory |
-        abort | drop."""
+        """One request: load | listen | wire | lanczos | lanczos_end | iterate | iterate_cg |
+        gather | memory | abort | drop."""
         sid = str(solve_id)
         key = (sid, int(block_id))
         if op == "drop":
@@ -146,6 +146,8 @@ class BlockStore:
             return self._wire(sid, payload)
         if op == "lanczos":  # steps of the omega estimate
             return node_lanczos.lanczos(self, sid, *payload)
+        if op == "lanczos_end":
+            return node_lanczos.end(self, sid)
         if op == "iterate":
             return self._iterate(sid, *payload)
         if op == "iterate_cg":  # pipelined strips (their wiring has a `pipe`) or coloured blocks
@@ -166,7 +168,7 @@ class BlockStore:
         for k, halo in w["halos"].items():
             blk = self._block((sid, k))
             set_halo(blk, halo)
-            for vec in ("zext", "pext", "uext"):  # CG's and Lanczos' start afresh in a new wiring
+            for vec in ("zext", "pext", *node_lanczos.VECTORS):  # CG's, the estimate's: afresh
                 blk.pop(vec, None)
             for backward in (False, True):
                 early[(k, backward)], late[(k, backward)] = _split_sends(

@@ -59,6 +59,18 @@ def lanczos(store: Any, sid: str, steps: int, seed: int | None) -> dict[str, Any
     return {"alphas": alphas, "betas": betas, **stats}
 
 
+VECTORS = ("ls", "lv", "lv_old", "lw", "uext")  # a block's vectors while the estimate runs
+
+
+def end(store: Any, sid: str) -> None:
+    """The estimate is over: its vectors go (five of them per block would outlive it)."""
+    for (s, _), blk in store.blocks.items():
+        if s == sid:
+            for name in VECTORS:
+                blk.pop(name, None)
+    store.wiring[sid].lanczos.clear()
+
+
 def _start(store: Any, sid: str, w: Any, mine: list[int], blocks: list, seed: int, stats) -> None:
     """v = (D^1/2 1 / its mean + noise) normalized, over every worker's rows at once."""
     sqrt_d = [np.sqrt(blk["diag"]) for blk in blocks]
