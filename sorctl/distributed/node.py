@@ -66,6 +66,9 @@ def warm() -> None:
     vectors.dot(one, x, 1)
     vectors.direction(one, x, 1.0, 1)
     vectors.step(1.0, one, one, x, np.zeros(1), 1)
+    # the omega estimate (sorctl.distributed.node_lanczos)
+    vectors.lanczos_products(one, one, one, one.copy(), 0.0, np.zeros(1), np.zeros(2), x.copy())
+    vectors.lanczos_next(one, one.copy(), one.copy(), one.copy(), np.zeros(2), 0.0, 1.0)
     # pipelined cg-ssor (sorctl.distributed.node_pipeline): triangles of a block with a halo
     rank = np.arange(2, dtype=np.int64)
     fptr, fidx, fval, lower, _, upper = split
@@ -320,11 +323,23 @@ class BlockStore:
     def exchange(self, sid: str, w: Wiring, vec: str, stats: dict[str, float]) -> None:
         """Every block's values of `vec` to the halos of the blocks that read them, and wait
         until the halos of this worker's blocks hold their neighbours' values in turn."""
+        self.await_exchange(sid, w, vec, self.send_exchange(sid, w, vec, stats), stats)
+
+    def send_exchange(self, sid: str, w: Wiring, vec: str, stats: dict[str, float]) -> int:
+        """The sending half of exchange: returns the count await_exchange waits for (a worker
+        can do other work, or sum, while the values travel)."""
         mine = sorted(k for (s, k) in self.blocks if s == sid)
         for k in mine:
             self._pass_on(sid, w, k, self.blocks[(sid, k)], w.sends.get(k, []), stats, vec)
         w.exchanged[vec] = w.exchanged.get(vec, 0) + 1
-        self._await_count(sid, w, vec, w.remote, w.exchanged[vec], stats)
+        return w.exchanged[vec]
+
+    def await_exchange(
+        self, sid: str, w: Wiring, vec: str, need: int, stats: dict[str, float]
+    ) -> None:
+        """The waiting half of exchange: until this worker's halos of `vec` hold exchange
+        number `need`."""
+        self._await_count(sid, w, vec, w.remote, need, stats)
 
     def allreduce(self, sid: str, w: Wiring, values: np.ndarray, stats: dict[str, float]):
         """The sum over every worker of `values` (this worker's partial sums): each worker sends

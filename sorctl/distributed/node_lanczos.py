@@ -1,12 +1,14 @@
 """Lanczos steps on a worker: the omega estimate on the distributed matrix.
 
-The local estimate (sorctl.solver.omega) runs plain Lanczos on S = D^-1/2 A D^-1/2 over the whole
-of A. Here each worker runs the same steps on its blocks' rows: S v = D^-1/2 A u with
-u = D^-1/2 v, so only u needs a halo (exchanged once per step, as CG's p is) and no worker needs
-another's diagonal. A step's two inner products are summed among the workers themselves
-(BlockStore.allreduce), so every worker holds the same coefficients; the driver only collects
-them and computes the Ritz values (omega.settled_extremes). The start vector is the local one's
-smooth part D^1/2 1 plus noise drawn per block, so it needs no vector from the driver.
+The local estimate (sorctl.solver.omega) runs plain Lanczos on S = D^-1/2 A D^-1/2 over the
+whole of A. Here each worker runs the same steps on its blocks' rows: S v = D^-1/2 A u with u =
+D^-1/2 v, so only u needs a halo and no worker needs another's diagonal. A step waits once: its
+three sums (v.w, w.w, v.v, from which alpha and |w - alpha v| follow) go to the other workers
+(BlockStore.allreduce) while the halo values of D^-1/2 w and of u travel, and each worker then
+makes the next u's halo itself, (D^-1/2 w - alpha u) / beta. Every worker holds the same
+coefficients; the driver only collects them and computes the Ritz values
+(omega.settled_extremes). The start vector is the local one's smooth part D^1/2 1 plus noise
+drawn per block, so it needs no vector from the driver.
 
 The run's state lives in the wiring: a new wiring (a node loss) starts the estimate again.
 """
@@ -14,11 +16,14 @@ The run's state lives in the wiring: a new wiring (a node loss) starts the estim
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 
-from sorctl.distributed.node_block import matvec
+from sorctl.distributed.node_block import split_of
+from sorctl.solver.kernels import vectors
+from sorctl.solver.kernels.csr import split_matvec
 from sorctl.solver.omega import START_NOISE, breaks_down
 
 
@@ -35,31 +40,49 @@ def lanczos(store: Any, sid: str, steps: int, seed: int | None) -> dict[str, Any
     alphas: list[float] = []
     betas: list[float] = []
     for _ in range(steps):
-        store.exchange(sid, w, "uext", stats)
-        part = 0.0
+        # A neighbour may send the next step's values before this worker has used this step's
+        # (it needs only our sums): two sets of buffers in turn, never more than a step apart.
+        g, h = GEXT[st["step"] % 2], HEXT[st["step"] % 2]
+        st["step"] += 1
+        t0 = time.perf_counter()
+        part = np.zeros(3)
         for blk in blocks:
-            lw = blk["ls"] * matvec(blk, "uext") - st["beta"] * blk["lv_old"]
-            blk["lw"] = lw
-            part += float(blk["lv"] @ lw)
-        alpha = float(store.allreduce(sid, w, np.array([part]), stats)[0])
-        part = 0.0
-        for blk in blocks:
-            blk["lw"] -= alpha * blk["lv"]
-            part += float(blk["lw"] @ blk["lw"])
-        beta = math.sqrt(float(store.allreduce(sid, w, np.array([part]), stats)[0]))
+            split_matvec(*split_of(blk), blk["uext"], blk["ly"])
+            part += vectors.lanczos_products(
+                blk["ls"], blk["ly"], blk["lv"], blk["lv_old"], st["beta"], blk["lw"], blk[g],
+                blk[h],
+            )  # fmt: skip
+        stats["sweep_s"] += time.perf_counter() - t0
+        # the halo values and the sums travel together: one wait per step, not three
+        need = (store.send_exchange(sid, w, g, stats), store.send_exchange(sid, w, h, stats))
+        vw, ww, vv = (float(v) for v in store.allreduce(sid, w, part, stats))
+        store.await_exchange(sid, w, g, need[0], stats)
+        store.await_exchange(sid, w, h, need[1], stats)
+        alpha = vw  # v . (S v - beta v_old); then |w - alpha v|^2 from the same three sums
+        beta = math.sqrt(max(ww - 2.0 * alpha * vw + alpha * alpha * vv, 0.0))
         alphas.append(alpha)
         betas.append(beta)
         if breaks_down(alpha, beta):
             break
         st["beta"] = beta
+        t0 = time.perf_counter()
         for blk in blocks:
-            blk["lv_old"], blk["lv"] = blk["lv"], blk.pop("lw") / beta
-            blk["uext"][: blk["lv"].size] = blk["ls"] * blk["lv"]
+            vectors.lanczos_next(
+                blk["ls"], blk["lw"], blk["lv"], blk["lv_old"], blk["uext"], alpha, beta
+            )
+            # the halo from the owners' own values of this step, never from our copy of u: the
+            # recurrence would double its rounding every step (|alpha / beta| is about 2)
+            m = blk["lv"].size + 1
+            blk["uext"][m:] = (blk[g][m:] - alpha * blk[h][m:]) / beta
+        stats["sweep_s"] += time.perf_counter() - t0
     stats["send_s"] = store.send_seconds()
     return {"alphas": alphas, "betas": betas, **stats}
 
 
-VECTORS = ("ls", "lv", "lv_old", "lw", "uext")  # a block's vectors while the estimate runs
+# D^-1/2 w and D^-1/2 v (= u) with their halos, by the parity of the step
+GEXT, HEXT = ("gext0", "gext1"), ("hext0", "hext1")
+# a block's vectors while the estimate runs
+VECTORS = ("ls", "lv", "lv_old", "lw", "ly", "uext", *GEXT, *HEXT)
 
 
 def end(store: Any, sid: str) -> None:
@@ -87,7 +110,11 @@ def _start(store: Any, sid: str, w: Any, mine: list[int], blocks: list, seed: in
         blk["ls"] = 1.0 / sd
         blk["lv"] = v / norm
         blk["lv_old"] = np.zeros(sd.size)
-        blk.setdefault("uext", np.zeros(blk["xext"].size))  # its halo may hold values already
+        blk["lw"] = np.empty(sd.size)
+        blk["ly"] = np.empty(sd.size)
+        for vec in ("uext", *GEXT, *HEXT):
+            blk.setdefault(vec, np.zeros(blk["xext"].size))  # its halo may hold values already
         blk["uext"][: sd.size] = blk["ls"] * blk["lv"]
+    store.exchange(sid, w, "uext", stats)  # after this, each step brings the halos it needs
     w.lanczos.clear()
-    w.lanczos["beta"] = 0.0
+    w.lanczos.update(beta=0.0, step=0)

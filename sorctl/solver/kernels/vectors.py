@@ -41,3 +41,32 @@ def step(alpha, p, q, x, r, n):
     for i in range(n):
         x[i] += alpha * p[i]
         r[i] -= alpha * q[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def lanczos_products(ls, y, lv, lv_old, beta, lw, gext, hext):
+    """One Lanczos step's first pass over a block's rows (sorctl.distributed.node_lanczos):
+    lw = ls * y - beta * lv_old (y = A u), gext[:n] = ls * lw and hext[:n] = ls * lv (the values
+    its neighbours make the next u from) and the partial sums (lv . lw, lw . lw, lv . lv)."""
+    vw = ww = vv = 0.0
+    for i in range(lv.shape[0]):
+        wi = ls[i] * y[i] - beta * lv_old[i]
+        lw[i] = wi
+        gext[i] = ls[i] * wi
+        vi = lv[i]
+        hext[i] = ls[i] * vi
+        vw += vi * wi
+        ww += wi * wi
+        vv += vi * vi
+    return vw, ww, vv
+
+
+@numba.njit(cache=True, nogil=True)
+def lanczos_next(ls, lw, lv, lv_old, uext, alpha, beta):
+    """The step's second pass: lv_old <- lv, lv <- (lw - alpha lv) / beta, uext[:n] = ls * lv."""
+    for i in range(lv.shape[0]):
+        vi = lv[i]
+        v_new = (lw[i] - alpha * vi) / beta
+        lv_old[i] = vi
+        lv[i] = v_new
+        uext[i] = ls[i] * v_new
