@@ -138,17 +138,28 @@ def cluster_feed() -> str:
     return feed.id
 
 
+def texts(driver, selector: str, data: str, inner: str = "") -> list[list[str]]:
+    """[data-DATA attribute, rendered text (of its `inner` element)] of every element matching
+    `selector`, read in one script: the page redraws these tables as its feeds update, so
+    elements found first and read one by one can be gone by the time they are read."""
+    return driver.execute_script(
+        "const [sel, data, inner] = arguments;"
+        "return [...document.querySelectorAll(sel)].map((el) => ["
+        "  data ? el.dataset[data] : '', (inner ? el.querySelector(inner) : el).innerText])",
+        selector, data, inner,
+    )  # fmt: skip
+
+
 def across_hosts(driver, url: str, feed_id: str) -> dict:
     from selenium.webdriver.common.by import By
 
     driver.get("about:blank")  # as in visit(): the previous page stops, its log is drained
     failed_requests(driver)
     driver.get(url)
-    hosts = wait_for("the host boxes", lambda: driver.find_elements(By.CSS_SELECTOR,
-                     '.cluster[data-multihost] .host[data-host]'), 30)  # fmt: skip
-    boxes = {h.get_attribute("data-host"): h.text for h in hosts}
-    nodes = {b.get_attribute("data-name"): b.text for b in driver.find_elements(
-        By.CSS_SELECTOR, ".host .box[data-role=node]")}  # fmt: skip
+    wait_for("the host boxes", lambda: driver.find_elements(By.CSS_SELECTOR,
+             '.cluster[data-multihost] .host[data-host]'), 30)  # fmt: skip
+    boxes = dict(texts(driver, ".cluster[data-multihost] .host[data-host]", "host"))
+    nodes = dict(texts(driver, ".host .box[data-role=node]", "name"))
     head = driver.find_element(By.CSS_SELECTOR, ".cluster[data-multihost] .cluster-head").text
     no_engine = driver.find_element(By.ID, "no-cluster").text
     row = f'#solves tr.pick[data-id$="{feed_id}"]'
@@ -162,9 +173,8 @@ def across_hosts(driver, url: str, feed_id: str) -> dict:
         "nodes": nodes,
         "head": head,
         "no_engine": no_engine,
-        "header": [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#workers-table th")],
-        "send": {tr.get_attribute("data-slot"): tr.find_element(By.CSS_SELECTOR, "td.send").text
-                 for tr in driver.find_elements(By.CSS_SELECTOR, "#workers-table tr[data-slot]")},
+        "header": [text for _, text in texts(driver, "#workers-table th", "")],
+        "send": dict(texts(driver, "#workers-table tr[data-slot]", "slot", "td.send")),
         "bars": driver.execute_script(
             "return document.getElementById('workers-chart').data.map((t) => [t.name, t.x])"
         ),
