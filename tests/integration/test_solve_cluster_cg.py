@@ -73,13 +73,15 @@ def test_cli_cg_ssor_on_a_cluster(pair, tmp_path):
     assert report["backend"] == f"cluster:{pair.name}"
     x = sio.load_vector(tmp_path / "x.npz")
     assert np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b) * (1 + 1e-6)
-    # pipelined strips: the local solver's order, omega and iterates
+    # pipelined strips: the local solver's order and iterations; omega by the same rule,
+    # estimated on the workers: the same to 2 digits
     local = [*cmd[:3], "--local", *cmd[5:-1], str(tmp_path / "local.npz")]
     proc = subprocess.run(local, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     here = json.loads(proc.stdout)
     assert report["order"] == "pipelined" and report["blocks"] == 2
-    assert (report["iterations"], report["omega"]) == (here["iterations"], here["omega"])
+    assert report["iterations"] == here["iterations"]
+    assert report["omega"] == pytest.approx(here["omega"], abs=5e-3)
     x_local = sio.load_vector(tmp_path / "local.npz")
     np.testing.assert_allclose(x, x_local, rtol=1e-10, atol=1e-10 * np.abs(x_local).max())
     bad = subprocess.run([*cmd, "--inner-sweeps", "2"], capture_output=True, text=True)
