@@ -86,7 +86,7 @@ VECTORS = ("ls", "lv", "lv_old", "lw", "ly", "uext", *GEXT, *HEXT)
 
 
 def end(store: Any, sid: str) -> None:
-    """The estimate is over: its vectors go (five of them per block would outlive it)."""
+    """The estimate is over: its vectors go (VECTORS: eleven per block would outlive it)."""
     for (s, _), blk in store.blocks.items():
         if s == sid:
             for name in VECTORS:

@@ -115,19 +115,19 @@ def _lanczos_extremes(step, v0: np.ndarray, max_steps: int, gap_of, settle_rtol:
     v = v0 / np.linalg.norm(v0)
     v_old = np.zeros(n)
     w = np.empty(n)
-    state = {"beta": 0.0}
+    beta_last = 0.0
 
     def run(k: int) -> tuple[list[float], list[float]]:
-        nonlocal v, v_old, w
+        nonlocal v, v_old, w, beta_last
         alphas: list[float] = []
         betas: list[float] = []
         for _ in range(k):
-            alpha, beta = step(v, v_old, state["beta"], w)
+            alpha, beta = step(v, v_old, beta_last, w)
             alphas.append(float(alpha))
             betas.append(float(beta))
             if breaks_down(float(alpha), float(beta)):
                 break
-            state["beta"] = float(beta)
+            beta_last = float(beta)
             # rotate buffers: v_old <- v, v <- w / beta, w reused
             np.multiply(w, 1.0 / beta, out=v_old)
             v_old, v, w = v, v_old, w
@@ -164,7 +164,7 @@ def settled_extremes(run, max_steps: int, gap_of, settle_rtol: float) -> tuple[f
         a, b = np.array(alphas), np.array(betas[: m - 1])
         lo = float(sla.eigvalsh_tridiagonal(a, b, select="i", select_range=(0, 0))[0])
         hi = float(sla.eigvalsh_tridiagonal(a, b, select="i", select_range=(m - 1, m - 1))[0])
-        breakdown = len(new_alphas) < k or breaks_down(alphas[-1], betas[-1])
+        breakdown = breaks_down(alphas[-1], betas[-1])  # run(k) stops early only at one
         gap = gap_of(lo, hi)  # the quantity omega is sensitive to (SOR: 1 - rho)
         settled = abs(gap - gap_old) <= settle_rtol * max(abs(gap), 1e-300)
         if breakdown or settled or m >= max_steps:
