@@ -1,9 +1,10 @@
 """`python -m sorctl.distributed [JOB_FILE]`: one distributed solve, run inside the client
 container.
 
-The host validates the user's system, writes it with sorctl.solver.io.save_system next to a
+The host checks the user's system and puts its file (or a copy with b or x0 replaced) next to a
 JSON job document (sorctl.distributed.job.SolveJob: the solve's options and the scheduler's
-address), puts both into a client container on the cluster's network and runs this. Progress,
+address) into a client container on the cluster's network and runs this. The rows of A go from
+the file to the nodes that own them, a window at a time (sorctl.distributed.rows). Progress,
 events and checkpoints go to stdout as JSON lines (sorctl.distributed.wire), human-readable
 logs to stderr; the result is a solution file (sorctl.solver.io.save_solution). Exit codes as
 the CLI's: 0 converged, 3 not converged, 2 bad input, 1 cluster failure, 130 interrupted (with
@@ -29,6 +30,20 @@ def _own_address(scheduler: str, port: int) -> str:
         return s.getsockname()[0]
 
 
+def _rows(path: Path):
+    """(row source, b, x0) of the system file: its rows read as they go to their owners, or
+    (a layout only a whole read takes: CSC, a Fortran-ordered array) the matrix read whole."""
+    from sorctl.distributed.rows import FileRows, MatrixRows
+    from sorctl.solver import io
+
+    if FileRows.streams(path):
+        rows = FileRows(path)
+        return rows, rows.b, rows.x0
+    wire.log(f"{path.name}: this layout is read whole, not streamed to the nodes")
+    system = io.load_system(path, allow_nonsymmetric=True)
+    return MatrixRows(system.A), system.b, system.x0
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -50,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise InputError(f"{job_file}: cannot read the solve job: {exc.strerror}") from None
         opts = job.options.for_cluster()
-        system = io.load_system(job.system_path, allow_nonsymmetric=True)
+        source, b, x0 = _rows(job.system_path)
         secret_path = Path(job.secret_file)
         secret = secret_path.read_text().strip() if secret_path.is_file() else ""
         host = job.host or _own_address(job.scheduler, job.port)
@@ -84,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
                 written.pop(0).unlink(missing_ok=True)
 
         result = solve(
-            system.A,
-            system.b,
+            source,
+            b,
             executor,
             opts,
-            x0=system.x0,
+            x0=x0,
             callback=lambda it, r: wire.emit("progress", iteration=it, residual=r),
             checkpoint=checkpoint if job.checkpoint else None,
             on_event=lambda ev: wire.emit("event", **ev),

@@ -23,20 +23,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from sorctl.distributed.blocks import Block, Link, build_blocks, links
+from sorctl.distributed.blocks import Held, Link, links
 from sorctl.distributed.executor import Executor, Job, NodeLost, machine
 from sorctl.distributed.partition import (
     block_graph,
     block_labels,
     colour_blocks,
     contiguous_blocks,
+    natural_blocks,
     pipeline_strips,
     place_blocks,
     slots_of,
 )
-from sorctl.distributed.pipeline import Pipeline, plan_pipeline
+from sorctl.distributed.pipeline import Pipeline, chunk_cuts, plan_pipeline
+from sorctl.distributed.rows import MatrixRows, RowSource, rows_of
 from sorctl.errors import ClusterError
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solver.monitor import MAX_GAP, Monitor
@@ -59,13 +60,18 @@ EventSink = Callable[[dict[str, Any]], None]
 
 @dataclass
 class Plan:
-    """How the rows are cut, coloured and placed."""
+    """How the rows are cut, coloured and placed; the blocks' records and the links between them
+    once the workers hold the blocks (they are made there, from the rows sent to them)."""
 
-    blocks: list[Block]
+    parts: list[np.ndarray]  # each block's rows, in sweep order
+    work: list[int]  # each block's entries plus rows: what placing balances
     colour: np.ndarray
     node_of: list[str]
-    links: list[Link]
-    pipeline: Pipeline | None = None  # strips that sweep as a pipeline (cg-ssor), else None
+    pipelined: bool = False  # strips that sweep as a pipeline (cg-ssor), else coloured blocks
+    label: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # row's block
+    blocks: list[Held] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    pipeline: Pipeline | None = None
 
     @property
     def ncolours(self) -> int:
@@ -74,39 +80,52 @@ class Plan:
     @property
     def order(self) -> str:
         """How the blocks sweep: as "pipelined" strips or as "coloured" blocks."""
-        return "pipelined" if self.pipeline is not None else "coloured"
+        return "pipelined" if self.pipelined else "coloured"
+
+    def settle(self, n: int, blocks: list[Held]) -> None:
+        """The blocks' records as the workers made them: the links between them, and the
+        pipeline's pieces (which reorder the links)."""
+        self.blocks = blocks
+        self.links = links(blocks, n)
+        self.pipeline = plan_pipeline(n, blocks, self.links) if self.pipelined else None
 
 
 def plan(
-    A: sp.csr_matrix,
-    b: np.ndarray,
+    A,
     node_cpus: dict[str, int],
     nblocks: int | None = None,
     parts: list[np.ndarray] | None = None,
     pipelined: bool = False,
 ) -> Plan:
-    """Cut A into blocks (default: two per CPU, so each of two colours keeps every CPU busy),
-    colour them and place them on the nodes. `parts` overrides the cut (tests use a row colouring).
-    pipelined (cg-ssor): one strip per CPU in A's own order when A has such a split
-    (sorctl.distributed.partition.pipeline_strips), so the sweep is one machine's; else blocks.
-    """
+    """Cut A (a matrix, or a row source: sorctl.distributed.rows) into blocks, colour them and
+    place them on the nodes. Default: two blocks per CPU, so each of two colours keeps every CPU
+    busy; cut from RCM order when A is held whole, else in A's own order. `parts` overrides the
+    cut (tests use a row colouring). pipelined (cg-ssor): one strip per CPU in A's own order when
+    A has such a split (sorctl.distributed.partition.pipeline_strips), so the sweep is one
+    machine's; else blocks."""
+    source = rows_of(A)
+    n = source.n
+    per_row = np.diff(source.indptr)
     slots = slots_of(node_cpus)
     if pipelined and parts is None and nblocks is None:
-        strips = pipeline_strips(A, len(slots))
+        strips = pipeline_strips(source, len(slots))
         if strips is not None:
-            blocks = build_blocks(A, b, strips)
-            lks = links(blocks, A.shape[0])
-            pipe = plan_pipeline(A, blocks, lks)
-            return Plan(
-                blocks, np.zeros(len(blocks), dtype=np.int64), slots[: len(blocks)], lks, pipe
-            )
+            work = [int(per_row[rows].sum()) + rows.size for rows in strips]
+            label = block_labels(n, strips)
+            zero = np.zeros(len(strips), dtype=np.int64)
+            return Plan(strips, work, zero, slots[: len(strips)], True, label)
     if parts is None:
-        parts = contiguous_blocks(A, nblocks or 2 * max(len(slots), 1))
-    label = block_labels(A.shape[0], parts)
-    colour = colour_blocks(block_graph(A, label, len(parts)))
-    blocks = build_blocks(A, b, parts)
-    node_of = place_blocks([blk.nnz + blk.size for blk in blocks], colour.tolist(), slots)
-    return Plan(blocks, colour, node_of, links(blocks, A.shape[0]))
+        count = nblocks or 2 * max(len(slots), 1)
+        if isinstance(source, MatrixRows):
+            parts = contiguous_blocks(source.A, count)
+        else:
+            parts = natural_blocks(source.indptr, count)
+    parts = [np.asarray(rows, dtype=np.int64) for rows in parts if len(rows)]  # no empty block
+    label = block_labels(n, parts)
+    colour = colour_blocks(block_graph(source, label, len(parts)))
+    work = [int(per_row[rows].sum()) + rows.size for rows in parts]
+    node_of = place_blocks(work, colour.tolist(), slots)
+    return Plan(parts, work, colour, node_of, False, label)
 
 
 @dataclass
@@ -119,7 +138,8 @@ class _Stats:
     compute: float = 0.0
     sent_bytes: float = 0.0
     per_worker: dict[str, dict[str, float]] = field(default_factory=dict)  # summed answers
-    block_bytes: dict[str, int] = field(default_factory=dict)  # block data sent to each worker
+    block_bytes: dict[str, int] = field(default_factory=dict)  # rows of A sent to each worker
+    rows_reread: int = 0  # rows read again for blocks moved off a lost node
     iterations: int = 0
     lanczos_steps: int = 0  # the omega estimate's, on the workers
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -137,6 +157,8 @@ class _Runner:
         self,
         executor: Executor,
         plan_: Plan,
+        source: RowSource,
+        b: np.ndarray,
         x: np.ndarray,
         job_timeout: float,
         poll_s: float,
@@ -148,8 +170,9 @@ class _Runner:
         self.sums = sums
         self.ex = executor
         self.plan = plan_
+        self.source = source
+        self.b = b
         self.x = x
-        self.links = plan_.links
         self.job_timeout = job_timeout
         self.poll_s = poll_s
         self.on_event = on_event
@@ -169,30 +192,70 @@ class _Runner:
 
     # -- placing data -----------------------------------------------------------------------
     def start(self) -> None:
-        self._load(list(range(len(self.plan.blocks))))
+        self._load(list(range(len(self.plan.parts))))
         self._ensure_wired()
 
     def _load(self, ids: list[int]) -> None:
-        """Send blocks to their nodes (a block's values are the driver's current copy)."""
-        ids = list(dict.fromkeys(ids))
+        """Make blocks `ids` on their nodes: their rows read from the source and sent as they
+        are read, their values of x the driver's current copy. A node lost on the way: its
+        blocks move, and every block not yet made is sent again."""
+        ids = sorted(set(ids))
+        held: dict[int, Held] = {}
         while ids:
-            jobs = {k: self._submit_load(k) for k in ids}
-            ids = []
-            for k, job in jobs.items():
-                try:
-                    self._wait(job, k, "load")
-                except NodeLost as lost:
-                    ids.extend(self._lose(lost))  # re-placed: send them again
-                    ids.append(k)
-            ids = list(dict.fromkeys(ids))
+            try:
+                held.update(self._send_rows(ids))
+                ids = []
+            except NodeLost as lost:
+                ids = sorted(set(ids) | set(self._lose(lost)))
+                held = {k: h for k, h in held.items() if k not in ids}
+        if not self.plan.blocks:  # the first load: the links follow from the blocks' halos
+            self.plan.settle(self.source.n, [held[k] for k in range(len(self.plan.parts))])
+        else:  # moved after a loss: the same rows, the same halo
+            self.stats.rows_reread += sum(h.size for h in held.values())
 
-    def _submit_load(self, k: int) -> Job:
-        blk = self.plan.blocks[k]
-        slot = self.plan.node_of[k]
-        payload = (blk.node_arrays(), self.x[blk.rows], blk.halo.size)
+    def _send_rows(self, ids: list[int]) -> dict[int, Held]:
+        """One pass over the rows of blocks `ids`: each window's rows of a block go to its node
+        as one piece (a window or two in flight), then the node makes the block."""
+        p = self.plan
+        want = np.zeros(len(p.parts), dtype=bool)
+        want[ids] = True
+        lo = min(int(p.parts[k].min()) for k in ids)
+        hi = max(int(p.parts[k].max()) for k in ids) + 1
+        started: set[int] = set()
+        flying: list[list[tuple[int, Job]]] = []
         sent = self.stats.block_bytes
-        sent[slot] = sent.get(slot, 0) + blk.nbytes()  # a block moved after a loss counts again
-        return self.ex.submit(slot, "load", self.solve_id, k, payload)
+        for win in self.source.windows(lo, hi):
+            lab = p.label[win.r0 : win.r1]
+            local = np.flatnonzero(want[lab])
+            if not local.size:
+                continue
+            W = win.matrix(self.source.n)
+            by_block = local[np.argsort(lab[local], kind="stable")]
+            ks = lab[by_block]
+            edges = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
+            jobs = []
+            for a, z in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+                k, rows = int(ks[a]), by_block[a:z]
+                sub = W[rows]
+                piece = (k not in started, rows + win.r0, sub.indptr, sub.indices, sub.data)
+                started.add(k)
+                slot = p.node_of[k]
+                sent[slot] = sent.get(slot, 0) + sum(a.nbytes for a in piece[1:])
+                jobs.append((k, self.ex.submit(slot, "load_piece", self.solve_id, k, piece)))
+            flying.append(jobs)
+            if len(flying) > 2:  # a bounded window of A in flight
+                for k, job in flying.pop(0):
+                    self._wait(job, k, "load")
+        for jobs in flying:
+            for k, job in jobs:
+                self._wait(job, k, "load")
+        cuts = chunk_cuts(self.source.n) if p.pipelined else None
+        ends = {}
+        for k in ids:
+            rows = p.parts[k]
+            payload = (rows, self.source.n, self.b[rows], self.x[rows], cuts)
+            ends[k] = self.ex.submit(p.node_of[k], "load_end", self.solve_id, k, payload)
+        return {k: self._wait(job, k, "load") for k, job in ends.items()}
 
     def _lose(self, lost: NodeLost) -> list[int]:
         """Forget the node and re-place its blocks on the least-loaded survivors; returns the
@@ -208,12 +271,13 @@ class _Runner:
         if not alive:
             raise ClusterError(f"every node is gone (last lost: {dead}: {lost.why})")
         load = {n: 0.0 for n in alive}
+        work = self.plan.work
         for k, n in enumerate(self.plan.node_of):
             if n in load:
-                load[n] += self.plan.blocks[k].nnz / alive[n]
+                load[n] += work[k] / alive[n]
         for k in moved:
             to = min(load, key=lambda n: (load[n], n))
-            load[to] += self.plan.blocks[k].nnz / alive[to]
+            load[to] += work[k] / alive[to]
             self.plan.node_of[k] = to
             self.event("block_moved", block=k, source=dead, target=to)
         return moved
@@ -288,7 +352,7 @@ class _Runner:
         sends: dict[int, list[tuple[int, np.ndarray, str]]] = {}
         recvs: dict[tuple[int, int], np.ndarray] = {}
         remote, peers, heard = [], {}, set(mine)
-        for lk in self.links:
+        for lk in self.plan.links:
             src, dst = node_of[lk.src], node_of[lk.dst]
             if src == slot:
                 sends.setdefault(lk.src, []).append((lk.dst, lk.rows, "" if dst == slot else dst))
@@ -385,7 +449,7 @@ class _Runner:
                 if slot != lost.node and slot not in answers:
                     self.ex.submit(slot, "abort", self.solve_id, 0, None)
             moved = self._lose(lost)
-            self.gather([k for k in range(len(self.plan.blocks)) if k not in moved])
+            self.gather([k for k in range(len(self.plan.parts)) if k not in moved])
             self._load(moved)  # with the values of the last gather: the rest is current
             return None
         if iterations == 0:  # a residual check, omega steps: not part of the per-iteration figures
@@ -412,16 +476,16 @@ class _Runner:
         """Blocks `ids` (default all) back into the driver's x; a block on a node lost meanwhile
         moves, and its values are the driver's copy it was sent with."""
         start = time.perf_counter()
-        blocks = self.plan.blocks
+        parts = self.plan.parts
 
         def submit(k: int) -> Job:
             return self.ex.submit(self.plan.node_of[k], "gather", self.solve_id, k, None)
 
-        jobs = {k: submit(k) for k in (range(len(blocks)) if ids is None else ids)}
+        jobs = {k: submit(k) for k in (range(len(parts)) if ids is None else ids)}
         while jobs:
             k, job = next(iter(jobs.items()))
             try:
-                self.x[blocks[k].rows] = self._wait(job, k, "gather")
+                self.x[parts[k]] = self._wait(job, k, "gather")
                 del jobs[k]
             except NodeLost as lost:
                 self._load(self._lose(lost))
@@ -479,22 +543,22 @@ def solve(
     t0 = time.monotonic()
     options = options.for_cluster()
     cg = options.method == "cg-ssor"
-    A = sp.csr_matrix(A) if not sp.issparse(A) or A.format != "csr" else A
+    source = rows_of(A)
     b = np.asarray(b, dtype=np.float64)
     monitor = Monitor(b, options, callback)
-    chosen = _given_omega(A, options)
+    chosen = _given_omega(source, options)
     node_cpus = executor.nodes()
     if not node_cpus:
         raise ClusterError("the cluster has no nodes")
-    p = plan(A, b, node_cpus, options.blocks, parts, pipelined=cg)
-    x = np.zeros(A.shape[0]) if x0 is None else np.array(x0, dtype=np.float64)
+    p = plan(source, node_cpus, options.blocks, parts, pipelined=cg)
+    x = np.zeros(source.n) if x0 is None else np.array(x0, dtype=np.float64)
     timings = {"plan_s": time.monotonic() - t0}
 
     sums = cg or chosen is None
-    run = _Runner(executor, p, x, options.job_timeout_s, poll_s, on_event, t0, sums=sums)
+    run = _Runner(executor, p, source, b, x, options.job_timeout_s, poll_s, on_event, t0, sums)
     _place(run, node_cpus, timings)
     if chosen is None:
-        chosen = _estimate_on_workers(run, A.shape[0], options.method, timings)
+        chosen = _estimate_on_workers(run, source.n, options.method, timings)
     relax, omega_source, omega_extra = _relaxation(chosen, p, cg)
     reason, x = _Rounds(run, executor, monitor, options, relax).until_stop(checkpoint, timings)
     # the workers may be mid-round after Ctrl-C: no peaks asked then
@@ -506,19 +570,21 @@ def solve(
         reason,
         omega=relax,
         omega_source=omega_source,
-        nnz=int(A.nnz),
+        nnz=sum(blk.nnz for blk in p.blocks),
         timings=timings,
         backend=backend,
         extra={**omega_extra, **_figures(run, node_cpus, options.inner_sweeps, peaks)},
     )
 
 
-def _given_omega(A, options: SolveOptions) -> tuple[float, str, dict] | None:
+def _given_omega(source: RowSource, options: SolveOptions) -> tuple[float, str, dict] | None:
     """The user's omega, checked at once; for a matrix small enough for the exact spectrum, the
     estimate now; else None: the workers estimate it (_estimate_on_workers)."""
     choose = choose_ssor_omega if options.method == "cg-ssor" else choose_omega
-    if options.omega is not None or A.shape[0] <= DENSE_EXACT_N:
-        return choose(A, options.omega)
+    if options.omega is not None:
+        return choose(None, options.omega)
+    if source.n <= DENSE_EXACT_N:
+        return choose(source.matrix(), None)
     return None
 
 
@@ -560,14 +626,14 @@ def _place(run: _Runner, node_cpus: dict[str, int], timings: dict[str, float]) -
     timings["load_s"] = time.monotonic() - t
     p = run.plan
     run.event(
-        "placed", blocks=len(p.blocks), colours=p.ncolours, order=p.order, nodes=sorted(node_cpus)
+        "placed", blocks=len(p.parts), colours=p.ncolours, order=p.order, nodes=sorted(node_cpus)
     )
 
 
 def _relaxation(chosen, p: Plan, cg: bool):
     """(omega, its source, its extra report fields) as the order of the sweep takes it."""
     relax, omega_source, omega_extra = chosen
-    if cg and omega_source == "estimated" and p.pipeline is None and len(p.blocks) > p.ncolours:
+    if cg and omega_source == "estimated" and not p.pipelined and len(p.parts) > p.ncolours:
         # blocks of one colour sweep at once: not one machine's order (see the constant)
         relax = min(relax, BLOCK_COLOURED_SSOR_OMEGA_MAX)
     return relax, omega_source, omega_extra
@@ -679,12 +745,13 @@ def _figures(
     return {
         "nodes": len({machine(slot) for slot in node_cpus}),
         "node_cpus": node_cpus,
-        "blocks": len(p.blocks),
+        "blocks": len(p.parts),
         "colours": p.ncolours,
         "order": p.order,
         "inner_sweeps": sweeps,
         "bytes_per_iteration": round(st.sent_bytes / max(st.iterations, 1)),
-        "block_data_bytes": sum(blk.nbytes() for blk in p.blocks),
+        "block_data_bytes": sum(blk.nbytes for blk in p.blocks),
+        "rows_reread": st.rows_reread,
         "compute_s": st.compute,
         "comm_s": max(iterate_wall - st.compute, 0.0),
         "wire_s": st.wall.get("wire", 0.0),

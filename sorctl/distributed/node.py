@@ -2,12 +2,13 @@
 driver's requests, for SOR/SSOR and for cg-ssor.
 
 One worker process per node CPU lives for the whole solve (a long-running dispy job: `serve`).
-A block's rows of A arrive once (`load`, sorctl.distributed.node_block) and stay in the worker's
-memory with the block's current values. The driver then wires the workers to each other
-(sorctl.distributed.mesh) and asks each for whole runs of outer iterations (`iterate`): a worker
-sweeps its blocks in the order of sorctl.distributed.schedule, waits only for the values its
-next block reads, sends each block's new values straight to the workers that read them, and
-answers with its share of the residual. `iterate_cg` runs rounds of CG instead
+A block's rows of A arrive once, in pieces as the driver reads them (`load_piece`), and are made
+into the block at `load_end` (sorctl.distributed.blocks.from_pieces, node_block.load); they stay
+in the worker's memory with the block's current values. The driver then wires the workers to
+each other (sorctl.distributed.mesh) and asks each for whole runs of outer iterations
+(`iterate`): a worker sweeps its blocks in the order of sorctl.distributed.schedule, waits only
+for the values its next block reads, sends each block's new values straight to the workers that
+read them, and answers with its share of the residual. `iterate_cg` runs rounds of CG instead
 (sorctl.distributed.node_cg on coloured blocks, node_pipeline on pipelined strips), with the
 sweeps, exchanges and sums of the BlockStore here. `warm` compiles every kernel a worker uses.
 Plain anonymous memory, not files: a file-backed mapping of x written every sweep made the
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from sorctl.distributed import node_cg, node_lanczos, node_pipeline, schedule
+from sorctl.distributed.blocks import Held, from_pieces
 from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
 from sorctl.distributed.node_block import Block, load, residual_norm, set_halo, split_of
 from sorctl.solver.kernels import eisenstat, vectors
@@ -119,28 +121,39 @@ class BlockStore:
 
     def __init__(self, make_mesh: Callable[[str], Mesh], driver: Any = None) -> None:
         self.blocks: dict[tuple[str, int], Block] = {}
+        self.loading: dict[tuple[str, int], list[tuple]] = {}  # pieces of blocks on their way
         self.wiring: dict[str, Wiring] = {}
         self.mesh: Mesh | None = None
         self._make_mesh = make_mesh
         self.driver = driver
 
     def run(self, op: str, solve_id: str, block_id: int, payload: Any) -> Any:
-        """One request: load | listen | wire | lanczos | lanczos_end | iterate | iterate_cg |
-        gather | memory | abort | drop."""
+        """One request: load_piece | load_end | listen | wire | lanczos | lanczos_end | iterate |
+        iterate_cg | gather | memory | abort | drop."""
         sid = str(solve_id)
         key = (sid, int(block_id))
         if op == "drop":
             for k in [k for k in self.blocks if k[0] == sid]:
                 del self.blocks[k]
+            for k in [k for k in self.loading if k[0] == sid]:
+                del self.loading[k]
             self.wiring.pop(sid, None)
             return None
         if op == "abort":  # arrives after the run it interrupted; nothing left to stop
             return None
         if op == "memory":  # this worker process's peak resident bytes, asked at the end
             return peak_rss_bytes()
-        if op == "load":
-            self.blocks[key] = load(*payload)
-            return sum(a.nbytes for a in self.blocks[key].values())
+        if op == "load_piece":  # rows of a block, in row order; the first of them starts it
+            first, *piece = payload
+            if first:
+                self.loading[key] = []
+            self.loading[key].append(tuple(piece))
+            return None
+        if op == "load_end":  # the block made from its pieces: the driver keeps its record
+            rows, n, b, x_b, cuts = payload
+            blk = from_pieces(rows, self.loading.pop(key), n, b)
+            self.blocks[key] = load(blk.node_arrays(), x_b, blk.halo.size)
+            return Held.of(blk, cuts)
         if op == "listen":
             if self.mesh is None:
                 self.mesh = self._make_mesh(payload or "")

@@ -1,10 +1,13 @@
-"""Split the rows of A into blocks, colour the blocks, and place them on node CPUs (pure, no I/O);
-for cg-ssor, find strips that sweep as a pipeline in A's own order where A has them (grids).
+"""Split the rows of A into blocks, colour the blocks, and place them on node CPUs; for cg-ssor,
+find strips that sweep as a pipeline in A's own order where A has them (grids). The pattern is
+read a window at a time from a row source (sorctl.distributed.rows), never needed whole.
 
-Blocks are contiguous ranges of a reverse Cuthill-McKee ordering: RCM keeps every row's neighbours
-within a narrow band, so a contiguous range of it couples only to the ranges just before and after
-it, and the block graph of a mesh is close to a path (two colours). Blocks of one colour share no
-nonzero, so they can be swept at the same time and still give SOR in the permuted order.
+Blocks are contiguous ranges of a reverse Cuthill-McKee ordering when A is held whole: RCM keeps
+every row's neighbours within a narrow band, so a contiguous range of it couples only to the
+ranges just before and after it, and the block graph of a mesh is close to a path (two colours).
+A file streamed to its owners is cut in its own row order (RCM needs the whole pattern), which
+for a grid in natural order is such a band too. Blocks of one colour share no nonzero, so they
+can be swept at the same time and still give SOR in the permuted order.
 """
 
 from __future__ import annotations
@@ -16,14 +19,27 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
+from sorctl.distributed.rows import rows_of
+
 
 def contiguous_blocks(A: sp.csr_matrix, nblocks: int) -> list[np.ndarray]:
     """`nblocks` row sets (global numbers, sweep order) of about equal work, cut from RCM order."""
-    n = A.shape[0]
-    nblocks = max(1, min(int(nblocks), n))
     order = reverse_cuthill_mckee(A, symmetric_mode=True).astype(np.int64)
+    return _cut(order, np.diff(A.indptr), nblocks)
+
+
+def natural_blocks(indptr: np.ndarray, nblocks: int) -> list[np.ndarray]:
+    """`nblocks` ranges of A's own row order of about equal work (a file streamed to its owners:
+    no reordering, which would need the whole pattern)."""
+    n = indptr.size - 1
+    return _cut(np.arange(n, dtype=np.int64), np.diff(indptr), nblocks)
+
+
+def _cut(order: np.ndarray, per_row: np.ndarray, nblocks: int) -> list[np.ndarray]:
+    n = order.size
+    nblocks = max(1, min(int(nblocks), n))
     # Balance work (nonzeros, plus one per row for the update itself), not row counts.
-    work = np.diff(A.indptr)[order].astype(np.int64) + 1
+    work = per_row[order].astype(np.int64) + 1
     cum = np.cumsum(work)
     targets = cum[-1] * np.arange(1, nblocks) / nblocks
     cuts = np.searchsorted(cum, targets, side="left") + 1
@@ -43,12 +59,16 @@ def block_labels(n: int, blocks: Sequence[np.ndarray]) -> np.ndarray:
     return label
 
 
-def block_graph(A: sp.csr_matrix, label: np.ndarray, nblocks: int) -> list[set[int]]:
-    """Neighbours of each block: p and q are coupled when some a_ij != 0 with i in p and j in q."""
-    rows = np.repeat(label, np.diff(A.indptr))
-    cols = label[A.indices]
-    cross = rows != cols
-    pairs = np.unique(rows[cross] * nblocks + cols[cross])
+def block_graph(A, label: np.ndarray, nblocks: int) -> list[set[int]]:
+    """Neighbours of each block: p and q are coupled when some a_ij != 0 with i in p and j in q.
+    A: a matrix or a row source (sorctl.distributed.rows), read a window at a time."""
+    found = []
+    for win in rows_of(A).windows(values=False):
+        rows = np.repeat(label[win.r0 : win.r1], np.diff(win.indptr))
+        cols = label[win.indices]
+        cross = rows != cols
+        found.append(np.unique(rows[cross] * nblocks + cols[cross]))
+    pairs = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
     adj: list[set[int]] = [set() for _ in range(nblocks)]
     for p, q in zip((pairs // nblocks).tolist(), (pairs % nblocks).tolist(), strict=True):
         adj[p].add(q)
@@ -100,10 +120,9 @@ def slots_of(node_cpus: dict[str, int]) -> list[str]:
     return slots
 
 
-def pipeline_strips(
-    A: sp.csr_matrix, nstrips: int, max_strides: int = 16
-) -> list[np.ndarray] | None:
+def pipeline_strips(A, nstrips: int, max_strides: int = 16) -> list[np.ndarray] | None:
     """`nstrips` row sets whose couplings all run one way in A's own order, or None.
+    A: a matrix or a row source (sorctl.distributed.rows): two passes over its pattern.
 
     Strip k holds the rows i with (i mod m) in the k-th of nstrips equal ranges of 0..m-1, for a
     stride m taken from A's offsets j - i (a grid's line length: these strips are the columns of
@@ -113,26 +132,38 @@ def pipeline_strips(
     few rows behind the one below) and the result is one machine's sweep, not a block-coloured
     one. A 9-point stencil or an irregular matrix has no such split.
     """
-    n = A.shape[0]
+    source = rows_of(A)
+    n = source.n
     if nstrips < 2 or n < 2 * nstrips:
         return None
-    offsets = _upper_offsets(A.indptr, A.indices, max_strides)
-    if offsets.size > max_strides:
-        return None
-    for m in np.sort(offsets).tolist():
-        if m >= 2 * nstrips and _one_way(A.indptr, A.indices, m, nstrips):
+    offsets = np.zeros(0, dtype=np.int64)
+    for win in source.windows(values=False):
+        found = _upper_offsets(win.indptr, win.indices, win.r0, max_strides)
+        offsets = np.union1d(offsets, found)
+        if offsets.size > max_strides:
+            return None
+    strides = np.array([m for m in np.sort(offsets).tolist() if m >= 2 * nstrips], np.int64)
+    alive = np.ones(strides.size, dtype=np.bool_)
+    for win in source.windows(values=False):
+        if not alive.any():
+            break
+        _one_way(win.indptr, win.indices, win.r0, strides, nstrips, alive)
+    for m, ok in zip(strides.tolist(), alive.tolist(), strict=True):
+        if ok:
             strip = (np.arange(n, dtype=np.int64) % m) * nstrips // m
             return [np.flatnonzero(strip == k) for k in range(nstrips)]
     return None
 
 
 @numba.njit(cache=True)
-def _upper_offsets(indptr, indices, most):
-    """The distinct offsets j - i > 0 of A's nonzeros, stopping once there are more than `most`."""
+def _upper_offsets(indptr, indices, row0, most):
+    """The distinct offsets j - i > 0 of the window's nonzeros (row i is row0 + its place),
+    stopping once there are more than `most`."""
     seen = np.empty(most + 1, dtype=np.int64)
     count = 0
-    for i in range(indptr.shape[0] - 1):
-        for k in range(indptr[i], indptr[i + 1]):
+    for r in range(indptr.shape[0] - 1):
+        i = row0 + r
+        for k in range(indptr[r], indptr[r + 1]):
             d = np.int64(indices[k]) - i
             if d <= 0:
                 continue
@@ -150,22 +181,29 @@ def _upper_offsets(indptr, indices, most):
 
 
 @numba.njit(cache=True)
-def _one_way(indptr, indices, m, nstrips):
-    """Whether every nonzero a_ij with i < j has strip(i) <= strip(j), strip(i) = (i mod m)
-    nstrips // m."""
-    for i in range(indptr.shape[0] - 1):
-        si = (i % m) * nstrips // m
-        for k in range(indptr[i], indptr[i + 1]):
-            j = np.int64(indices[k])
-            if j > i and (j % m) * nstrips // m < si:
-                return False
-    return True
+def _one_way(indptr, indices, row0, strides, nstrips, alive):
+    """alive[s] stays True while every nonzero a_ij of the window with i < j has strip(i) <=
+    strip(j), strip(i) = (i mod m) nstrips // m, m = strides[s]."""
+    for s in range(strides.shape[0]):
+        if not alive[s]:
+            continue
+        m = strides[s]
+        for r in range(indptr.shape[0] - 1):
+            i = row0 + r
+            si = (i % m) * nstrips // m
+            for k in range(indptr[r], indptr[r + 1]):
+                j = np.int64(indices[k])
+                if j > i and (j % m) * nstrips // m < si:
+                    alive[s] = False
+                    break
+            if not alive[s]:
+                break
 
 
 def warm() -> None:
     """Compile (or load from numba's cache) the strip search for int32 and int64 indices."""
     for itype in (np.int32, np.int64):
-        indptr = np.array([0, 2, 3], dtype=itype)
+        indptr = np.array([0, 2, 3], dtype=np.int64)  # a window's row pointer
         indices = np.array([0, 1, 1], dtype=itype)
-        _upper_offsets(indptr, indices, 4)
-        _one_way(indptr, indices, 2, 2)
+        _upper_offsets(indptr, indices, 0, 4)
+        _one_way(indptr, indices, 0, np.array([2]), 2, np.ones(1, np.bool_))

@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
-from sorctl.distributed.blocks import Block, Link
+from sorctl.distributed.blocks import Held, Link
 
 CHUNKS = 16  # per sweep: more is a shorter pipeline fill, fewer is fewer messages
 
@@ -39,14 +38,16 @@ class Pipeline:
     pieces: dict[tuple[int, int], LinkPieces]  # per link (src, dst)
 
 
-def plan_pipeline(
-    A: sp.csr_matrix, blocks: list[Block], lks: list[Link], nchunks: int = CHUNKS
-) -> Pipeline:
+def chunk_cuts(n: int, nchunks: int = CHUNKS) -> np.ndarray:
+    """The global rows where each chunk starts, and n."""
+    return np.linspace(0, n, nchunks + 1).round().astype(np.int64)
+
+
+def plan_pipeline(n: int, blocks: list[Held], lks: list[Link], nchunks: int = CHUNKS) -> Pipeline:
     """Cut every block (block k is strip k, lowest first) into `nchunks` chunks at the same
-    global rows and reorder each link's entries (in place) by the chunk of its sender that
-    computes them."""
-    n = A.shape[0]
-    cuts = np.linspace(0, n, nchunks + 1).round().astype(np.int64)
+    global rows (chunk_cuts: the blocks' first_read and last_read were made with them) and
+    reorder each link's entries (in place) by the chunk of its sender that computes them."""
+    cuts = chunk_cuts(n, nchunks)
     bounds = [np.searchsorted(blk.rows, cuts).astype(np.int64) for blk in blocks]
     chunk_of = np.repeat(np.arange(nchunks), np.diff(cuts))  # chunk of each global row
     pieces = {}
@@ -62,7 +63,9 @@ def plan_pipeline(
         ptr = np.r_[starts, made.size].astype(np.int64)
         piece_chunk = made[starts]
         # the reader's chunks that read each entry: first (forward) or last (backward) of them
-        readers = _reader_chunks(dst, lk.slots, chunk_of, forward)
+        read_by = dst.first_read if forward else dst.last_read
+        assert read_by is not None, "a strip's record without its readers (Held.of with cuts)"
+        readers = read_by[lk.slots]
         need = np.zeros(nchunks, dtype=np.int64)
         steps = range(nchunks) if forward else range(nchunks - 1, -1, -1)
         worst = -1 if forward else nchunks  # the furthest sender chunk read so far
@@ -74,17 +77,3 @@ def plan_pipeline(
             need[c] = int(np.sum(piece_chunk <= worst) if forward else np.sum(piece_chunk >= worst))
         pieces[(lk.src, lk.dst)] = LinkPieces(forward, ptr, need, piece_chunk)
     return Pipeline(bounds, pieces)
-
-
-def _reader_chunks(dst: Block, slots: np.ndarray, chunk_of: np.ndarray, forward: bool):
-    """For each halo slot in `slots`: the first (forward) or last chunk of dst that reads it."""
-    counts = np.diff(dst.indptr)
-    row_chunk = np.repeat(chunk_of[dst.rows], counts)
-    halo = dst.indices.astype(np.int64) - (dst.size + 1)
-    hit = halo >= 0
-    per_slot = np.full(dst.halo.size, -1 if not forward else np.iinfo(np.int64).max)
-    if forward:
-        np.minimum.at(per_slot, halo[hit], row_chunk[hit])
-    else:
-        np.maximum.at(per_slot, halo[hit], row_chunk[hit])
-    return per_slot[slots]

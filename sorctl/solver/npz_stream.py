@@ -55,6 +55,17 @@ class Values:
             self._drain()  # the zip reader checks the member's CRC when it reaches its end
         return np.frombuffer(raw, dtype=self.header.dtype)
 
+    def skip(self, count: int) -> None:
+        """Pass over the next `count` values unread (a seek: a deflated member decompresses
+        them on the way)."""
+        count = min(count, self.left)
+        if count:
+            try:
+                self.fh.seek(count * self.header.dtype.itemsize, 1)
+            except ARCHIVE_ERRORS as exc:
+                raise corrupt_archive_error(self.path, exc) from None
+            self.left -= count
+
     def _drain(self) -> None:
         try:
             while self.fh.read(1 << 20):

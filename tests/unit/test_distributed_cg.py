@@ -49,7 +49,7 @@ def reference_pcg(A, b, x, omega, order, iterations):
 
 def sweep_order(p) -> list[int]:
     by_colour = [np.flatnonzero(p.colour == c) for c in range(p.ncolours)]
-    return [int(r) for ids in by_colour for k in ids for r in p.blocks[k].rows]
+    return [int(r) for ids in by_colour for k in ids for r in p.parts[k]]
 
 
 @pytest.mark.parametrize("name", ["poisson2d", "random-irregular"])
@@ -59,7 +59,7 @@ def test_iterates_equal_pcg_with_the_block_coloured_ssor_preconditioner(name):
     rng = np.random.default_rng(4)
     b, x0 = rng.standard_normal(n), rng.standard_normal(n)
     nodes = {"a": 1, "b": 2}
-    order = sweep_order(plan(A, b, nodes, 6))  # --blocks: blocks, not pipelined strips
+    order = sweep_order(plan(A, nodes, 6))  # --blocks: blocks, not pipelined strips
     with workers(nodes) as ex:
         for its in (1, 6, 15):
             res = solve(

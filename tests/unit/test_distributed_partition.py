@@ -144,16 +144,17 @@ def test_pipeline_pieces_and_waits():
     """Each link's entries grouped by the sender's chunk, in the order its sweep makes them;
     a reader's waits never decrease, never ask for a chunk ahead of its own (forward: the
     sender's chunk <= the reader's; backward: >=), and end with every piece."""
+    from sorctl.distributed.blocks import Held
     from sorctl.distributed.partition import pipeline_strips
-    from sorctl.distributed.pipeline import plan_pipeline
+    from sorctl.distributed.pipeline import chunk_cuts, plan_pipeline
 
     A = poisson2d(24)
     n = A.shape[0]
     strips = pipeline_strips(A, 3)
-    blocks = build_blocks(A, np.ones(n), strips)
+    cuts = chunk_cuts(n, 6)
+    blocks = [Held.of(blk, cuts) for blk in build_blocks(A, np.ones(n), strips)]
     lks = links(blocks, n)
-    pipe = plan_pipeline(A, blocks, lks, nchunks=6)
-    cuts = np.linspace(0, n, 7).round().astype(int)
+    pipe = plan_pipeline(n, blocks, lks, nchunks=6)
     for lk in lks:
         lp = pipe.pieces[(lk.src, lk.dst)]
         assert lp.forward == (lk.src < lk.dst)

@@ -1,0 +1,151 @@
+"""Where a cluster solve reads A's rows from, a window of whole rows at a time: a matrix the
+driver holds (MatrixRows), or an .npz of CSR arrays read as it streams (FileRows).
+
+The driver plans from the row pointer and passes over the column indices (sorctl.distributed.
+partition), then sends each window's rows to the workers that own them (sorctl.distributed.
+driver), where the blocks are made (sorctl.distributed.blocks.make_block). So a solve from a
+file holds the row pointer, b, x and one window of A, never the matrix; a lost node's rows are
+read again from the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from sorctl.errors import InputError
+from sorctl.solver import io
+from sorctl.solver.npz_stream import NpzStream
+
+# entries (column index and value) per window: 24 MB of int32 + float64 values
+WINDOW_ENTRIES = 2 << 20
+
+
+@dataclass
+class Window:
+    """Rows r0 .. r0 + len(indptr) - 2 of A: column indices (global) and values (or None when
+    only the pattern was asked for), duplicates as the source holds them."""
+
+    r0: int
+    indptr: np.ndarray  # from 0
+    indices: np.ndarray
+    data: np.ndarray | None
+
+    @property
+    def r1(self) -> int:
+        return self.r0 + self.indptr.size - 1
+
+    def matrix(self, n: int) -> sp.csr_matrix:
+        data = self.data if self.data is not None else np.ones(self.indices.size, dtype=np.int8)
+        return sp.csr_matrix((data, self.indices, self.indptr), shape=(self.r1 - self.r0, n))
+
+
+class RowSource(Protocol):
+    n: int
+    indptr: np.ndarray  # int64, n + 1 (entries as the source holds them, duplicates counted)
+
+    def windows(
+        self, start: int = 0, stop: int | None = None, values: bool = True
+    ) -> Iterator[Window]:
+        """Rows start .. stop in windows of about WINDOW_ENTRIES entries (one row if longer)."""
+
+    def matrix(self) -> sp.csr_matrix:
+        """All of A (only for a system small enough to hold: the exact omega)."""
+
+
+def _cuts(indptr: np.ndarray, start: int, stop: int, per: int) -> Iterator[tuple[int, int]]:
+    r0 = start
+    while r0 < stop:
+        r1 = int(np.searchsorted(indptr, indptr[r0] + per, side="right")) - 1
+        r1 = min(max(r1, r0 + 1), stop)
+        yield r0, r1
+        r0 = r1
+
+
+class MatrixRows:
+    """A matrix in memory (a solve from Python arrays or a file read whole)."""
+
+    def __init__(self, A: sp.csr_matrix, per: int = WINDOW_ENTRIES) -> None:
+        self.A = A
+        self.n = A.shape[0]
+        self.indptr = A.indptr.astype(np.int64, copy=False)
+        self.per = per
+
+    def windows(
+        self, start: int = 0, stop: int | None = None, values: bool = True
+    ) -> Iterator[Window]:
+        ip, A = self.indptr, self.A
+        for r0, r1 in _cuts(ip, start, self.n if stop is None else stop, self.per):
+            lo, hi = ip[r0], ip[r1]
+            data = A.data[lo:hi] if values else None
+            yield Window(r0, ip[r0 : r1 + 1] - lo, A.indices[lo:hi], data)
+
+    def matrix(self) -> sp.csr_matrix:
+        return self.A
+
+
+class FileRows:
+    """The CSR arrays of an .npz the host has checked (sorctl.solver.npz_check), read in windows
+    as they stream from the archive: only the row pointer is read whole."""
+
+    def __init__(self, path: Path, per: int = WINDOW_ENTRIES) -> None:
+        self.path = Path(path)
+        self.per = per
+        with NpzStream(self.path) as z:
+            self.n = int(z.whole("shape", 16)[0])
+            self.indptr = z.whole("indptr", self.n + 1).astype(np.int64, copy=False)
+            self.b = z.whole("b", self.n).astype(np.float64)
+            self.x0 = z.whole("x0", self.n).astype(np.float64) if "x0" in z.keys else None
+
+    @staticmethod
+    def streams(path: Path) -> bool:
+        """Whether the file's rows can be read in windows: CSR (not CSC), with headers numpy's
+        public reader takes and values in their bytes' order."""
+        try:
+            with NpzStream(Path(path)) as z:
+                if "A" in z.keys or not z.keys.issuperset((*io.CSR_KEYS, "b")):
+                    return False
+                fmt = z.whole("format", 16) if "format" in z.keys else None
+                if io.csr_format(Path(path), fmt) != "csr":
+                    return False
+                heads = [z.header(k) for k in ("indices", "data", "indptr", "b")]
+                return all(h is not None and sum(s > 1 for s in h.shape) <= 1 for h in heads)
+        except (OSError, ValueError, InputError):
+            return False
+
+    def windows(
+        self, start: int = 0, stop: int | None = None, values: bool = True
+    ) -> Iterator[Window]:
+        ip = self.indptr
+        stop = self.n if stop is None else stop
+        with NpzStream(self.path) as z, z.values("indices") as idx_s:
+            if not values:
+                idx_s.skip(int(ip[start]))
+                for r0, r1 in _cuts(ip, start, stop, self.per):
+                    count = int(ip[r1] - ip[r0])
+                    yield Window(r0, ip[r0 : r1 + 1] - ip[r0], idx_s.read(count), None)
+                return
+            with z.values("data") as val_s:
+                idx_s.skip(int(ip[start]))
+                val_s.skip(int(ip[start]))
+                for r0, r1 in _cuts(ip, start, stop, self.per):
+                    count = int(ip[r1] - ip[r0])
+                    idx, vals = idx_s.read(count), val_s.read(count)
+                    yield Window(r0, ip[r0 : r1 + 1] - ip[r0], idx, vals.astype(np.float64))
+
+    def matrix(self) -> sp.csr_matrix:
+        return io.load_system(self.path, allow_nonsymmetric=True).A
+
+
+def rows_of(A) -> RowSource:
+    """A row source as it is, or a matrix (any scipy.sparse format or 2-D array) in memory."""
+    if hasattr(A, "windows"):
+        return A
+    if not sp.issparse(A) or A.format != "csr":
+        A = sp.csr_matrix(A)
+    return MatrixRows(A)
