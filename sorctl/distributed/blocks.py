@@ -1,12 +1,12 @@
-"""Per-block data: a block's rows of A in local numbering, its halo, and the links between blocks.
+"""The blocks of a distributed solve: a block made on its worker from the rows sent to it
+(Assembly), what the driver keeps of it (Held), and the links between blocks.
 
 A block's unknowns live in one "extended" vector on its node:
     xext = [ x_b (nb values) | one unused slot | halo values (nh values) ]
-and its rows of A are one CSR matrix whose column indices point into xext. The unused slot keeps
-column nb out of every row, so the compiled kernels' "split row" trick (columns i-1 and i+1 are
-folded in last) never mistakes a halo column for the neighbouring row of the block. The node
-splits these rows once at load (csr.split_tridiagonal: the i-1, i, i+1 columns as vectors, the
-rest as CSR) and sweeps that; the CSR here is what travels.
+and its rows are held split for the sweeps (csr.split_tridiagonal's layout: the i-1, i, i+1
+columns as vectors, the other entries as CSR whose column indices point into xext). The unused
+slot keeps column nb out of every row, so the compiled kernels' "split row" trick (columns i-1
+and i+1 are folded in last) never mistakes a halo column for the neighbouring row of the block.
 """
 
 from __future__ import annotations
@@ -17,114 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-#: Arrays a node stores per block (all plain numeric arrays, saved and loaded without pickle).
-NODE_ARRAYS = ("indptr", "indices", "data", "diag", "b")
-
-
-@dataclass
-class Block:
-    rows: np.ndarray  # global row numbers, in sweep order (driver side only)
-    halo: np.ndarray  # global numbers of the unknowns outside the block its rows couple to
-    indptr: np.ndarray
-    indices: np.ndarray  # into xext
-    data: np.ndarray
-    diag: np.ndarray
-    b: np.ndarray
-
-    @property
-    def size(self) -> int:
-        return int(self.rows.size)
-
-    @property
-    def nnz(self) -> int:
-        return int(self.data.size)
-
-    @property
-    def ext_size(self) -> int:
-        return self.size + 1 + int(self.halo.size)
-
-    def node_arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in NODE_ARRAYS}
-
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.node_arrays().values())
-
-
-def build_blocks(A: sp.csr_matrix, b: np.ndarray, parts: list[np.ndarray]) -> list[Block]:
-    """Cut A and b into blocks along `parts` (row sets that cover every row exactly once)."""
-    return [make_block(np.asarray(rows, dtype=np.int64), A[rows], b[rows]) for rows in parts]
-
-
-def make_block(rows: np.ndarray, sub: sp.csr_matrix, b: np.ndarray) -> Block:
-    """The block of rows `rows` (sweep order) from their rows of A, `sub` (in that order, global
-    column numbers; duplicates are summed here, as sorctl.solver.io does for a whole A)."""
-    sub = sp.csr_matrix(sub)
-    sub.sum_duplicates()
-    nb = rows.size
-    order = np.argsort(rows, kind="stable")
-    ranked = rows[order]
-    cols = sub.indices.astype(np.int64)
-    at = np.minimum(np.searchsorted(ranked, cols), max(nb - 1, 0))
-    inside = ranked[at] == cols if nb else np.zeros(cols.size, dtype=bool)
-    local = np.where(inside, order[at], -1)
-    halo = np.unique(cols[~inside])
-    ext = local.copy()
-    ext[~inside] = nb + 1 + np.searchsorted(halo, cols[~inside])
-    row_of = np.repeat(np.arange(nb), np.diff(sub.indptr))
-    on_diagonal = local == row_of
-    diag = np.zeros(nb)
-    diag[row_of[on_diagonal]] = sub.data[on_diagonal]  # one entry per row once summed
-    itype = np.int32 if nb + 1 + halo.size < 2**31 and sub.nnz < 2**31 else np.int64
-    return Block(
-        rows=rows,
-        halo=halo,
-        indptr=sub.indptr.astype(itype),
-        indices=ext.astype(itype),
-        data=np.ascontiguousarray(sub.data, dtype=np.float64),
-        diag=diag,
-        b=np.ascontiguousarray(b, dtype=np.float64),
-    )
-
-
-def from_pieces(
-    rows: np.ndarray, pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-    n: int, b: np.ndarray,
-) -> Block:  # fmt: skip
-    """make_block from the pieces a worker was sent, in row order: (global rows, their CSR
-    row pointer from 0, column numbers, values) each."""
-    got = np.concatenate([p[0] for p in pieces]).astype(np.int64)
-    lengths = np.concatenate([np.diff(p[1]) for p in pieces])
-    indptr = np.zeros(got.size + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    indices = np.concatenate([p[2] for p in pieces]).astype(np.int64)
-    data = np.concatenate([p[3] for p in pieces]).astype(np.float64)
-    if got.size != rows.size or np.any(np.diff(got) <= 0):
-        raise ValueError(f"the pieces hold {got.size} rows in no order, the block {rows.size}")
-    sub = sp.csr_matrix((data, indices, indptr), shape=(got.size, n))
-    at = np.searchsorted(got, rows)
-    if not np.array_equal(got[np.minimum(at, got.size - 1)], rows):
-        raise ValueError("the pieces are not the block's rows")
-    return make_block(rows, sub[at], b)
-
-
-def reads(blk: Block, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per halo slot: the first and the last chunk (global rows cut at `cuts`) of this block's
-    rows that read it (sorctl.distributed.pipeline waits on them)."""
-    chunk_of = np.searchsorted(cuts, blk.rows, side="right") - 1
-    row_chunk = np.repeat(chunk_of, np.diff(blk.indptr))
-    halo = blk.indices.astype(np.int64) - (blk.size + 1)
-    hit = halo >= 0
-    first = np.full(blk.halo.size, np.iinfo(np.int64).max)
-    last = np.full(blk.halo.size, -1, dtype=np.int64)
-    np.minimum.at(first, halo[hit], row_chunk[hit])
-    np.maximum.at(last, halo[hit], row_chunk[hit])
-    return first, last
+from sorctl.distributed.node_block import SPLIT
+from sorctl.solver.kernels.csr import split_rows_into
 
 
 @dataclass
 class Held:
     """What the driver keeps of a block a worker holds: its rows, its halo and its size (and,
-    for pipelined strips, which of its chunks read each halo slot)."""
+    for pipelined strips, which of its chunks read each halo slot first and last)."""
 
     rows: np.ndarray
     halo: np.ndarray
@@ -137,12 +37,83 @@ class Held:
     def size(self) -> int:
         return int(self.rows.size)
 
-    @classmethod
-    def of(cls, blk: Block, cuts: np.ndarray | None = None) -> Held:
-        """A block's record; `cuts`: the pipeline's chunk cuts, for the halo's first and last
-        readers."""
-        first, last = reads(blk, cuts) if cuts is not None else (None, None)
-        return cls(blk.rows, blk.halo, blk.nnz, blk.nbytes(), first, last)
+
+class Assembly:
+    """A block made on its worker as its rows arrive in its sweep order (`add`, one piece of
+    whole rows at a time): each piece is split for the sweeps at once (csr.split_rows_into),
+    with columns inside the block numbered by their row's place in it and columns outside it
+    marked -(j + 2) (never within one of the row) until `finish` knows the halo. So the worker
+    never holds the block's rows twice. Duplicates are summed, as sorctl.solver.io does for a
+    whole A. `entries`: at most this many entries arrive (the file's count for these rows)."""
+
+    def __init__(self, rows: np.ndarray, n: int, entries: int) -> None:
+        nb = rows.size
+        self.rows, self.n = rows, n
+        self.order = np.argsort(rows, kind="stable")
+        self.ranked = rows[self.order]
+        self.itype = np.int32 if n + 2 < 2**31 and entries < 2**31 else np.int64
+        self.fptr = np.zeros(nb + 1, dtype=self.itype)
+        self.fidx = np.empty(entries, dtype=self.itype)
+        self.fval = np.empty(entries)
+        self.lower, self.diag, self.upper = np.zeros(nb), np.zeros(nb), np.zeros(nb)
+        self.far = 0  # far entries so far
+        self.filled = 0  # rows so far
+        self.nnz = 0
+
+    def add(self, rows: np.ndarray, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray):
+        """The block's next rows (global numbers, their CSR row pointer from 0, their global
+        columns and values)."""
+        r0, count = self.filled, rows.size
+        if not np.array_equal(rows, self.rows[r0 : r0 + count]):
+            raise ValueError(f"rows {rows[:3].tolist()}... are not the block's next rows")
+        sub = sp.csr_matrix((data, indices, indptr), shape=(count, self.n))
+        sub.sum_duplicates()
+        if self.far + sub.nnz > self.fidx.size:
+            raise ValueError(f"more than the {self.fidx.size} entries announced")
+        cols = sub.indices.astype(np.int64)
+        at = np.minimum(np.searchsorted(self.ranked, cols), self.rows.size - 1)
+        inside = self.ranked[at] == cols
+        codes = np.where(inside, self.order[at], -(cols + 2)).astype(self.itype)
+        self.far = split_rows_into(
+            sub.indptr, codes, sub.data, r0, self.fptr, self.fidx, self.fval,
+            self.lower, self.diag, self.upper, self.far,
+        )  # fmt: skip
+        self.filled += count
+        self.nnz += sub.nnz
+
+    def finish(
+        self, b: np.ndarray, x_b: np.ndarray, cuts: np.ndarray | None
+    ) -> tuple[dict[str, np.ndarray], Held]:
+        """The block as the worker keeps it (sorctl.distributed.node_block) and its record;
+        `cuts`: the pipeline's chunk cuts (sorctl.distributed.pipeline.chunk_cuts), for the
+        first and last chunk of the block that read each halo slot."""
+        nb = self.rows.size
+        if self.filled != nb:
+            raise ValueError(f"{self.filled} of the block's {nb} rows arrived")
+        for name in ("fidx", "fval"):  # trimmed in place: announced entries that were duplicates
+            getattr(self, name).resize(self.far, refcheck=False)
+        fidx: np.ndarray = self.fidx
+        out = np.flatnonzero(fidx < 0)
+        cols = -(fidx[out].astype(np.int64) + 2)
+        halo = np.unique(cols)
+        slot = np.searchsorted(halo, cols)
+        fidx[out] = nb + 1 + slot
+        first = last = None
+        if cuts is not None:
+            row = np.searchsorted(self.fptr, out, side="right") - 1
+            chunk = np.searchsorted(cuts, self.rows[row], side="right") - 1
+            first = np.full(halo.size, np.iinfo(np.int64).max)
+            last = np.full(halo.size, -1, dtype=np.int64)
+            np.minimum.at(first, slot, chunk)
+            np.maximum.at(last, slot, chunk)
+        xext = np.zeros(nb + 1 + halo.size)
+        xext[:nb] = x_b
+        split = (self.fptr, fidx, self.fval, self.lower, self.diag, self.upper)
+        blk = dict(zip(SPLIT, split, strict=True))
+        blk["b"] = np.ascontiguousarray(b)
+        nbytes = sum(a.nbytes for a in blk.values())
+        blk["xext"] = xext
+        return blk, Held(self.rows, halo, self.nnz, nbytes, first, last)
 
 
 @dataclass
@@ -155,7 +126,7 @@ class Link:
     slots: np.ndarray  # halo slots of dst they fill, in the same order
 
 
-def links(blocks: Sequence[Block | Held], n: int) -> list[Link]:
+def links(blocks: Sequence[Held], n: int) -> list[Link]:
     """Every (src, dst) pair where dst's rows read some of src's unknowns."""
     owner = np.full(n, -1, dtype=np.int64)
     pos = np.zeros(n, dtype=np.int64)

@@ -214,48 +214,38 @@ class _Runner:
             self.stats.rows_reread += sum(h.size for h in held.values())
 
     def _send_rows(self, ids: list[int]) -> dict[int, Held]:
-        """One pass over the rows of blocks `ids`: each window's rows of a block go to its node
-        as one piece (a window or two in flight), then the node makes the block."""
-        p = self.plan
-        want = np.zeros(len(p.parts), dtype=bool)
-        want[ids] = True
-        lo = min(int(p.parts[k].min()) for k in ids)
-        hi = max(int(p.parts[k].max()) for k in ids) + 1
-        started: set[int] = set()
-        flying: list[list[tuple[int, Job]]] = []
-        sent = self.stats.block_bytes
-        for win in self.source.windows(lo, hi):
-            lab = p.label[win.r0 : win.r1]
-            local = np.flatnonzero(want[lab])
-            if not local.size:
-                continue
-            W = win.matrix(self.source.n)
-            by_block = local[np.argsort(lab[local], kind="stable")]
-            ks = lab[by_block]
-            edges = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
-            jobs = []
-            for a, z in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-                k, rows = int(ks[a]), by_block[a:z]
-                sub = W[rows]
-                piece = (k not in started, rows + win.r0, sub.indptr, sub.indices, sub.data)
-                started.add(k)
-                slot = p.node_of[k]
-                sent[slot] = sent.get(slot, 0) + sum(a.nbytes for a in piece[1:])
-                jobs.append((k, self.ex.submit(slot, "load_piece", self.solve_id, k, piece)))
-            flying.append(jobs)
-            if len(flying) > 2:  # a bounded window of A in flight
-                for k, job in flying.pop(0):
-                    self._wait(job, k, "load")
-        for jobs in flying:
-            for k, job in jobs:
-                self._wait(job, k, "load")
-        cuts = chunk_cuts(self.source.n) if p.pipelined else None
-        ends = {}
+        """One pass over the rows of blocks `ids`: their rows go to their nodes piece by piece
+        as they are read (a few windows in flight), and the nodes make the blocks."""
+        p, n = self.plan, self.source.n
+        per_row = np.diff(self.source.indptr)
+        begun = {}
         for k in ids:
             rows = p.parts[k]
-            payload = (rows, self.source.n, self.b[rows], self.x[rows], cuts)
-            ends[k] = self.ex.submit(p.node_of[k], "load_end", self.solve_id, k, payload)
-        return {k: self._wait(job, k, "load") for k, job in ends.items()}
+            payload = (rows, n, int(per_row[rows].sum()), self.b[rows], self.x[rows])
+            begun[k] = self.ex.submit(p.node_of[k], "load_begin", self.solve_id, k, payload)
+        for k, job in begun.items():
+            self._wait(job, k, "load")
+        flying: list[tuple[int, Job, int]] = []
+        in_flight = 0
+        sent = self.stats.block_bytes
+        for k, piece in self.source.pieces(p.parts, p.label, ids):
+            slot = p.node_of[k]
+            size = sum(a.nbytes for a in piece)
+            sent[slot] = sent.get(slot, 0) + size
+            flying.append((k, self.ex.submit(slot, "load_piece", self.solve_id, k, piece), size))
+            in_flight += size
+            while in_flight > PIECES_IN_FLIGHT_BYTES:  # a bounded window of A on its way
+                k0, job, size0 = flying.pop(0)
+                self._wait(job, k0, "load")
+                in_flight -= size0
+        for k, job, _ in flying:
+            self._wait(job, k, "load")
+        cuts = chunk_cuts(n) if p.pipelined else None
+        ends = {k: self.ex.submit(p.node_of[k], "load_end", self.solve_id, k, cuts) for k in ids}
+        held = {k: self._wait(job, k, "load") for k, job in ends.items()}
+        for k, h in held.items():
+            h.rows = p.parts[k]  # one copy of each block's rows here
+        return held
 
     def _lose(self, lost: NodeLost) -> list[int]:
         """Forget the node and re-place its blocks on the least-loaded survivors; returns the
@@ -773,6 +763,7 @@ def _figures(
 
 # per worker, per round; send_s: the sender threads' seconds in send (they overlap the sweep)
 WORKER_FIGURES = ("sweep_s", "wait_s", "residual_s", "sent_bytes", "send_s")
+PIECES_IN_FLIGHT_BYTES = 64 << 20  # rows of A sent and not yet taken in by their workers
 LOOK_AROUND_S = 0.2  # while waiting on one worker, how often to check on the others
 LANCZOS_SEED = 0  # the omega estimate's start vector: the same run for the same system
 ROUND_S = 10.0  # a round of iterations should end about this soon (progress, Ctrl-C, timeouts)

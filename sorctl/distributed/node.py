@@ -2,9 +2,9 @@
 driver's requests, for SOR/SSOR and for cg-ssor.
 
 One worker process per node CPU lives for the whole solve (a long-running dispy job: `serve`).
-A block's rows of A arrive once, in pieces as the driver reads them (`load_piece`), and are made
-into the block at `load_end` (sorctl.distributed.blocks.from_pieces, node_block.load); they stay
-in the worker's memory with the block's current values. The driver then wires the workers to
+A block's rows of A arrive once, in pieces as the driver reads them (`load_begin`, `load_piece`,
+`load_end`: sorctl.distributed.blocks.Assembly makes the block as they come); they stay in the
+worker's memory with the block's current values. The driver then wires the workers to
 each other (sorctl.distributed.mesh) and asks each for whole runs of outer iterations
 (`iterate`): a worker sweeps its blocks in the order of sorctl.distributed.schedule, waits only
 for the values its next block reads, sends each block's new values straight to the workers that
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from sorctl.distributed import node_cg, node_lanczos, node_pipeline, schedule
-from sorctl.distributed.blocks import Held, from_pieces
+from sorctl.distributed.blocks import Assembly
 from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
-from sorctl.distributed.node_block import Block, load, residual_norm, set_halo, split_of
+from sorctl.distributed.node_block import Block, residual_norm, set_halo, split_of
 from sorctl.solver.kernels import eisenstat, vectors
 from sorctl.solver.kernels.csr import Split as SplitArrays
 from sorctl.solver.kernels.csr import (
@@ -58,6 +58,9 @@ def warm() -> None:
     one = np.ones(1)
     x = np.zeros(2)
     split: SplitArrays = split_tridiagonal(indptr, indices, one, 1)
+    assembly = Assembly(np.array([0]), 1, 1)  # a block made from its pieces, as at load
+    assembly.add(np.array([0]), indptr, indices, one)
+    assembly.finish(one, one, None)
     sor_forward(*split, one, x, 1.0, 1)
     sor_backward(*split, one, x, 1.0, 1)
     sor_forward_rows(*split, one, x, 1.0, 0, 1)
@@ -121,15 +124,15 @@ class BlockStore:
 
     def __init__(self, make_mesh: Callable[[str], Mesh], driver: Any = None) -> None:
         self.blocks: dict[tuple[str, int], Block] = {}
-        self.loading: dict[tuple[str, int], list[tuple]] = {}  # pieces of blocks on their way
+        self.loading: dict[tuple[str, int], tuple] = {}  # blocks on their way: (Assembly, b, x)
         self.wiring: dict[str, Wiring] = {}
         self.mesh: Mesh | None = None
         self._make_mesh = make_mesh
         self.driver = driver
 
     def run(self, op: str, solve_id: str, block_id: int, payload: Any) -> Any:
-        """One request: load_piece | load_end | listen | wire | lanczos | lanczos_end | iterate |
-        iterate_cg | gather | memory | abort | drop."""
+        """One request: load_begin | load_piece | load_end | listen | wire | lanczos |
+        lanczos_end | iterate | iterate_cg | gather | memory | abort | drop."""
         sid = str(solve_id)
         key = (sid, int(block_id))
         if op == "drop":
@@ -143,17 +146,17 @@ class BlockStore:
             return None
         if op == "memory":  # this worker process's peak resident bytes, asked at the end
             return peak_rss_bytes()
-        if op == "load_piece":  # rows of a block, in row order; the first of them starts it
-            first, *piece = payload
-            if first:
-                self.loading[key] = []
-            self.loading[key].append(tuple(piece))
+        if op == "load_begin":  # a block's rows, its b and x; its rows of A follow in pieces
+            rows, n, entries, b, x_b = payload
+            self.loading[key] = (Assembly(rows, n, entries), b, x_b)
             return None
-        if op == "load_end":  # the block made from its pieces: the driver keeps its record
-            rows, n, b, x_b, cuts = payload
-            blk = from_pieces(rows, self.loading.pop(key), n, b)
-            self.blocks[key] = load(blk.node_arrays(), x_b, blk.halo.size)
-            return Held.of(blk, cuts)
+        if op == "load_piece":  # the block's next rows, in its sweep order
+            self.loading[key][0].add(*payload)
+            return None
+        if op == "load_end":  # the block as made: the driver keeps its record
+            assembly, b, x_b = self.loading.pop(key)
+            self.blocks[key], held = assembly.finish(b, x_b, payload)
+            return held
         if op == "listen":
             if self.mesh is None:
                 self.mesh = self._make_mesh(payload or "")

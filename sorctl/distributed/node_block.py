@@ -1,36 +1,22 @@
 """A block as a worker holds it, and the passes over it that every kind of round shares.
 
-A block arrives as CSR rows (sorctl.distributed.blocks.NODE_ARRAYS) and is kept split for the
-sweeps (csr.split_tridiagonal; the CSR is not kept), with b and xext: the block's values of x,
-one unused slot, then its halo (the values of other blocks' rows that its rows read). CG's
-vectors (zext, pext, ...) have the same layout. The SOR worker (sorctl.distributed.node) and the
-CG rounds (node_cg, node_pipeline) all read blocks through these functions.
+A block is made from the rows sent to it (sorctl.distributed.blocks.Assembly) and kept split for
+the sweeps (csr.split_tridiagonal's layout), with b and xext: the block's values of x, one unused
+slot, then its halo (the values of other blocks' rows that its rows read). CG's vectors (zext,
+pext, ...) have the same layout. The SOR worker (sorctl.distributed.node) and the CG rounds
+(node_cg, node_pipeline) all read blocks through these functions.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sorctl.distributed.blocks import NODE_ARRAYS
 from sorctl.solver.kernels.csr import Split as SplitArrays
-from sorctl.solver.kernels.csr import split_matvec, split_residual_norm2, split_tridiagonal
+from sorctl.solver.kernels.csr import split_matvec, split_residual_norm2
 
 Block = dict[str, np.ndarray]
-# A block's rows as the sweeps take them (csr.split_tridiagonal), made from its CSR at load
+# A block's rows as the sweeps take them (csr.split_tridiagonal's layout), beside "b" and "xext"
 SPLIT = ("fptr", "fidx", "fval", "lower", "diag", "upper")
-
-
-def load(arrays: dict[str, np.ndarray], x_b: np.ndarray, nhalo: int) -> Block:
-    """The block a worker keeps: its rows split for the sweeps (the CSR is not kept), b, and
-    xext (x_b, the unused slot, the halo)."""
-    csr = {name: np.ascontiguousarray(arrays[name]) for name in NODE_ARRAYS}
-    split = split_tridiagonal(csr["indptr"], csr["indices"], csr["data"], csr["diag"].size)
-    blk = dict(zip(SPLIT, split, strict=True))
-    blk["b"] = csr["b"]
-    xext = np.zeros(x_b.size + 1 + int(nhalo))
-    xext[: x_b.size] = x_b
-    blk["xext"] = xext
-    return blk
 
 
 def split_of(blk: Block) -> SplitArrays:

@@ -3,7 +3,7 @@ driver holds (MatrixRows), or an .npz of CSR arrays read as it streams (FileRows
 
 The driver plans from the row pointer and passes over the column indices (sorctl.distributed.
 partition), then sends each window's rows to the workers that own them (sorctl.distributed.
-driver), where the blocks are made (sorctl.distributed.blocks.make_block). So a solve from a
+driver), where the blocks are made (sorctl.distributed.blocks.Assembly). So a solve from a
 file holds the row pointer, b, x and one window of A, never the matrix; a lost node's rows are
 read again from the file.
 """
@@ -57,6 +57,20 @@ class RowSource(Protocol):
     def matrix(self) -> sp.csr_matrix:
         """All of A (only for a system small enough to hold: the exact omega)."""
 
+    def pieces(
+        self, parts: list[np.ndarray], label: np.ndarray, ids: list[int]
+    ) -> Iterator[tuple[int, Piece]]:
+        """The rows of blocks `ids` (parts[k]: block k's rows in sweep order; label: each row's
+        block) as (block, piece), each block's pieces in its sweep order."""
+
+
+# (global rows, their CSR row pointer from 0, their global columns, their values)
+Piece = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _piece(rows: np.ndarray, sub: sp.csr_matrix) -> Piece:
+    return rows, sub.indptr, sub.indices, sub.data
+
 
 def _cuts(indptr: np.ndarray, start: int, stop: int, per: int) -> Iterator[tuple[int, int]]:
     r0 = start
@@ -87,6 +101,18 @@ class MatrixRows:
 
     def matrix(self) -> sp.csr_matrix:
         return self.A
+
+    def pieces(
+        self, parts: list[np.ndarray], label: np.ndarray, ids: list[int]
+    ) -> Iterator[tuple[int, Piece]]:
+        # block by block, in any sweep order (RCM blocks are not in row order)
+        counts = np.diff(self.indptr)
+        for k in ids:
+            rows = parts[k]
+            ends = np.cumsum(counts[rows])
+            at = np.searchsorted(ends, np.arange(self.per, ends[-1] + 1, self.per)) + 1
+            for chunk in np.split(rows, np.unique(at[at < rows.size])):
+                yield k, _piece(chunk, self.A[chunk])
 
 
 class FileRows:
@@ -140,6 +166,31 @@ class FileRows:
 
     def matrix(self) -> sp.csr_matrix:
         return io.load_system(self.path, allow_nonsymmetric=True).A
+
+    def pieces(
+        self, parts: list[np.ndarray], label: np.ndarray, ids: list[int]
+    ) -> Iterator[tuple[int, Piece]]:
+        # window by window, one pass: each block's rows of a window are its next piece, so
+        # every block's rows must be in row order
+        for k in ids:
+            if np.any(np.diff(parts[k]) <= 0):
+                raise ValueError(f"block {k}'s rows are not in row order: a file is read in it")
+        want = np.zeros(len(parts), dtype=bool)
+        want[ids] = True
+        lo = min(int(parts[k][0]) for k in ids)
+        hi = max(int(parts[k][-1]) for k in ids) + 1
+        for win in self.windows(lo, hi):
+            lab = label[win.r0 : win.r1]
+            local = np.flatnonzero(want[lab])
+            if not local.size:
+                continue
+            W = win.matrix(self.n)
+            by_block = local[np.argsort(lab[local], kind="stable")]
+            ks = lab[by_block]
+            edges = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
+            for a, z in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+                rows = by_block[a:z]
+                yield int(ks[a]), _piece(rows + win.r0, W[rows])
 
 
 def rows_of(A) -> RowSource:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sorctl.distributed.blocks import build_blocks, links
+from sorctl.distributed.blocks import links
+from sorctl.distributed.node_block import matvec
 from sorctl.distributed.partition import (
     block_graph,
     block_labels,
@@ -16,6 +17,7 @@ from sorctl.distributed.partition import (
     slots_of,
 )
 from sorctl.distributed.schedule import phases, sweeps_before
+from tests.blockref import held_blocks, made_blocks
 
 
 def poisson2d(m: int) -> sp.csr_matrix:
@@ -86,22 +88,23 @@ def test_each_colour_spreads_over_all_cpus():
         assert sorted(mine) == ["n1", "n1", "n2", "n3"]
 
 
-def test_block_arrays_reproduce_a_times_x():
+def test_blocks_made_from_pieces_reproduce_a_times_x():
     A = random_spd(200, 0.03, 7)
     b = np.arange(200.0)
-    parts = np.array_split(np.random.default_rng(7).permutation(200), 5)
-    blocks = build_blocks(A, b, parts)
+    parts = np.array_split(np.random.default_rng(7).permutation(200), 5)  # rows in no order
     x = np.random.default_rng(8).standard_normal(200)
+    made = made_blocks(A, parts, b, x)
     Ax = A @ x
-    for blk in blocks:
-        xext = np.concatenate([x[blk.rows], [np.nan], x[blk.halo]])  # the spare slot is never read
-        local = sp.csr_matrix((blk.data, blk.indices, blk.indptr), shape=(blk.size, blk.ext_size))
-        np.testing.assert_allclose(local @ np.nan_to_num(xext, nan=0.0), Ax[blk.rows], rtol=1e-12)
-        assert not np.any(blk.indices == blk.size)
-        np.testing.assert_array_equal(blk.diag, A.diagonal()[blk.rows])
-        np.testing.assert_array_equal(blk.b, b[blk.rows])
-        assert not np.isin(blk.halo, blk.rows).any()
+    for blk, held in made:
+        nb = held.size
+        blk["xext"][nb] = np.nan  # the spare slot is never read
+        blk["xext"][nb + 1 :] = x[held.halo]
+        np.testing.assert_allclose(matvec(blk, "xext"), Ax[held.rows], rtol=1e-12)
+        np.testing.assert_array_equal(blk["diag"], A.diagonal()[held.rows])
+        np.testing.assert_array_equal(blk["b"], b[held.rows])
+        assert not np.isin(held.halo, held.rows).any() and held.nnz == A[held.rows].nnz
     # the links fill every halo slot exactly once, each with the value its sender holds
+    blocks = [held for _, held in made]
     filled = [np.zeros(blk.halo.size, dtype=int) for blk in blocks]
     for lk in links(blocks, 200):
         assert lk.src != lk.dst
@@ -144,7 +147,6 @@ def test_pipeline_pieces_and_waits():
     """Each link's entries grouped by the sender's chunk, in the order its sweep makes them;
     a reader's waits never decrease, never ask for a chunk ahead of its own (forward: the
     sender's chunk <= the reader's; backward: >=), and end with every piece."""
-    from sorctl.distributed.blocks import Held
     from sorctl.distributed.partition import pipeline_strips
     from sorctl.distributed.pipeline import chunk_cuts, plan_pipeline
 
@@ -152,7 +154,7 @@ def test_pipeline_pieces_and_waits():
     n = A.shape[0]
     strips = pipeline_strips(A, 3)
     cuts = chunk_cuts(n, 6)
-    blocks = [Held.of(blk, cuts) for blk in build_blocks(A, np.ones(n), strips)]
+    blocks = held_blocks(A, strips, cuts)
     lks = links(blocks, n)
     pipe = plan_pipeline(n, blocks, lks, nchunks=6)
     for lk in lks:

@@ -9,11 +9,13 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from sorctl.distributed.blocks import build_blocks, from_pieces
+from sorctl.distributed.blocks import Assembly
 from sorctl.distributed.driver import plan
+from sorctl.distributed.node_block import SPLIT
 from sorctl.distributed.partition import natural_blocks, pipeline_strips
 from sorctl.distributed.rows import FileRows, MatrixRows
 from sorctl.solver import io
+from tests.blockref import made_blocks, reference_block
 from tests.drivers import cluster_solve as solve
 from tests.systems import anisotropic2d, poisson2d, poisson3d, random_spd
 from tests.workers import workers
@@ -68,30 +70,30 @@ def test_file_windows_are_the_matrix_rows_in_order(tmp_path, compressed):
                               A.indices[A.indptr[start] : A.indptr[stop]])  # fmt: skip
 
 
-def test_blocks_made_from_pieces_are_the_blocks_cut_from_the_matrix():
+@pytest.mark.parametrize("per", [7, 60, 10_000])
+def test_blocks_made_from_pieces_are_the_blocks_cut_from_the_matrix(per):
+    """Duplicates summed, halo numbered, rows split for the sweeps: as a block cut from the
+    whole matrix, whatever the pieces' size and the rows' order."""
     A = with_duplicates(sp.csr_matrix(poisson2d(14)))
     n = A.shape[0]
     b = np.arange(n, dtype=float)
-    canonical = sp.csr_matrix(A.toarray())
     parts = [np.r_[50:120][::-1], np.r_[0:50], np.r_[120:n]]  # one in reverse sweep order
-    for rows, want in zip(parts, build_blocks(canonical, b, parts), strict=True):
-        ranked = np.sort(rows)
-        pieces = []
-        for lo in range(0, ranked.size, 17):  # pieces of 17 rows, in row order
-            chunk = ranked[lo : lo + 17]
-            sub = A[chunk]
-            pieces.append((chunk, sub.indptr, sub.indices, sub.data))
-        got = from_pieces(rows, pieces, n, b[rows])
-        for name in ("halo", "indptr", "indices", "data", "diag", "b"):
-            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    for rows, (blk, held) in zip(parts, made_blocks(A, parts, b, per=per), strict=True):
+        halo, split = reference_block(A, rows)
+        np.testing.assert_array_equal(held.halo, halo)
+        for name, want in zip(SPLIT, split, strict=True):
+            np.testing.assert_array_equal(blk[name], want, err_msg=name)
+        np.testing.assert_array_equal(blk["b"], b[rows])
 
 
-def test_pieces_that_are_not_the_blocks_rows_are_refused():
+def test_pieces_that_are_not_the_blocks_next_rows_are_refused():
     A = sp.csr_matrix(poisson2d(4))
     sub = A[np.r_[0:3]]
-    with pytest.raises(ValueError, match="not the block's rows"):
-        from_pieces(np.r_[0:2, 5], [(np.r_[0:3], sub.indptr, sub.indices, sub.data)], 16,
-                    np.ones(3))  # fmt: skip
+    assembly = Assembly(np.r_[0:2, 5], 16, A.nnz)
+    with pytest.raises(ValueError, match="not the block's next rows"):
+        assembly.add(np.r_[0:3], sub.indptr, sub.indices, sub.data)
+    with pytest.raises(ValueError, match="of the block's 3 rows arrived"):
+        assembly.finish(np.ones(3), np.ones(3), None)
 
 
 def test_a_grid_file_plans_as_the_matrix_does(tmp_path):

@@ -36,22 +36,32 @@ def split_tridiagonal(indptr, indices, data, n):
     fidx = np.empty(nfar, dtype=indices.dtype)
     fval = np.empty(nfar, dtype=np.float64)
     lower, diag, upper = np.zeros(n), np.zeros(n), np.zeros(n)
-    c = 0
-    for i in range(n):
+    split_rows_into(indptr[: n + 1], indices, data, 0, fptr, fidx, fval, lower, diag, upper, 0)
+    return fptr, fidx, fval, lower, diag, upper
+
+
+@numba.njit(cache=True, nogil=True)
+def split_rows_into(indptr, indices, data, r0, fptr, fidx, fval, lower, diag, upper, c):
+    """Rows r0, r0 + 1, ... of the split layout (as split_tridiagonal makes it) from CSR rows
+    whose columns are already the layout's: row i of `indptr` is row r0 + i. Their far entries
+    go on from fidx[c]; returns the next c. (A block made piece by piece: sorctl.distributed.
+    blocks.Assembly.)"""
+    for i in range(indptr.shape[0] - 1):
+        row = r0 + i
         for k in range(indptr[i], indptr[i + 1]):
-            d = np.int64(indices[k]) - i
+            d = np.int64(indices[k]) - row
             if d == -1:
-                lower[i] += data[k]
+                lower[row] += data[k]
             elif d == 0:
-                diag[i] += data[k]
+                diag[row] += data[k]
             elif d == 1:
-                upper[i] += data[k]
+                upper[row] += data[k]
             else:
                 fidx[c] = indices[k]
                 fval[c] = data[k]
                 c += 1
-        fptr[i + 1] = c
-    return fptr, fidx, fval, lower, diag, upper
+        fptr[row + 1] = c
+    return c
 
 
 # 'contract' lets LLVM fuse a*b+c into one FMA (fewer roundings, a shorter chain); no reassociation.
