@@ -1,14 +1,17 @@
 """Peak memory of a cluster solve, measured from outside: the host's `sorctl solve` process and
-the client container.
+every container of the cluster.
 
-Writes a 3-D Poisson system as an .npz of CSR arrays, brings up a 2-node cluster, runs
-`sorctl solve FILE --cluster NAME --json --max-iter N` as a child process and reads its peak
-RSS from os.wait4's rusage (ru_maxrss), and the client container's peak from its memory cgroup
-(memory.max_usage_in_bytes on cgroup v1, memory.peak on v2, polled while it runs). Prints the
-CSR size (data + indices + indptr), both peaks and their ratios to it. Target: the host process
-at most a quarter of the CSR size plus 300 MB.
+Writes a 3-D Poisson system as an .npz of CSR arrays, brings up a cluster of --nodes nodes, runs
+`sorctl solve FILE --cluster NAME --method M --rtol R --json` as a child process and reads its
+peak RSS from os.wait4's rusage (ru_maxrss), and each container's peak from its memory cgroup
+(memory.max_usage_in_bytes on cgroup v1, memory.peak on v2; polled while it runs, as the client
+container is gone afterwards). Prints the CSR size (data + indices + indptr), the peaks and their
+ratios to the targets:
+  the host process and the client container each at most CSR/4 + 300 MB,
+  each node at most CSR/2, all of them together at most 2 x CSR.
 
-Usage: .venv/bin/python bench/bench_memory.py [--size 120] [--max-iter 5] [--compressed]
+Usage: .venv/bin/python bench/bench_memory.py [--size 200] [--nodes 4] [--method cg-ssor]
+       [--rtol 1e-6] [--max-iter N] [--compressed]
        [--also /path/to/other/sorctl]   # e.g. another checkout's sorctl, measured the same way
 """
 
@@ -78,34 +81,42 @@ def cgroup_peak(container) -> int | None:
         return None
 
 
-class ClientWatch(threading.Thread):
-    """Polls the cluster's client containers' cgroup peaks until stopped; keeps the largest."""
+class Watch(threading.Thread):
+    """Polls the cgroup peaks of the cluster's containers until stopped; keeps each one's
+    largest, by (role, name)."""
 
     def __init__(self, cluster: str) -> None:
         super().__init__(daemon=True)
-        self.cluster, self.peak, self.seen = cluster, 0, 0
+        self.cluster = cluster
+        self.peaks: dict[tuple[str, str], int] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
         client = docker.from_env()
-        labels = [f"{LABEL_CLUSTER}={self.cluster}", f"{LABEL_ROLE}=client"]
         while not self.stop.is_set():
-            for c in client.containers.list(filters={"label": labels}):
-                peak = cgroup_peak(c)
-                if peak is not None:
-                    self.seen += 1
-                    self.peak = max(self.peak, peak)
+            self.poll(client)
             self.stop.wait(0.05)
+        self.poll(client)
         client.close()
 
+    def poll(self, client) -> None:
+        for c in client.containers.list(filters={"label": f"{LABEL_CLUSTER}={self.cluster}"}):
+            peak = cgroup_peak(c)
+            if peak is not None:
+                key = (c.labels.get(LABEL_ROLE, "?"), c.name)
+                self.peaks[key] = max(self.peaks.get(key, 0), peak)
 
-def measure(cmd: list[str], file: Path, cluster: str, max_iter: int, env) -> tuple[int, int, int]:
-    """(exit code, host peak RSS bytes, client container peak bytes) of one cluster solve."""
-    watch = ClientWatch(cluster)
+    def of(self, role: str) -> dict[str, int]:
+        return {name: peak for (r, name), peak in sorted(self.peaks.items()) if r == role}
+
+
+def measure(cmd: list[str], file: Path, cluster: str, solve_args: list[str], env):
+    """(exit code, host peak RSS bytes, the containers' peaks) of one cluster solve."""
+    watch = Watch(cluster)
     watch.start()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
-            [*cmd, "solve", str(file), "--cluster", cluster, "--json", "--max-iter", str(max_iter)],
+            [*cmd, "solve", str(file), "--cluster", cluster, "--json", *solve_args],
             stdout=out, stderr=err, env=env,
         )  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)
@@ -115,15 +126,36 @@ def measure(cmd: list[str], file: Path, cluster: str, max_iter: int, env) -> tup
         if proc.returncode not in (0, 3):
             err.seek(0)
             sys.exit(f"{' '.join(cmd)} solve failed ({proc.returncode}): {err.read().decode()}")
-    if not watch.seen:
+    if not watch.of("client"):
         print("  (the client container's cgroup was never read)", flush=True)
-    return proc.returncode, usage.ru_maxrss * 1024, watch.peak  # ru_maxrss is in KiB on Linux
+    return proc.returncode, usage.ru_maxrss * 1024, watch  # ru_maxrss is in KiB on Linux
+
+
+def report(label: str, csr: int, code: int, host: int, watch: Watch, seconds: float) -> None:
+    small = csr / 4 + HOST_ALLOWANCE
+    client = max(watch.of("client").values(), default=0)
+    nodes = watch.of("node")
+    total = host + sum(watch.peaks.values())
+    print(f"{label}: exit {code}, {seconds:.1f} s", flush=True)
+    rows = [("host sorctl solve", host, small, "CSR/4 + 300 MB"),
+            ("client container", client, small, "CSR/4 + 300 MB"),
+            *((f"node {name}", peak, csr / 2, "CSR/2") for name, peak in nodes.items()),
+            ("all processes together", total, 2 * csr, "2 x CSR")]  # fmt: skip
+    for what, peak, target, rule in rows:
+        print(f"  {what:28s} {peak / MB:7.0f} MB  {peak / target:5.2f} x the target ({rule})")
+    others = {n: p for (r, n), p in watch.peaks.items() if r not in ("client", "node")}
+    if others:
+        listed = ", ".join(f"{n} {p / MB:.0f} MB" for n, p in others.items())
+        print(f"  (in the total: {listed})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=120, help="grid points per side")
-    parser.add_argument("--max-iter", type=int, default=5, help="sweeps (memory, not speed)")
+    parser.add_argument("--size", type=int, default=200, help="grid points per side")
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--method", default="cg-ssor")
+    parser.add_argument("--rtol", default="1e-6")
+    parser.add_argument("--max-iter", type=int, default=None)
     parser.add_argument("--compressed", action="store_true", help="np.savez_compressed")
     parser.add_argument("--also", action="append", default=[], help="another sorctl to measure")
     args = parser.parse_args()
@@ -131,29 +163,26 @@ def main() -> None:
     env.setdefault("SORCTL_HOME", tempfile.mkdtemp(prefix="sorctl-bench-"))
     here = [sys.executable, "-m", "sorctl.cli.main"]
     name = f"stream-mem-{secrets.token_hex(3)}"
+    solve_args = ["--method", args.method, "--rtol", args.rtol]
+    if args.max_iter is not None:
+        solve_args += ["--max-iter", str(args.max_iter)]
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         file = Path(tmp) / f"poisson3d-{args.size}.npz"
         csr = write_system(file, args.size, args.compressed)
         how = "compressed" if args.compressed else "stored"
         print(
             f"3-D Poisson {args.size}^3: n = {args.size**3}, CSR {csr / MB:.0f} MB, "
-            f"file {file.stat().st_size / MB:.0f} MB ({how})",
+            f"file {file.stat().st_size / MB:.0f} MB ({how}); {args.nodes} nodes, "
+            f"{' '.join(solve_args)}",
             flush=True,
         )
-        subprocess.run([*here, "up", "--name", name, "--nodes", "2"], check=True, env=env,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        up = ["up", "--name", name, "--nodes", str(args.nodes)]
+        subprocess.run([*here, *up], check=True, env=env, stdout=subprocess.DEVNULL)
         try:
             for label, cmd in [("this sorctl", here), *((p, [p]) for p in args.also)]:
                 t0 = time.perf_counter()
-                code, host, client = measure(cmd, file, name, args.max_iter, env)
-                target = csr / 4 + HOST_ALLOWANCE
-                print(
-                    f"{label}: host peak {host / MB:.0f} MB ({host / csr:.2f} x CSR; "
-                    f"{host / target:.2f} x the target CSR/4 + 300 MB), client container peak "
-                    f"{client / MB:.0f} MB ({client / csr:.2f} x CSR); exit {code}, "
-                    f"{time.perf_counter() - t0:.1f} s",
-                    flush=True,
-                )
+                code, host, watch = measure(cmd, file, name, solve_args, env)
+                report(label, csr, code, host, watch, time.perf_counter() - t0)
         finally:
             subprocess.run([*here, "down", "--name", name], env=env, stdout=subprocess.DEVNULL)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from sorctl.distributed.blocks import Assembly, Held
+from sorctl.distributed.blocks import Assembly, Held, kept
 from sorctl.distributed.rows import MatrixRows
 from sorctl.solver.kernels.csr import split_tridiagonal
 
@@ -40,7 +40,7 @@ def made_blocks(A, parts: list[np.ndarray], b=None, x=None, cuts=None, per: int 
     made = {k: Assembly(rows, n, int(counts[rows].sum())) for k, rows in enumerate(parts)}
     for k, piece in source.pieces(parts, label, list(range(len(parts)))):
         made[k].add(*piece)
-    return [made[k].finish(b[rows], x[rows], cuts) for k, rows in enumerate(parts)]
+    return [kept(*made[k].finish(), rows, b[rows], x[rows], cuts) for k, rows in enumerate(parts)]
 
 
 def held_blocks(A, parts: list[np.ndarray], cuts=None) -> list[Held]:

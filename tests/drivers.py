@@ -14,9 +14,9 @@ def local_solve(A, b, *, x0=None, callback=None, **options):
 
 def cluster_solve(A, b, executor, *, x0=None, callback=None, checkpoint=None,
                   on_event=None, parts=None, poll_s=1.0,
-                  backend="cluster", **options):  # fmt: skip
+                  backend="cluster", keep="", **options):  # fmt: skip
     return driver.solve(
         A, b, executor, SolveOptions(**options), x0=x0, callback=callback, checkpoint=checkpoint,
         on_event=on_event, parts=parts, poll_s=poll_s,
-        backend=backend,
+        backend=backend, keep=keep,
     )  # fmt: skip

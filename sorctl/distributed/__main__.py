@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=checkpoint if job.checkpoint else None,
             on_event=lambda ev: wire.emit("event", **ev),
             backend=job.backend,
+            keep=job.system_key,
         )
         cgroup = cgroup_peak_bytes()  # the whole container's, before the result is written
         if cgroup is not None:  # beside the client's own peak, before the workers'

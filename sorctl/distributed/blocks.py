@@ -81,12 +81,9 @@ class Assembly:
         self.filled += count
         self.nnz += sub.nnz
 
-    def finish(
-        self, b: np.ndarray, x_b: np.ndarray, cuts: np.ndarray | None
-    ) -> tuple[dict[str, np.ndarray], Held]:
-        """The block as the worker keeps it (sorctl.distributed.node_block) and its record;
-        `cuts`: the pipeline's chunk cuts (sorctl.distributed.pipeline.chunk_cuts), for the
-        first and last chunk of the block that read each halo slot."""
+    def finish(self) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+        """(the block's rows split for the sweeps, by the names of node_block.SPLIT, its halo,
+        its entries): halo columns numbered nb + 1 + their rank in the halo."""
         nb = self.rows.size
         if self.filled != nb:
             raise ValueError(f"{self.filled} of the block's {nb} rows arrived")
@@ -96,24 +93,37 @@ class Assembly:
         out = np.flatnonzero(fidx < 0)
         cols = -(fidx[out].astype(np.int64) + 2)
         halo = np.unique(cols)
-        slot = np.searchsorted(halo, cols)
-        fidx[out] = nb + 1 + slot
-        first = last = None
-        if cuts is not None:
-            row = np.searchsorted(self.fptr, out, side="right") - 1
-            chunk = np.searchsorted(cuts, self.rows[row], side="right") - 1
-            first = np.full(halo.size, np.iinfo(np.int64).max)
-            last = np.full(halo.size, -1, dtype=np.int64)
-            np.minimum.at(first, slot, chunk)
-            np.maximum.at(last, slot, chunk)
-        xext = np.zeros(nb + 1 + halo.size)
-        xext[:nb] = x_b
+        fidx[out] = nb + 1 + np.searchsorted(halo, cols)
         split = (self.fptr, fidx, self.fval, self.lower, self.diag, self.upper)
-        blk = dict(zip(SPLIT, split, strict=True))
-        blk["b"] = np.ascontiguousarray(b)
-        nbytes = sum(a.nbytes for a in blk.values())
-        blk["xext"] = xext
-        return blk, Held(self.rows, halo, self.nnz, nbytes, first, last)
+        return dict(zip(SPLIT, split, strict=True)), halo, self.nnz
+
+
+def kept(
+    split: dict[str, np.ndarray], halo: np.ndarray, nnz: int, rows: np.ndarray, b: np.ndarray,
+    x_b: np.ndarray, cuts: np.ndarray | None,
+) -> tuple[dict[str, np.ndarray], Held]:  # fmt: skip
+    """The block as the worker keeps it (sorctl.distributed.node_block: its split rows, b and
+    xext) and its record; `cuts`: the pipeline's chunk cuts (sorctl.distributed.pipeline.
+    chunk_cuts), for the first and last chunk of the block that read each halo slot."""
+    nb = rows.size
+    first = last = None
+    if cuts is not None:
+        fptr, fidx = split["fptr"], split["fidx"]
+        out = np.flatnonzero(fidx > nb)  # the halo's entries
+        slot = fidx[out].astype(np.int64) - (nb + 1)
+        row = np.searchsorted(fptr, out, side="right") - 1
+        chunk = np.searchsorted(cuts, rows[row], side="right") - 1
+        first = np.full(halo.size, np.iinfo(np.int64).max)
+        last = np.full(halo.size, -1, dtype=np.int64)
+        np.minimum.at(first, slot, chunk)
+        np.maximum.at(last, slot, chunk)
+    blk = dict(split)
+    blk["b"] = np.ascontiguousarray(b, dtype=np.float64)
+    nbytes = sum(a.nbytes for a in blk.values())
+    xext = np.zeros(nb + 1 + halo.size)
+    xext[:nb] = x_b
+    blk["xext"] = xext
+    return blk, Held(rows, halo, nnz, nbytes, first, last)
 
 
 @dataclass

@@ -15,6 +15,7 @@ after a node loss, before the survivors are wired again).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import uuid
@@ -26,6 +27,7 @@ import numpy as np
 
 from sorctl.distributed.blocks import Held, Link, links
 from sorctl.distributed.executor import Executor, Job, NodeLost, machine
+from sorctl.distributed.node_block import ROUND_FIGURES
 from sorctl.distributed.partition import (
     block_graph,
     block_labels,
@@ -140,6 +142,7 @@ class _Stats:
     per_worker: dict[str, dict[str, float]] = field(default_factory=dict)  # summed answers
     block_bytes: dict[str, int] = field(default_factory=dict)  # rows of A sent to each worker
     rows_reread: int = 0  # rows read again for blocks moved off a lost node
+    kept_blocks: int = 0  # blocks the nodes held from an earlier solve: no rows sent
     iterations: int = 0
     lanczos_steps: int = 0  # the omega estimate's, on the workers
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -178,6 +181,7 @@ class _Runner:
         self.on_event = on_event
         self.t0 = t0
         self.stats = _Stats()
+        self.system_key = ""  # set: the nodes keep the blocks (sorctl.distributed.node_cache)
         self.solve_id = uuid.uuid4().hex[:16]
         self.lost: set[str] = set()
         self.listening: dict[str, tuple[str, int]] = {}
@@ -221,14 +225,16 @@ class _Runner:
         begun = {}
         for k in ids:
             rows = p.parts[k]
-            payload = (rows, n, int(per_row[rows].sum()), self.b[rows], self.x[rows])
+            keep_as = _block_key(self.system_key, rows) if self.system_key else ""
+            payload = (rows, n, int(per_row[rows].sum()), self.b[rows], self.x[rows], keep_as)
             begun[k] = self.ex.submit(p.node_of[k], "load_begin", self.solve_id, k, payload)
-        for k, job in begun.items():
-            self._wait(job, k, "load")
+        kept_before = [k for k, job in begun.items() if self._wait(job, k, "load")]
+        self.stats.kept_blocks += len(kept_before)
+        ids = [k for k in ids if k not in kept_before]  # those the nodes have: no rows sent
         flying: list[tuple[int, Job, int]] = []
         in_flight = 0
         sent = self.stats.block_bytes
-        for k, piece in self.source.pieces(p.parts, p.label, ids):
+        for k, piece in self.source.pieces(p.parts, p.label, ids) if ids else iter(()):
             slot = p.node_of[k]
             size = sum(a.nbytes for a in piece)
             sent[slot] = sent.get(slot, 0) + size
@@ -241,7 +247,7 @@ class _Runner:
         for k, job, _ in flying:
             self._wait(job, k, "load")
         cuts = chunk_cuts(n) if p.pipelined else None
-        ends = {k: self.ex.submit(p.node_of[k], "load_end", self.solve_id, k, cuts) for k in ids}
+        ends = {k: self.ex.submit(p.node_of[k], "load_end", self.solve_id, k, cuts) for k in begun}
         held = {k: self._wait(job, k, "load") for k, job in ends.items()}
         for k, h in held.items():
             h.rows = p.parts[k]  # one copy of each block's rows here
@@ -451,7 +457,7 @@ class _Runner:
         self.stats.iterations += done
         self.stats.compute += max(a["sweep_s"] + a["residual_s"] for a in answers.values())
         self.stats.sent_bytes += sum(a["sent_bytes"] for a in answers.values())
-        figures = {s: {k: a.get(k, 0.0) for k in WORKER_FIGURES} for s, a in answers.items()}
+        figures = {s: {k: a.get(k, 0.0) for k in ROUND_FIGURES} for s, a in answers.items()}
         for slot, f in figures.items():
             mine = self.stats.per_worker.setdefault(slot, dict.fromkeys(f, 0.0))
             for key, value in f.items():
@@ -521,6 +527,7 @@ def solve(
     on_event: EventSink | None = None,
     poll_s: float = 1.0,
     backend: str = "cluster",
+    keep: str = "",
 ) -> SolveResult:
     """Distributed block-coloured SOR, or CG preconditioned by that sweep (cg-ssor). Same
     options, stopping rules, Ctrl-C behaviour and result as sorctl.solver.local.solve (both
@@ -528,7 +535,9 @@ def solve(
     colours, bytes_per_iteration, compute_s, comm_s, events). On Ctrl-C the result is
     'interrupted' with the last gathered x; the caller closes the executor.
     Omega, when not given, is estimated on the workers' own rows once they are wired
-    (sorctl.distributed.node_lanczos): no whole-matrix Lanczos here.
+    (sorctl.distributed.node_lanczos): no whole-matrix Lanczos here. `keep` (the system file's
+    identity, e.g. its size and modification time): the nodes keep their blocks on disk, and a
+    later solve of the same file and cut sends none of their rows.
     """
     t0 = time.monotonic()
     options = options.for_cluster()
@@ -546,6 +555,8 @@ def solve(
 
     sums = cg or chosen is None
     run = _Runner(executor, p, source, b, x, options.job_timeout_s, poll_s, on_event, t0, sums)
+    if keep:
+        run.system_key = _system_key(keep, source.indptr)
     _place(run, node_cpus, timings)
     if chosen is None:
         chosen = _estimate_on_workers(run, source.n, options.method, timings)
@@ -742,6 +753,7 @@ def _figures(
         "bytes_per_iteration": round(st.sent_bytes / max(st.iterations, 1)),
         "block_data_bytes": sum(blk.nbytes for blk in p.blocks),
         "rows_reread": st.rows_reread,
+        "kept_blocks": st.kept_blocks,
         "compute_s": st.compute,
         "comm_s": max(iterate_wall - st.compute, 0.0),
         "wire_s": st.wall.get("wire", 0.0),
@@ -761,12 +773,19 @@ def _figures(
     }
 
 
-# per worker, per round; send_s: the sender threads' seconds in send (they overlap the sweep)
-WORKER_FIGURES = ("sweep_s", "wait_s", "residual_s", "sent_bytes", "send_s")
 PIECES_IN_FLIGHT_BYTES = 64 << 20  # rows of A sent and not yet taken in by their workers
 LOOK_AROUND_S = 0.2  # while waiting on one worker, how often to check on the others
 LANCZOS_SEED = 0  # the omega estimate's start vector: the same run for the same system
 ROUND_S = 10.0  # a round of iterations should end about this soon (progress, Ctrl-C, timeouts)
+
+
+def _system_key(keep: str, indptr: np.ndarray) -> str:
+    """The system part of the nodes' block keys: the file's identity and its row pointer."""
+    return hashlib.blake2b(keep.encode() + indptr.tobytes(), digest_size=10).hexdigest()
+
+
+def _block_key(system_key: str, rows: np.ndarray) -> str:
+    return f"{system_key}-{hashlib.blake2b(rows.tobytes(), digest_size=10).hexdigest()}"
 
 
 def _round_cap(st: _Stats) -> int:

@@ -25,6 +25,7 @@ class SolveJob:
     tls: bool = False  # use the cluster's certificate and key (CERT_PATH, KEY_PATH)
     checkpoint: bool = False  # emit checkpoints every options.checkpoint_every_s
     host: str | None = None  # own address; None: the one that faces the scheduler
+    system_key: str = ""  # the user's file (path, size, mtime): the nodes keep its blocks
     solve_dir: str = SOLVE_DIR  # system.npz in, result.npz and checkpoints out
     secret_file: str = SECRET_PATH
     cert_file: str = CERT_PATH

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from sorctl.distributed import node_cg, node_lanczos, node_pipeline, schedule
-from sorctl.distributed.blocks import Assembly
+from sorctl.distributed.blocks import Assembly, kept
 from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
-from sorctl.distributed.node_block import Block, residual_norm, set_halo, split_of
+from sorctl.distributed.node_block import Block, residual_norm, round_figures, set_halo, split_of
+from sorctl.distributed.node_cache import BlockCache
 from sorctl.solver.kernels import eisenstat, vectors
 from sorctl.solver.kernels.csr import Split as SplitArrays
 from sorctl.solver.kernels.csr import (
@@ -60,7 +61,7 @@ def warm() -> None:
     split: SplitArrays = split_tridiagonal(indptr, indices, one, 1)
     assembly = Assembly(np.array([0]), 1, 1)  # a block made from its pieces, as at load
     assembly.add(np.array([0]), indptr, indices, one)
-    assembly.finish(one, one, None)
+    assembly.finish()
     sor_forward(*split, one, x, 1.0, 1)
     sor_backward(*split, one, x, 1.0, 1)
     sor_forward_rows(*split, one, x, 1.0, 0, 1)
@@ -124,7 +125,8 @@ class BlockStore:
 
     def __init__(self, make_mesh: Callable[[str], Mesh], driver: Any = None) -> None:
         self.blocks: dict[tuple[str, int], Block] = {}
-        self.loading: dict[tuple[str, int], tuple] = {}  # blocks on their way: (Assembly, b, x)
+        self.loading: dict[tuple[str, int], tuple] = {}  # blocks on their way, being made
+        self.cache = BlockCache()  # blocks kept on this node's disk for the next solve
         self.wiring: dict[str, Wiring] = {}
         self.mesh: Mesh | None = None
         self._make_mesh = make_mesh
@@ -146,16 +148,24 @@ class BlockStore:
             return None
         if op == "memory":  # this worker process's peak resident bytes, asked at the end
             return peak_rss_bytes()
-        if op == "load_begin":  # a block's rows, its b and x; its rows of A follow in pieces
-            rows, n, entries, b, x_b = payload
-            self.loading[key] = (Assembly(rows, n, entries), b, x_b)
-            return None
+        if op == "load_begin":  # a block's rows, b and x; True: kept from an earlier solve
+            rows, n, entries, b, x_b, keep_as = payload
+            kept_before = self.cache.load(keep_as) if keep_as else None
+            making = kept_before or Assembly(rows, n, entries)
+            self.loading[key] = (making, rows, b, x_b, keep_as)
+            return kept_before is not None
         if op == "load_piece":  # the block's next rows, in its sweep order
             self.loading[key][0].add(*payload)
             return None
         if op == "load_end":  # the block as made: the driver keeps its record
-            assembly, b, x_b = self.loading.pop(key)
-            self.blocks[key], held = assembly.finish(b, x_b, payload)
+            making, rows, b, x_b, keep_as = self.loading.pop(key)
+            if isinstance(making, Assembly):
+                split, halo, nnz = making.finish()
+                if keep_as:
+                    self.cache.save(keep_as, split, halo, nnz)
+            else:
+                split, halo, nnz = making
+            self.blocks[key], held = kept(split, halo, nnz, rows, b, x_b, payload)
             return held
         if op == "listen":
             if self.mesh is None:
@@ -218,7 +228,7 @@ class BlockStore:
         rows (with every neighbour's latest values). Returns that and where the time went."""
         w = self.wiring[sid]
         mine = sorted(k for (s, k) in self.blocks if s == sid)
-        stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0, "send_s": 0.0}
+        stats = round_figures()
         plan = schedule.phases(w.ncolours, ssor)
         self.sweep_iterations(sid, w, mine, plan, iterations, omega, sweeps, stats)
         r2 = 0.0
@@ -504,4 +514,5 @@ def serve(
         if store.mesh is not None:
             store.mesh.close()
         conn.close()
+        store.cache.wait()  # the blocks kept for the next solve, written whole
     return served

@@ -15,6 +15,16 @@ from sorctl.solver.kernels.csr import Split as SplitArrays
 from sorctl.solver.kernels.csr import split_matvec, split_residual_norm2
 
 Block = dict[str, np.ndarray]
+# What each worker answers about a round beside its results (the driver sums them per worker);
+# send_s: the sender threads' seconds in send (they overlap the sweep)
+ROUND_FIGURES = ("sweep_s", "wait_s", "residual_s", "sent_bytes", "send_s")
+
+
+def round_figures() -> dict[str, float]:
+    """A round's figures, all zero."""
+    return dict.fromkeys(ROUND_FIGURES, 0.0)
+
+
 # A block's rows as the sweeps take them (csr.split_tridiagonal's layout), beside "b" and "xext"
 SPLIT = ("fptr", "fidx", "fval", "lower", "diag", "upper")
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sorctl.distributed import schedule
-from sorctl.distributed.node_block import matvec, residual_norm
+from sorctl.distributed.node_block import matvec, residual_norm, round_figures
 from sorctl.solver.kernels import vectors
 
 
@@ -36,7 +36,7 @@ def iterate_cg(
     w = store.wiring[sid]
     mine = sorted(k for (s, k) in store.blocks if s == sid)
     blocks = [store.blocks[(sid, k)] for k in mine]
-    stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0, "send_s": 0.0}
+    stats = round_figures()
     done, breakdown = 0, False
     st = w.cg
     if iterations > 0:

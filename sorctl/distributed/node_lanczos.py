@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sorctl.distributed.node_block import split_of
+from sorctl.distributed.node_block import round_figures, split_of
 from sorctl.solver.kernels import vectors
 from sorctl.solver.kernels.csr import split_matvec
 from sorctl.solver.omega import START_NOISE, breaks_down
@@ -33,7 +33,7 @@ def lanczos(store: Any, sid: str, steps: int, seed: int | None) -> dict[str, Any
     w = store.wiring[sid]
     mine = sorted(k for (s, k) in store.blocks if s == sid)
     blocks = [store.blocks[(sid, k)] for k in mine]
-    stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0, "send_s": 0.0}
+    stats = round_figures()
     st = w.lanczos
     if seed is not None or not st:
         _start(store, sid, w, mine, blocks, 0 if seed is None else seed, stats)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sorctl.distributed.node_block import matvec, split_of
+from sorctl.distributed.node_block import matvec, round_figures, split_of
 from sorctl.distributed.node_cg import round_answer
 from sorctl.solver.kernels import eisenstat
 
@@ -33,7 +33,7 @@ def iterate(
     """As sorctl.distributed.node_cg.iterate_cg, for a pipelined wiring."""
     w = store.wiring[sid]
     mine = sorted(k for (s, k) in store.blocks if s == sid)
-    stats = {"sweep_s": 0.0, "wait_s": 0.0, "residual_s": 0.0, "sent_bytes": 0.0, "send_s": 0.0}
+    stats = round_figures()
     done, breakdown = 0, False
     st = w.cg
     if iterations > 0:

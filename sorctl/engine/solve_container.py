@@ -65,6 +65,7 @@ def run(
         backend=f"cluster:{info.name}",
         tls=info.tls,  # dispy's TLS model: the shared certificate is also the CA
         checkpoint=checkpoint is not None,
+        system_key=_file_identity(system),
     )
     container = None
     with tempfile.TemporaryDirectory(prefix="sorctl-solve-") as tmp:
@@ -131,6 +132,19 @@ def _system_file(system, tmp: Path) -> Path:
         return Path(system.file)
     sio.save_system(tmp / "system.npz", system.A, system.b, system.x0)
     return tmp / "system.npz"
+
+
+def _file_identity(system) -> str:
+    """The user's file as the nodes' kept blocks name it (its path, size and modification
+    time; b and x0 are not part of it), or "" for a system that is not a file."""
+    name = system.source if isinstance(system, SystemFile) else system.file
+    if not name:
+        return ""
+    try:
+        st = Path(name).stat()
+    except OSError:
+        return ""
+    return f"{Path(name).resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def _with_a_bytes(result: SolveResult, system_bytes: int) -> SolveResult:

@@ -12,6 +12,7 @@ import scipy.sparse.linalg as spla
 from sorctl.distributed.blocks import Assembly
 from sorctl.distributed.driver import plan
 from sorctl.distributed.node_block import SPLIT
+from sorctl.distributed.node_cache import CACHE_ENV
 from sorctl.distributed.partition import natural_blocks, pipeline_strips
 from sorctl.distributed.rows import FileRows, MatrixRows
 from sorctl.solver import io
@@ -93,7 +94,7 @@ def test_pieces_that_are_not_the_blocks_next_rows_are_refused():
     with pytest.raises(ValueError, match="not the block's next rows"):
         assembly.add(np.r_[0:3], sub.indptr, sub.indices, sub.data)
     with pytest.raises(ValueError, match="of the block's 3 rows arrived"):
-        assembly.finish(np.ones(3), np.ones(3), None)
+        assembly.finish()
 
 
 def test_a_grid_file_plans_as_the_matrix_does(tmp_path):
@@ -179,3 +180,50 @@ def test_only_csr_files_with_plain_layouts_stream(tmp_path):
     assert not FileRows.streams(tmp_path / "dense.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     assert not FileRows.streams(tmp_path / "junk.npz")
+
+
+@pytest.mark.parametrize("method", ["sor", "cg-ssor"])
+def test_a_second_solve_of_the_same_file_sends_no_rows(tmp_path, monkeypatch, method):
+    """The workers keep their blocks on disk: the next solve of the file (another b, another
+    rtol) on new worker processes sends none of A, and solves the new system."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "kept"))
+    A = sp.csr_matrix(poisson2d(40))
+    n = A.shape[0]
+    path = tmp_path / "s.npz"
+    write(path, A, np.ones(n), True)
+    source = FileRows(path, per=500)
+    kw = {"method": method, "keep": f"{path}:1"}
+    with workers({"a": 1, "b": 1}, processes=True) as ex:
+        first = solve(source, source.b, ex, rtol=1e-6, **kw)
+    assert first.extra["a_bytes"]["total"] > A.data.nbytes and first.extra["kept_blocks"] == 0
+    b2 = np.random.default_rng(5).standard_normal(n)
+    with workers({"a": 1, "b": 1}, processes=True) as ex:
+        second = solve(source, b2, ex, rtol=1e-9, **kw)
+    assert second.extra["a_bytes"]["total"] == 0
+    assert second.extra["kept_blocks"] == second.extra["blocks"]
+    want = spla.spsolve(sp.csc_matrix(A), b2)
+    assert second.converged
+    np.testing.assert_allclose(second.x, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+    # another file: its rows are sent, and the first file's blocks are dropped
+    with workers({"a": 1, "b": 1}, processes=True) as ex:
+        other = solve(source, b2, ex, rtol=1e-6, method=method, keep=f"{path}:2")
+    assert other.extra["kept_blocks"] == 0 and other.extra["a_bytes"]["total"] > 0
+    kept_now = {p.name.split("-")[0] for p in (tmp_path / "kept").iterdir()}
+    assert len(kept_now) == 1
+
+
+def test_a_block_kept_in_part_is_sent_again(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "kept"))
+    A = sp.csr_matrix(poisson2d(30))
+    path = tmp_path / "s.npz"
+    write(path, A, np.ones(A.shape[0]), False)
+    source = FileRows(path)
+    with workers({"a": 1, "b": 1}, processes=True) as ex:
+        solve(source, source.b, ex, rtol=1e-6, keep="k")
+    blocks = sorted((tmp_path / "kept").iterdir())
+    assert len(blocks) == 4
+    (blocks[0] / "done").unlink()  # as if the node stopped while writing it
+    (blocks[1] / "fval.npy").write_bytes(b"garbage")
+    with workers({"a": 1, "b": 1}, processes=True) as ex:
+        again = solve(source, source.b, ex, rtol=1e-6, keep="k")
+    assert again.converged and again.extra["kept_blocks"] == 2
