@@ -30,20 +30,6 @@ def _own_address(scheduler: str, port: int) -> str:
         return s.getsockname()[0]
 
 
-def _rows(path: Path):
-    """(row source, b, x0) of the system file: its rows read as they go to their owners, or
-    (a layout only a whole read takes: CSC, a Fortran-ordered array) the matrix read whole."""
-    from sorctl.distributed.rows import FileRows, MatrixRows
-    from sorctl.solver import io
-
-    if FileRows.streams(path):
-        rows = FileRows(path)
-        return rows, rows.b, rows.x0
-    wire.log(f"{path.name}: this layout is read whole, not streamed to the nodes")
-    system = io.load_system(path, allow_nonsymmetric=True)
-    return MatrixRows(system.A), system.b, system.x0
-
-
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -51,6 +37,7 @@ def _interrupt(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     from sorctl.distributed.driver import solve
     from sorctl.distributed.job import SolveJob
+    from sorctl.distributed.rows import system_rows
     from sorctl.errors import ClusterError, InputError
     from sorctl.solver import io
     from sorctl.solver.peak_memory import cgroup_peak_bytes
@@ -65,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise InputError(f"{job_file}: cannot read the solve job: {exc.strerror}") from None
         opts = job.options.for_cluster()
-        source, b, x0 = _rows(job.system_path)
+        source, b, x0, streamed = system_rows(job.system_path)
+        if not streamed:
+            wire.log(f"{job.system_path.name}: this layout is read whole, not streamed to nodes")
         secret_path = Path(job.secret_file)
         secret = secret_path.read_text().strip() if secret_path.is_file() else ""
         host = job.host or _own_address(job.scheduler, job.port)

@@ -200,3 +200,15 @@ def rows_of(A) -> RowSource:
     if not sp.issparse(A) or A.format != "csr":
         A = sp.csr_matrix(A)
     return MatrixRows(A)
+
+
+def system_rows(path) -> tuple[RowSource, np.ndarray, np.ndarray | None, bool]:
+    """(row source, b, x0, streamed) of a system file the host has checked: its rows read in
+    windows as they go to their owners, or (a layout only a whole read takes: a dense A, CSC, a
+    Fortran-ordered array; streamed False) the matrix read whole."""
+    path = Path(path)
+    if FileRows.streams(path):
+        rows = FileRows(path)
+        return rows, rows.b, rows.x0, True
+    system = io.load_system(path, allow_nonsymmetric=True)
+    return rows_of(system.A), system.b, system.x0, False
