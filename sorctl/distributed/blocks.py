@@ -138,8 +138,9 @@ class Link:
 
 def links(blocks: Sequence[Held], n: int) -> list[Link]:
     """Every (src, dst) pair where dst's rows read some of src's unknowns."""
-    owner = np.full(n, -1, dtype=np.int64)
-    pos = np.zeros(n, dtype=np.int64)
+    small = np.int32 if n < 2**31 else np.int64  # two n-long maps: no wider than they need
+    owner = np.full(n, -1, dtype=np.int32)
+    pos = np.zeros(n, dtype=small)
     for j, blk in enumerate(blocks):
         owner[blk.rows] = j
         pos[blk.rows] = np.arange(blk.size)

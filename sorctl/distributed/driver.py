@@ -39,7 +39,7 @@ from sorctl.distributed.partition import (
     slots_of,
 )
 from sorctl.distributed.pipeline import Pipeline, chunk_cuts, plan_pipeline
-from sorctl.distributed.rows import MatrixRows, RowSource, rows_of
+from sorctl.distributed.rows import MatrixRows, RowSource, entries_of, rows_of
 from sorctl.errors import ClusterError
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solver.monitor import MAX_GAP, Monitor
@@ -107,12 +107,11 @@ def plan(
     machine's; else blocks."""
     source = rows_of(A)
     n = source.n
-    per_row = np.diff(source.indptr)
     slots = slots_of(node_cpus)
     if pipelined and parts is None and nblocks is None:
         strips = pipeline_strips(source, len(slots))
         if strips is not None:
-            work = [int(per_row[rows].sum()) + rows.size for rows in strips]
+            work = [entries_of(source.indptr, rows) + rows.size for rows in strips]
             label = block_labels(n, strips)
             zero = np.zeros(len(strips), dtype=np.int64)
             return Plan(strips, work, zero, slots[: len(strips)], True, label)
@@ -122,10 +121,11 @@ def plan(
             parts = contiguous_blocks(source.A, count)
         else:
             parts = natural_blocks(source.indptr, count)
-    parts = [np.asarray(rows, dtype=np.int64) for rows in parts if len(rows)]  # no empty block
+    itype = np.int32 if n < 2**31 else np.int64  # no empty block below
+    parts = [np.asarray(rows).astype(itype, copy=False) for rows in parts if len(rows)]
     label = block_labels(n, parts)
     colour = colour_blocks(block_graph(source, label, len(parts)))
-    work = [int(per_row[rows].sum()) + rows.size for rows in parts]
+    work = [entries_of(source.indptr, rows) + rows.size for rows in parts]
     node_of = place_blocks(work, colour.tolist(), slots)
     return Plan(parts, work, colour, node_of, False, label)
 
@@ -221,12 +221,12 @@ class _Runner:
         """One pass over the rows of blocks `ids`: their rows go to their nodes piece by piece
         as they are read (a few windows in flight), and the nodes make the blocks."""
         p, n = self.plan, self.source.n
-        per_row = np.diff(self.source.indptr)
         begun = {}
         for k in ids:
             rows = p.parts[k]
             keep_as = _block_key(self.system_key, rows) if self.system_key else ""
-            payload = (rows, n, int(per_row[rows].sum()), self.b[rows], self.x[rows], keep_as)
+            entries = entries_of(self.source.indptr, rows)
+            payload = (rows, n, entries, self.b[rows], self.x[rows], keep_as)
             begun[k] = self.ex.submit(p.node_of[k], "load_begin", self.solve_id, k, payload)
         kept_before = [k for k, job in begun.items() if self._wait(job, k, "load")]
         self.stats.kept_blocks += len(kept_before)
@@ -773,7 +773,7 @@ def _figures(
     }
 
 
-PIECES_IN_FLIGHT_BYTES = 64 << 20  # rows of A sent and not yet taken in by their workers
+PIECES_IN_FLIGHT_BYTES = 32 << 20  # rows of A sent and not yet taken in by their workers
 LOOK_AROUND_S = 0.2  # while waiting on one worker, how often to check on the others
 LANCZOS_SEED = 0  # the omega estimate's start vector: the same run for the same system
 ROUND_S = 10.0  # a round of iterations should end about this soon (progress, Ctrl-C, timeouts)

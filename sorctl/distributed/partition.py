@@ -32,7 +32,8 @@ def natural_blocks(indptr: np.ndarray, nblocks: int) -> list[np.ndarray]:
     """`nblocks` ranges of A's own row order of about equal work (a file streamed to its owners:
     no reordering, which would need the whole pattern)."""
     n = indptr.size - 1
-    return _cut(np.arange(n, dtype=np.int64), np.diff(indptr), nblocks)
+    order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+    return _cut(order, np.diff(indptr), nblocks)
 
 
 def _cut(order: np.ndarray, per_row: np.ndarray, nblocks: int) -> list[np.ndarray]:
@@ -49,7 +50,7 @@ def _cut(order: np.ndarray, per_row: np.ndarray, nblocks: int) -> list[np.ndarra
 
 def block_labels(n: int, blocks: Sequence[np.ndarray]) -> np.ndarray:
     """label[i] = index of the block holding row i; every row must be in exactly one block."""
-    label = np.full(n, -1, dtype=np.int64)
+    label: np.ndarray = np.full(n, -1, dtype=np.int16 if len(blocks) < 2**15 else np.int32)
     for k, rows in enumerate(blocks):
         if np.any(label[rows] >= 0):
             raise ValueError(f"block {k} repeats a row held by another block")
@@ -150,9 +151,17 @@ def pipeline_strips(A, nstrips: int, max_strides: int = 16) -> list[np.ndarray] 
         _one_way(win.indptr, win.indices, win.r0, strides, nstrips, alive)
     for m, ok in zip(strides.tolist(), alive.tolist(), strict=True):
         if ok:
-            strip = (np.arange(n, dtype=np.int64) % m) * nstrips // m
-            return [np.flatnonzero(strip == k) for k in range(nstrips)]
+            return [_strip(n, m, nstrips, k) for k in range(nstrips)]
     return None
+
+
+def _strip(n: int, m: int, nstrips: int, k: int) -> np.ndarray:
+    """The rows i < n with (i mod m) nstrips // m == k, in order (no n-long temporaries)."""
+    offsets = np.arange(m, dtype=np.int64)
+    offsets = offsets[offsets * nstrips // m == k]  # a contiguous range of 0..m-1
+    itype = np.int32 if n < 2**31 else np.int64
+    rows = (np.arange(0, n, m, dtype=np.int64)[:, None] + offsets[None, :]).ravel()
+    return rows[rows < n].astype(itype)
 
 
 @numba.njit(cache=True)

@@ -22,8 +22,12 @@ from sorctl.errors import InputError
 from sorctl.solver import io
 from sorctl.solver.npz_stream import NpzStream
 
-# entries (column index and value) per window: 24 MB of int32 + float64 values
-WINDOW_ENTRIES = 2 << 20
+# entries (column index and value) per window: 6 MB of int32 + float64 values; a worker's
+# transient arrays while it takes in a piece are a few times its size
+WINDOW_ENTRIES = 1 << 19
+# after this many bytes read, the file's pages are dropped from the page cache: a container's
+# memory cgroup counts the pages it reads, and the file is read in passes, never whole
+DROP_CACHE_BYTES = 64 << 20
 
 
 @dataclass
@@ -47,7 +51,7 @@ class Window:
 
 class RowSource(Protocol):
     n: int
-    indptr: np.ndarray  # int64, n + 1 (entries as the source holds them, duplicates counted)
+    indptr: np.ndarray  # n + 1 (entries as the source holds them, duplicates counted)
 
     def windows(
         self, start: int = 0, stop: int | None = None, values: bool = True
@@ -72,10 +76,15 @@ def _piece(rows: np.ndarray, sub: sp.csr_matrix) -> Piece:
     return rows, sub.indptr, sub.indices, sub.data
 
 
+def entries_of(indptr: np.ndarray, rows: np.ndarray) -> int:
+    """Entries in `rows` (as the source holds them), without an n-long temporary."""
+    return int(indptr[rows + 1].sum(dtype=np.int64) - indptr[rows].sum(dtype=np.int64))
+
+
 def _cuts(indptr: np.ndarray, start: int, stop: int, per: int) -> Iterator[tuple[int, int]]:
     r0 = start
     while r0 < stop:
-        r1 = int(np.searchsorted(indptr, indptr[r0] + per, side="right")) - 1
+        r1 = int(np.searchsorted(indptr, int(indptr[r0]) + per, side="right")) - 1
         r1 = min(max(r1, r0 + 1), stop)
         yield r0, r1
         r0 = r1
@@ -87,7 +96,7 @@ class MatrixRows:
     def __init__(self, A: sp.csr_matrix, per: int = WINDOW_ENTRIES) -> None:
         self.A = A
         self.n = A.shape[0]
-        self.indptr = A.indptr.astype(np.int64, copy=False)
+        self.indptr = A.indptr
         self.per = per
 
     def windows(
@@ -95,7 +104,7 @@ class MatrixRows:
     ) -> Iterator[Window]:
         ip, A = self.indptr, self.A
         for r0, r1 in _cuts(ip, start, self.n if stop is None else stop, self.per):
-            lo, hi = ip[r0], ip[r1]
+            lo, hi = int(ip[r0]), int(ip[r1])
             data = A.data[lo:hi] if values else None
             yield Window(r0, ip[r0 : r1 + 1] - lo, A.indices[lo:hi], data)
 
@@ -124,7 +133,7 @@ class FileRows:
         self.per = per
         with NpzStream(self.path) as z:
             self.n = int(z.whole("shape", 16)[0])
-            self.indptr = z.whole("indptr", self.n + 1).astype(np.int64, copy=False)
+            self.indptr = z.whole("indptr", self.n + 1)  # its own type: int32 takes half
             self.b = z.whole("b", self.n).astype(np.float64)
             self.x0 = z.whole("x0", self.n).astype(np.float64) if "x0" in z.keys else None
 
@@ -150,11 +159,14 @@ class FileRows:
         ip = self.indptr
         stop = self.n if stop is None else stop
         with NpzStream(self.path) as z, z.values("indices") as idx_s:
+            read = 0
             if not values:
                 idx_s.skip(int(ip[start]))
                 for r0, r1 in _cuts(ip, start, stop, self.per):
                     count = int(ip[r1] - ip[r0])
-                    yield Window(r0, ip[r0 : r1 + 1] - ip[r0], idx_s.read(count), None)
+                    idx = idx_s.read(count)
+                    read = _dropped(z, read + idx.nbytes)
+                    yield Window(r0, ip[r0 : r1 + 1] - ip[r0], idx, None)
                 return
             with z.values("data") as val_s:
                 idx_s.skip(int(ip[start]))
@@ -162,6 +174,7 @@ class FileRows:
                 for r0, r1 in _cuts(ip, start, stop, self.per):
                     count = int(ip[r1] - ip[r0])
                     idx, vals = idx_s.read(count), val_s.read(count)
+                    read = _dropped(z, read + idx.nbytes + vals.nbytes)
                     yield Window(r0, ip[r0 : r1 + 1] - ip[r0], idx, vals.astype(np.float64))
 
     def matrix(self) -> sp.csr_matrix:
@@ -191,6 +204,15 @@ class FileRows:
             for a, z in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
                 rows = by_block[a:z]
                 yield int(ks[a]), _piece(rows + win.r0, W[rows])
+
+
+def _dropped(z: NpzStream, read: int) -> int:
+    """Drop the file's pages from the page cache once DROP_CACHE_BYTES were read; the bytes
+    read since."""
+    if read < DROP_CACHE_BYTES:
+        return read
+    z.drop_cache()
+    return 0
 
 
 def rows_of(A) -> RowSource:

@@ -7,6 +7,7 @@ np.load(allow_pickle=False) leads to in sorctl.solver.io.
 from __future__ import annotations
 
 import contextlib
+import os
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -94,6 +95,13 @@ class NpzStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def drop_cache(self) -> None:
+        """Ask the kernel to drop the archive's pages from the page cache (best effort)."""
+        fp = self.zip.fp
+        if fp is not None and hasattr(os, "posix_fadvise"):
+            with contextlib.suppress(OSError, ValueError):
+                os.posix_fadvise(fp.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
     @property
     def keys(self) -> set[str]:
