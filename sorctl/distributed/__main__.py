@@ -30,6 +30,19 @@ def _own_address(scheduler: str, port: int) -> str:
         return s.getsockname()[0]
 
 
+def _cut_beside(source, cpus: int, opts):
+    """The cut for `cpus` CPUs, made in a thread (its passes over the file overlap dispy's
+    start); its result() raises what the cut raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sorctl.distributed.driver import cut
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="cut")
+    future = pool.submit(cut, source, cpus, opts.blocks, None, opts.method == "cg-ssor")
+    pool.shutdown(wait=False)
+    return future
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -58,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         secret_path = Path(job.secret_file)
         secret = secret_path.read_text().strip() if secret_path.is_file() else ""
         host = job.host or _own_address(job.scheduler, job.port)
+        # the rows are cut for the CPUs the host expects while dispy starts (used if they come)
+        cutting = _cut_beside(source, job.cpus, opts) if job.cpus else None
         wire.log(f"connecting to the scheduler at {job.scheduler}:{job.port} from {host}")
         from sorctl.distributed.dispy_executor import DispyExecutor
 
@@ -98,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             on_event=lambda ev: wire.emit("event", **ev),
             backend=job.backend,
             keep=job.system_key,
+            precut=cutting.result() if cutting is not None else None,
         )
         cgroup = cgroup_peak_bytes()  # the whole container's, before the result is written
         if cgroup is not None:  # beside the client's own peak, before the workers'

@@ -92,31 +92,41 @@ class Plan:
         self.pipeline = plan_pipeline(n, blocks, self.links) if self.pipelined else None
 
 
-def plan(
+@dataclass
+class Cut:
+    """How the rows are cut and coloured, for a number of CPUs (not yet which ones)."""
+
+    cpus: int
+    parts: list[np.ndarray]
+    work: list[int]
+    colour: np.ndarray
+    pipelined: bool
+    label: np.ndarray
+
+
+def cut(
     A,
-    node_cpus: dict[str, int],
+    cpus: int,
     nblocks: int | None = None,
     parts: list[np.ndarray] | None = None,
     pipelined: bool = False,
-) -> Plan:
-    """Cut A (a matrix, or a row source: sorctl.distributed.rows) into blocks, colour them and
-    place them on the nodes. Default: two blocks per CPU, so each of two colours keeps every CPU
-    busy; cut from RCM order when A is held whole, else in A's own order. `parts` overrides the
-    cut (tests use a row colouring). pipelined (cg-ssor): one strip per CPU in A's own order when
-    A has such a split (sorctl.distributed.partition.pipeline_strips), so the sweep is one
+) -> Cut:
+    """Cut A (a matrix, or a row source: sorctl.distributed.rows) into blocks for `cpus` CPUs
+    and colour them. Default: two blocks per CPU, so each of two colours keeps every CPU busy;
+    cut from RCM order when A is held whole, else in A's own order. `parts` overrides the cut
+    (tests use a row colouring). pipelined (cg-ssor): one strip per CPU in A's own order when A
+    has such a split (sorctl.distributed.partition.pipeline_strips), so the sweep is one
     machine's; else blocks."""
     source = rows_of(A)
     n = source.n
-    slots = slots_of(node_cpus)
     if pipelined and parts is None and nblocks is None:
-        strips = pipeline_strips(source, len(slots))
+        strips = pipeline_strips(source, cpus)
         if strips is not None:
             work = [entries_of(source.indptr, rows) + rows.size for rows in strips]
-            label = block_labels(n, strips)
             zero = np.zeros(len(strips), dtype=np.int64)
-            return Plan(strips, work, zero, slots[: len(strips)], True, label)
+            return Cut(cpus, strips, work, zero, True, block_labels(n, strips))
     if parts is None:
-        count = nblocks or 2 * max(len(slots), 1)
+        count = nblocks or 2 * max(cpus, 1)
         if isinstance(source, MatrixRows):
             parts = contiguous_blocks(source.A, count)
         else:
@@ -126,8 +136,29 @@ def plan(
     label = block_labels(n, parts)
     colour = colour_blocks(block_graph(source, label, len(parts)))
     work = [entries_of(source.indptr, rows) + rows.size for rows in parts]
-    node_of = place_blocks(work, colour.tolist(), slots)
-    return Plan(parts, work, colour, node_of, False, label)
+    return Cut(cpus, parts, work, colour, False, label)
+
+
+def place(c: Cut, node_cpus: dict[str, int]) -> Plan:
+    """The cut's blocks on the nodes' CPUs (strips in order; blocks balanced per colour)."""
+    slots = slots_of(node_cpus)
+    if c.pipelined:
+        node_of = slots[: len(c.parts)]
+    else:
+        node_of = place_blocks(c.work, c.colour.tolist(), slots)
+    return Plan(c.parts, c.work, c.colour, node_of, c.pipelined, c.label)
+
+
+def plan(
+    A,
+    node_cpus: dict[str, int],
+    nblocks: int | None = None,
+    parts: list[np.ndarray] | None = None,
+    pipelined: bool = False,
+) -> Plan:
+    """cut and place: A's blocks on these nodes' CPUs."""
+    cpus = len(slots_of(node_cpus))
+    return place(cut(A, cpus, nblocks, parts, pipelined), node_cpus)
 
 
 @dataclass
@@ -221,20 +252,22 @@ class _Runner:
         """One pass over the rows of blocks `ids`: their rows go to their nodes piece by piece
         as they are read (a few windows in flight), and the nodes make the blocks."""
         p, n = self.plan, self.source.n
-        begun = {}
-        for k in ids:
+        kept_before = []
+        for k in ids:  # one block's b and x on their way at a time: each is O(n / blocks)
             rows = p.parts[k]
             keep_as = _block_key(self.system_key, rows) if self.system_key else ""
             entries = entries_of(self.source.indptr, rows)
             payload = (rows, n, entries, self.b[rows], self.x[rows], keep_as)
-            begun[k] = self.ex.submit(p.node_of[k], "load_begin", self.solve_id, k, payload)
-        kept_before = [k for k, job in begun.items() if self._wait(job, k, "load")]
+            job = self.ex.submit(p.node_of[k], "load_begin", self.solve_id, k, payload)
+            del payload
+            if self._wait(job, k, "load"):
+                kept_before.append(k)
         self.stats.kept_blocks += len(kept_before)
-        ids = [k for k in ids if k not in kept_before]  # those the nodes have: no rows sent
+        to_send = [k for k in ids if k not in kept_before]  # those the nodes have: no rows sent
         flying: list[tuple[int, Job, int]] = []
         in_flight = 0
         sent = self.stats.block_bytes
-        for k, piece in self.source.pieces(p.parts, p.label, ids) if ids else iter(()):
+        for k, piece in self.source.pieces(p.parts, p.label, to_send) if to_send else iter(()):
             slot = p.node_of[k]
             size = sum(a.nbytes for a in piece)
             sent[slot] = sent.get(slot, 0) + size
@@ -247,7 +280,7 @@ class _Runner:
         for k, job, _ in flying:
             self._wait(job, k, "load")
         cuts = chunk_cuts(n) if p.pipelined else None
-        ends = {k: self.ex.submit(p.node_of[k], "load_end", self.solve_id, k, cuts) for k in begun}
+        ends = {k: self.ex.submit(p.node_of[k], "load_end", self.solve_id, k, cuts) for k in ids}
         held = {k: self._wait(job, k, "load") for k, job in ends.items()}
         for k, h in held.items():
             h.rows = p.parts[k]  # one copy of each block's rows here
@@ -528,6 +561,7 @@ def solve(
     poll_s: float = 1.0,
     backend: str = "cluster",
     keep: str = "",
+    precut: Cut | None = None,
 ) -> SolveResult:
     """Distributed block-coloured SOR, or CG preconditioned by that sweep (cg-ssor). Same
     options, stopping rules, Ctrl-C behaviour and result as sorctl.solver.local.solve (both
@@ -537,7 +571,8 @@ def solve(
     Omega, when not given, is estimated on the workers' own rows once they are wired
     (sorctl.distributed.node_lanczos): no whole-matrix Lanczos here. `keep` (the system file's
     identity, e.g. its size and modification time): the nodes keep their blocks on disk, and a
-    later solve of the same file and cut sends none of their rows.
+    later solve of the same file and cut sends none of their rows. `precut`: A cut beforehand
+    (while the cluster started), used when it was made for as many CPUs as the cluster has.
     """
     t0 = time.monotonic()
     options = options.for_cluster()
@@ -549,7 +584,10 @@ def solve(
     node_cpus = executor.nodes()
     if not node_cpus:
         raise ClusterError("the cluster has no nodes")
-    p = plan(source, node_cpus, options.blocks, parts, pipelined=cg)
+    cpus = len(slots_of(node_cpus))
+    if precut is None or precut.cpus != cpus or parts is not None:
+        precut = cut(source, cpus, options.blocks, parts, pipelined=cg)
+    p = place(precut, node_cpus)
     x = np.zeros(source.n) if x0 is None else np.array(x0, dtype=np.float64)
     timings = {"plan_s": time.monotonic() - t0}
 

@@ -21,6 +21,7 @@ class SolveJob:
     options: SolveOptions = DEFAULTS
     port: int = CLIENT_PORT
     nodes: int = 1  # nodes to wait for before starting
+    cpus: int = 0  # their CPUs in all, as the host expects them (0: not known)
     backend: str = "cluster"  # the report's `backend`: cluster:<name>
     tls: bool = False  # use the cluster's certificate and key (CERT_PATH, KEY_PATH)
     checkpoint: bool = False  # emit checkpoints every options.checkpoint_every_s

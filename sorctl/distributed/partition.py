@@ -137,22 +137,39 @@ def pipeline_strips(A, nstrips: int, max_strides: int = 16) -> list[np.ndarray] 
     n = source.n
     if nstrips < 2 or n < 2 * nstrips:
         return None
+    # One pass finds the offsets and tests the strides known so far; a stride first seen past
+    # the first window (not a grid's) is tested in a second pass, only if it could win.
     offsets = np.zeros(0, dtype=np.int64)
+    early: dict[int, bool] = {}  # stride -> one way so far (tested from the first row)
+    late: list[int] = []
     for win in source.windows(values=False):
         found = _upper_offsets(win.indptr, win.indices, win.r0, max_strides)
         offsets = np.union1d(offsets, found)
         if offsets.size > max_strides:
             return None
-    strides = np.array([m for m in np.sort(offsets).tolist() if m >= 2 * nstrips], np.int64)
-    alive = np.ones(strides.size, dtype=np.bool_)
-    for win in source.windows(values=False):
-        if not alive.any():
-            break
-        _one_way(win.indptr, win.indices, win.r0, strides, nstrips, alive)
-    for m, ok in zip(strides.tolist(), alive.tolist(), strict=True):
-        if ok:
-            return [_strip(n, m, nstrips, k) for k in range(nstrips)]
-    return None
+        for m in found.tolist():
+            if m >= 2 * nstrips and m not in early and m not in late:
+                (early.__setitem__(m, True) if win.r0 == 0 else late.append(m))
+        _test(win, [m for m, ok in early.items() if ok], nstrips, early)
+    won = min((m for m, ok in early.items() if ok), default=None)
+    contenders = sorted(m for m in late if won is None or m < won)
+    if contenders:
+        again = dict.fromkeys(contenders, True)
+        for win in source.windows(values=False):
+            _test(win, [m for m, ok in again.items() if ok], nstrips, again)
+        won = min([m for m, ok in again.items() if ok] + ([won] if won is not None else []),
+                  default=None)  # fmt: skip
+    return None if won is None else [_strip(n, won, nstrips, k) for k in range(nstrips)]
+
+
+def _test(win, strides: list[int], nstrips: int, ok: dict[int, bool]) -> None:
+    """ok[m] = False for each stride m of `strides` the window breaks (see _one_way)."""
+    if not strides:
+        return
+    alive = np.ones(len(strides), dtype=np.bool_)
+    _one_way(win.indptr, win.indices, win.r0, np.array(strides, np.int64), nstrips, alive)
+    for m, still in zip(strides, alive.tolist(), strict=True):
+        ok[m] = ok[m] and still
 
 
 def _strip(n: int, m: int, nstrips: int, k: int) -> np.ndarray:
@@ -164,7 +181,7 @@ def _strip(n: int, m: int, nstrips: int, k: int) -> np.ndarray:
     return rows[rows < n].astype(itype)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # runs beside dispy's threads (a cut made early)
 def _upper_offsets(indptr, indices, row0, most):
     """The distinct offsets j - i > 0 of the window's nonzeros (row i is row0 + its place),
     stopping once there are more than `most`."""
@@ -189,7 +206,7 @@ def _upper_offsets(indptr, indices, row0, most):
     return seen[:count]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # runs beside dispy's threads (a cut made early)
 def _one_way(indptr, indices, row0, strides, nstrips, alive):
     """alive[s] stays True while every nonzero a_ij of the window with i < j has strip(i) <=
     strip(j), strip(i) = (i mod m) nstrips // m, m = strides[s]."""

@@ -134,8 +134,10 @@ class FileRows:
         with NpzStream(self.path) as z:
             self.n = int(z.whole("shape", 16)[0])
             self.indptr = z.whole("indptr", self.n + 1)  # its own type: int32 takes half
-            self.b = z.whole("b", self.n).astype(np.float64)
-            self.x0 = z.whole("x0", self.n).astype(np.float64) if "x0" in z.keys else None
+            # no copy when the file holds float64 (read-only views of the bytes read)
+            self.b = z.whole("b", self.n).astype(np.float64, copy=False)
+            x0 = z.whole("x0", self.n) if "x0" in z.keys else None
+            self.x0 = x0.astype(np.float64, copy=False) if x0 is not None else None
 
     @staticmethod
     def streams(path: Path) -> bool:

@@ -799,6 +799,7 @@ class SolveTarget:
     scheduler_port: int = CLIENT_PORT
     network: str = "host"
     routes: str = ""
+    cpus: int = 0  # the nodes' CPUs as the scheduler counts them
 
     @property
     def tls(self) -> bool:
@@ -819,7 +820,7 @@ def solve_target(
     mat = material.load(name)
     nodes = [_Node("running") for _ in view.nodes]
     target = SolveTarget(name, record["scheduler_address"], mat.secret_file, mat.cert_file,
-                         mat.key_file, nodes)  # fmt: skip
+                         mat.key_file, nodes, cpus=sum(view.nodes.values()))  # fmt: skip
     return client, target
 
 

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
+
 from sorctl.distributed import wire
 from sorctl.distributed.job import SolveJob
 from sorctl.engine.apply import run_dir_tar
@@ -57,11 +59,13 @@ def run(
     options = options.for_cluster()
     client = client or connect()
     require_images(client, ["client"])
+    running = sum(1 for c in info.nodes if c.state == "running")
     job = SolveJob(
         scheduler=info.scheduler_address,
         options=options,
         port=info.scheduler_port,
-        nodes=sum(1 for c in info.nodes if c.state == "running"),
+        nodes=running,
+        cpus=_expected_cpus(info, running),
         backend=f"cluster:{info.name}",
         tls=info.tls,  # dispy's TLS model: the shared certificate is also the CA
         checkpoint=checkpoint is not None,
@@ -86,7 +90,7 @@ def run(
         finally:
             if container is not None:
                 with contextlib.suppress(Exception):
-                    container.remove(force=True)
+                    container.remove(force=True, v=True)  # its volume too
             client.close()
 
 
@@ -101,6 +105,9 @@ def _client_container(client, info):
         labels={LABEL_CLUSTER: info.name, LABEL_ROLE: "client"},
         network=info.network,
         cap_add=["NET_ADMIN"] if info.routes else None,
+        # the system file on a volume of its own, not the container's layer (a copy-on-write
+        # filesystem, FUSE on some engines, reads it several times slower)
+        mounts=[docker.types.Mount(SOLVE_DIR, None, type="volume")],
         detach=True,
     )
 
@@ -132,6 +139,16 @@ def _system_file(system, tmp: Path) -> Path:
         return Path(system.file)
     sio.save_system(tmp / "system.npz", system.A, system.b, system.x0)
     return tmp / "system.npz"
+
+
+def _expected_cpus(info, running: int) -> int:
+    """The CPUs the solve should find: a cluster across hosts counts them (its scheduler's
+    table), one on an engine has its shape's per node; 0 when neither is known."""
+    counted = getattr(info, "cpus", 0)
+    if counted:
+        return int(counted)
+    shape = getattr(info, "shape", None)
+    return running * shape.cpus_per_node if shape is not None else 0
 
 
 def _file_identity(system) -> str:
