@@ -8,7 +8,9 @@ alternated, medians printed with the iterations and the solver's own time_s. spe
 cluster wall time (target >= 1.5 for cg-ssor). Also per run: the omega estimate's seconds (local:
 the estimate on the whole matrix; cluster: the estimate on the workers' rows once they are
 wired), the iterating phase's seconds and milliseconds per iteration (residual checks
-included), and that phase's speedup.
+included), and that phase's speedup; the time from the command to the first iteration (wall
+less the iterating phase) and its gap, cluster minus local (target <= 1.5 s), also for the
+first run alone (the later ones find the rows kept on the nodes).
 
     .venv/bin/python bench/bench_cg_cluster.py [--quick] [--runs 2] [--methods cg-ssor,sor]
 
@@ -58,13 +60,15 @@ def main() -> None:
     try:
         print(f"to rtol {RTOL}; cluster {CLUSTER}: 2 nodes x 1 CPU; medians of {args.runs} runs")
         print(f"{'system':12} {'method':8} {'where':8} {'wall s':>8} {'solve s':>8} "
-              f"{'its':>6} {'omega':>7} {'omega s':>7} {'iter s':>7} {'ms/it':>6}  "
-              "speedup local/cluster: wall, per iteration")  # fmt: skip
+              f"{'its':>6} {'omega':>7} {'omega s':>7} {'iter s':>7} {'ms/it':>6} {'start s':>7}  "
+              "speedup local/cluster: wall, per iteration; start gap cluster - local")  # fmt: skip
         for name, kind, size in cases:
             path = tmp / f"{kind}-{size}.npz"
             sorctl("gen", kind, "--size", str(size), "-o", str(path))
             for method in args.methods.split(","):
                 walls: dict[str, list[float]] = {"local": [], "cluster": []}
+                # from the command to the first iteration: the wall time less the iterating
+                starts: dict[str, list[float]] = {"local": [], "cluster": []}
                 last: dict[str, dict] = {}
                 for _ in range(args.runs):
                     for where, flags in (
@@ -74,8 +78,10 @@ def main() -> None:
                         base = ["solve", str(path), "--method", method, "--rtol", RTOL, "--json"]
                         wall, report = sorctl(*base, *flags)
                         walls[where].append(wall)
+                        starts[where].append(wall - report.get("timings", {}).get("iterate_s", 0))
                         last[where] = report
                 med = {w: statistics.median(v) for w, v in walls.items()}
+                start = {w: statistics.median(v) for w, v in starts.items()}
                 per_it = {w: _per_iteration(last[w]) for w in ("local", "cluster")}
                 for where in ("local", "cluster"):
                     rep = last[where]
@@ -83,14 +89,17 @@ def main() -> None:
                     omega_s = t.get("omega_s", 0.0)
                     tail = (
                         f"  {med['local'] / med['cluster']:.2f}, "
-                        f"{per_it['local'] / per_it['cluster']:.2f}"
+                        f"{per_it['local'] / per_it['cluster']:.2f}; "
+                        f"{start['cluster'] - start['local']:+.2f} s (first run "
+                        f"{starts['cluster'][0] - starts['local'][0]:+.2f} s)"
                         if where == "cluster"
                         else ""
                     )
                     print(f"{name:12} {method:8} {where:8} {med[where]:8.2f} "
                           f"{rep['time_s']:8.2f} {rep['iterations']:6d} {rep['omega']:7.4f} "
                           f"{omega_s:7.2f} {t.get('iterate_s', 0.0):7.2f} "
-                          f"{1e3 * per_it[where]:6.1f}{tail}", flush=True)  # fmt: skip
+                          f"{1e3 * per_it[where]:6.1f} {start[where]:7.2f}{tail}",
+                          flush=True)  # fmt: skip
     finally:
         subprocess.run([sys.executable, "-m", "sorctl.cli.main", "down", "--name", CLUSTER],
                        capture_output=True)  # fmt: skip

@@ -174,6 +174,7 @@ class _Stats:
     block_bytes: dict[str, int] = field(default_factory=dict)  # rows of A sent to each worker
     rows_reread: int = 0  # rows read again for blocks moved off a lost node
     kept_blocks: int = 0  # blocks the nodes held from an earlier solve: no rows sent
+    recovered_rows: int = 0  # rows of x taken from a buddy's copy after a loss
     iterations: int = 0
     lanczos_steps: int = 0  # the omega estimate's, on the workers
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -396,6 +397,10 @@ class _Runner:
         workers = self._workers()
         if self.sums:
             peers = {other: self.listening[other] for other in workers if other != slot}
+        buddy = _buddy_of(slot, workers)
+        for other in workers:  # linked to its buddy and to the worker it is the buddy of
+            if other != slot and (other == buddy or _buddy_of(other, workers) == slot):
+                peers[other] = self.listening[other]
         colour = self.plan.colour
         pipe = self.plan.pipeline
         if pipe is not None:
@@ -418,6 +423,8 @@ class _Runner:
             "peers": peers,
             "halos": {k: self.x[self.plan.blocks[k].halo] for k in mine},
             "pipe": pipe_wiring if pipe is not None else None,
+            "buddy": buddy,
+            "keeps_for": [o for o in workers if o != slot and _buddy_of(o, workers) == slot],
         }
 
     # -- rounds -------------------------------------------------------------------------------
@@ -477,9 +484,12 @@ class _Runner:
             for slot in jobs:  # the others may be waiting for the lost node's values
                 if slot != lost.node and slot not in answers:
                     self.ex.submit(slot, "abort", self.solve_id, 0, None)
+            buddies = {k: _buddy_of(self.plan.node_of[k], self._workers()) for k in
+                       range(len(self.plan.parts))}  # fmt: skip
             moved = self._lose(lost)
             self.gather([k for k in range(len(self.plan.parts)) if k not in moved])
-            self._load(moved)  # with the values of the last gather: the rest is current
+            self._recover(moved, buddies)
+            self._load(moved)  # with their buddies' copies, else the last gather's values
             return None
         if iterations == 0:  # a residual check, omega steps: not part of the per-iteration figures
             self.stats.add(record, time.perf_counter() - start)
@@ -500,6 +510,28 @@ class _Runner:
             self.on_event({"event": "round", "t": t, "iterations": done,
                            "seconds": seconds, "workers": figures})  # fmt: skip
         return answers
+
+    def _recover(self, moved: list[int], buddies: dict[int, str | None]) -> None:
+        """The moved blocks' values as their buddies kept them at the end of the last round
+        (into the driver's x); a block whose buddy is gone too keeps the last gather's."""
+        asked: dict[str, list[int]] = {}
+        for k in moved:
+            buddy = buddies.get(k)
+            if buddy is not None and buddy not in self.lost:
+                asked.setdefault(buddy, []).append(k)
+        got: dict[int, str] = {}
+        for buddy, ids in asked.items():
+            try:
+                copies = self._wait(self.ex.submit(buddy, "copies", self.solve_id, 0, ids),
+                                    buddy, "copies")  # fmt: skip
+            except NodeLost:
+                continue  # lost as well: the next round finds it
+            for k, values in copies.items():
+                self.x[self.plan.parts[k]] = values
+                got[k] = buddy
+        if got:
+            self.stats.recovered_rows += sum(self.plan.parts[k].size for k in got)
+            self.event("x_recovered", blocks=sorted(got), sources=sorted(set(got.values())))
 
     def gather(self, ids: list[int] | None = None) -> np.ndarray:
         """Blocks `ids` (default all) back into the driver's x; a block on a node lost meanwhile
@@ -792,6 +824,7 @@ def _figures(
         "block_data_bytes": sum(blk.nbytes for blk in p.blocks),
         "rows_reread": st.rows_reread,
         "kept_blocks": st.kept_blocks,
+        "recovered_rows": st.recovered_rows,
         "compute_s": st.compute,
         "comm_s": max(iterate_wall - st.compute, 0.0),
         "wire_s": st.wall.get("wire", 0.0),
@@ -815,6 +848,13 @@ PIECES_IN_FLIGHT_BYTES = 32 << 20  # rows of A sent and not yet taken in by thei
 LOOK_AROUND_S = 0.2  # while waiting on one worker, how often to check on the others
 LANCZOS_SEED = 0  # the omega estimate's start vector: the same run for the same system
 ROUND_S = 10.0  # a round of iterations should end about this soon (progress, Ctrl-C, timeouts)
+
+
+def _buddy_of(slot: str, workers: list[str]) -> str | None:
+    """The worker that keeps a copy of `slot`'s blocks' values (the next one in order)."""
+    if slot not in workers or len(workers) < 2:
+        return None
+    return workers[(workers.index(slot) + 1) % len(workers)]
 
 
 def _system_key(keep: str, indptr: np.ndarray) -> str:

@@ -151,6 +151,21 @@ class Mesh:
                 live[conn].dead = True  # gone; the driver notices the node and rewires
         return None
 
+    def pending(self) -> list[Any]:
+        """Every message the live peers have already sent (none waited for)."""
+        out: list[Any] = []
+        while True:
+            live = {p.conn: p for p in self._peers.values() if not p.dead}
+            ready = [c for c in live if getattr(c, "pending", lambda: False)()]
+            ready = ready or list(wait(list(live), 0))
+            if not ready:
+                return out
+            for conn in ready:
+                try:
+                    out.append(conn.recv())
+                except (EOFError, OSError):
+                    live[conn].dead = True
+
     def close(self) -> None:
         self._closed = True
         for peer in self._peers.values():

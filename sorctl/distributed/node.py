@@ -114,6 +114,11 @@ class Wiring:
     # per link (forward?, piece pointers, pieces needed before each chunk, chunk -> piece)
     pipe: dict[str, Any] | None = None
     passes: dict[str, int] = field(default_factory=dict)  # pipelined passes per vector
+    buddy: str | None = None  # the worker that keeps a copy of this one's blocks' values
+    keeps_for: list[str] = field(default_factory=list)  # the workers this one is the buddy of
+    copy_round: int = 0  # rounds whose values this worker sent its buddy
+    acked: int = 0  # the last of them the buddy took in
+    heard: dict[str, int] = field(default_factory=dict)  # per worker kept for: its last round
 
 
 class BlockStore:
@@ -127,6 +132,8 @@ class BlockStore:
         self.blocks: dict[tuple[str, int], Block] = {}
         self.loading: dict[tuple[str, int], tuple] = {}  # blocks on their way, being made
         self.cache = BlockCache()  # blocks kept on this node's disk for the next solve
+        # (solve, block) -> its values at the end of its worker's last round (we are its buddy)
+        self.copies: dict[tuple[str, int], np.ndarray] = {}
         self.wiring: dict[str, Wiring] = {}
         self.mesh: Mesh | None = None
         self._make_mesh = make_mesh
@@ -142,6 +149,8 @@ class BlockStore:
                 del self.blocks[k]
             for k in [k for k in self.loading if k[0] == sid]:
                 del self.loading[k]
+            for k in [k for k in self.copies if k[0] == sid]:
+                del self.copies[k]
             self.wiring.pop(sid, None)
             return None
         if op == "abort":  # arrives after the run it interrupted; nothing left to stop
@@ -178,10 +187,19 @@ class BlockStore:
         if op == "lanczos_end":
             return node_lanczos.end(self, sid)
         if op == "iterate":
-            return self._iterate(sid, *payload)
+            answer = self._iterate(sid, *payload)
+            self._send_copies(sid, payload[0])
+            return answer
         if op == "iterate_cg":  # pipelined strips (their wiring has a `pipe`) or coloured blocks
             pipelined = self.wiring[sid].pipe is not None
-            return (node_pipeline.iterate if pipelined else node_cg.iterate_cg)(self, sid, *payload)
+            answer = (node_pipeline.iterate if pipelined else node_cg.iterate_cg)(
+                self, sid, *payload
+            )
+            self._send_copies(sid, payload[0])
+            return answer
+        if op == "copies":  # the values kept for a lost worker's blocks
+            self._drain(sid)
+            return {k: self.copies[(sid, k)] for k in payload if (sid, k) in self.copies}
         if op == "gather":
             return self._block(key)["xext"][: self._block(key)["diag"].size].copy()
         raise ValueError(f"unknown request {op!r}")
@@ -215,6 +233,8 @@ class BlockStore:
             sends={k: list(w["sends"].get(k, [])) for k in w["halos"]},
             workers=list(w.get("workers", [])),
             pipe=w.get("pipe"),
+            buddy=w.get("buddy"),
+            keeps_for=list(w.get("keeps_for", [])),
         )
         if w["peers"]:
             if self.mesh is None:
@@ -401,10 +421,21 @@ class BlockStore:
             raise Interrupted("the driver stopped this run")
         if msg is None:
             return
+        self._handle(sid, w, msg)
+
+    def _handle(self, sid: str, w: Wiring, msg: tuple) -> None:
         epoch, kind, a, b, values = msg
         if epoch != w.epoch:
             return
-        if kind == "sum":
+        if kind == "copy":  # block a's values from the worker we are the buddy of
+            self.copies[(sid, a)] = values
+        elif kind == "copied":  # round a's copies of worker `values` all in: acknowledge them
+            w.heard[values] = max(w.heard.get(values, 0), a)
+            assert self.mesh is not None
+            self.mesh.send(values, (w.epoch, "copies_taken", a, 0, None))
+        elif kind == "copies_taken":
+            w.acked = max(w.acked, a)
+        elif kind == "sum":
             w.sums.setdefault(a, {})[b] = values
         elif kind.startswith("~"):  # a piece of a pipelined pass
             vec = kind[1:]
@@ -413,6 +444,33 @@ class BlockStore:
         else:
             self._apply(sid, w, kind, a, b, values)
             w.got[(kind, a, b)] = w.got.get((kind, a, b), 0) + 1
+
+    def _send_copies(self, sid: str, iterations: int) -> None:
+        """After a round of iterations: this worker's blocks' values to its buddy, and those
+        of the workers it is the buddy of taken in, each side's acknowledged before the round
+        is answered (a worker may be killed right after its answer; data it sent and its peer
+        had not read may then be lost with the connection)."""
+        w = self.wiring[sid]
+        if iterations <= 0 or self.mesh is None or not (w.buddy or w.keeps_for):
+            return
+        w.copy_round += 1
+        r = w.copy_round
+        if w.buddy:
+            for key, blk in self.blocks.items():
+                if key[0] == sid:
+                    x_b = blk["xext"][: blk["diag"].size].copy()
+                    self.mesh.send(w.buddy, (w.epoch, "copy", key[1], r, x_b))
+            self.mesh.send(w.buddy, (w.epoch, "copied", r, 0, self.mesh.slot))
+        while (w.buddy and w.acked < r) or any(w.heard.get(s, 0) < r for s in w.keeps_for):
+            self._take(sid, w)
+
+    def _drain(self, sid: str) -> None:
+        """Take every message already here (a buddy's last copies may be among them)."""
+        w = self.wiring.get(sid)
+        if w is None or self.mesh is None:
+            return
+        for msg in self.mesh.pending():
+            self._handle(sid, w, msg)
 
     def _await_count(
         self, sid: str, w: Wiring, vec: str, links: list[tuple[int, int]], need: int,
