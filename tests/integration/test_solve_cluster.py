@@ -151,9 +151,13 @@ def test_node_killed_mid_solve_still_reaches_the_answer(three, docker_client):
     victim = three.nodes[1]
     container = docker_client.containers.get(victim.name)
     killed = threading.Event()
+    seen: list[float] = []
+    at_kill: list[int] = []
 
     def progress(iteration, residual):
+        seen.append(residual)
         if iteration >= 20 and not killed.is_set():
+            at_kill.append(len(seen))
             container.kill()
             killed.set()
 
@@ -169,6 +173,11 @@ def test_node_killed_mid_solve_still_reaches_the_answer(three, docker_client):
     assert [ev["node"] for ev in lost] == [victim.address]
     assert moved and {ev["source"] for ev in moved} == {victim.address}
     assert victim.address not in {ev["target"] for ev in moved}
+    # the moved blocks' rows read again from the file, their values from the buddy's copy: the
+    # residual does not jump back towards the start's (Gauss-Seidel's falls monotonically)
+    recovered = [ev for ev in res.extra["events"] if ev["event"] == "x_recovered"]
+    assert recovered and res.extra["rows_reread"] > 0 and res.extra["recovered_rows"] > 0
+    assert max(seen[at_kill[0] :]) <= 10 * seen[at_kill[0] - 1]
 
 
 def test_scheduler_gone_is_a_clear_error_and_the_checkpoint_resumes(three, docker_client, tmp_path):

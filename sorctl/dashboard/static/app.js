@@ -9,7 +9,7 @@ const state = {
   offset: 0,
   start: null, done: null, failed: null,
   points: [],         // {t, iteration, residual}
-  events: [],         // node_lost, block_moved, placed, recheck
+  events: [],         // node_lost, block_moved, x_recovered, placed, omega, recheck
   workers: {},        // slot -> summed figures over the rounds
   lastRound: null,
   lost: new Set(),    // node addresses a solve lost
@@ -289,6 +289,8 @@ function describe(e) {
       ? `${e.blocks} strips (pipelined, the matrix's own order) placed on ${(e.nodes || []).length} nodes`
       : `${e.blocks} blocks in ${e.colours} colours placed on ${(e.nodes || []).length} nodes`;
     case "recheck": return `recheck, residual ${fmt(e.residual)}`;
+    case "x_recovered": return `blocks ${(e.blocks || []).join(", ")}: values from ${(e.sources || []).join(", ")}'s copy`;
+    case "omega": return `omega estimated on the workers: ${e.steps} steps, ${e.seconds} s`;
     default: return e.event + " " + JSON.stringify(e);
   }
 }
