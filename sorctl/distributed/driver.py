@@ -61,19 +61,47 @@ EventSink = Callable[[dict[str, Any]], None]
 
 
 @dataclass
-class Plan:
-    """How the rows are cut, coloured and placed; the blocks' records and the links between them
-    once the workers hold the blocks (they are made there, from the rows sent to them)."""
+class Cut:
+    """How the rows are cut and coloured, for a number of CPUs (not yet which ones)."""
 
+    cpus: int
     parts: list[np.ndarray]  # each block's rows, in sweep order
     work: list[int]  # each block's entries plus rows: what placing balances
     colour: np.ndarray
+    pipelined: bool  # strips that sweep as a pipeline (cg-ssor), else coloured blocks
+    label: np.ndarray  # each row's block
+
+
+@dataclass
+class Plan:
+    """A cut placed on the nodes; the blocks' records and the links between them once the
+    workers hold the blocks (they are made there, from the rows sent to them)."""
+
+    cut: Cut
     node_of: list[str]
-    pipelined: bool = False  # strips that sweep as a pipeline (cg-ssor), else coloured blocks
-    label: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # row's block
     blocks: list[Held] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     pipeline: Pipeline | None = None
+
+    @property
+    def parts(self) -> list[np.ndarray]:
+        return self.cut.parts
+
+    @property
+    def work(self) -> list[int]:
+        return self.cut.work
+
+    @property
+    def colour(self) -> np.ndarray:
+        return self.cut.colour
+
+    @property
+    def pipelined(self) -> bool:
+        return self.cut.pipelined
+
+    @property
+    def label(self) -> np.ndarray:
+        return self.cut.label
 
     @property
     def ncolours(self) -> int:
@@ -90,18 +118,6 @@ class Plan:
         self.blocks = blocks
         self.links = links(blocks, n)
         self.pipeline = plan_pipeline(n, blocks, self.links) if self.pipelined else None
-
-
-@dataclass
-class Cut:
-    """How the rows are cut and coloured, for a number of CPUs (not yet which ones)."""
-
-    cpus: int
-    parts: list[np.ndarray]
-    work: list[int]
-    colour: np.ndarray
-    pipelined: bool
-    label: np.ndarray
 
 
 def cut(
@@ -146,7 +162,7 @@ def place(c: Cut, node_cpus: dict[str, int]) -> Plan:
         node_of = slots[: len(c.parts)]
     else:
         node_of = place_blocks(c.work, c.colour.tolist(), slots)
-    return Plan(c.parts, c.work, c.colour, node_of, c.pipelined, c.label)
+    return Plan(c, node_of)
 
 
 def plan(
@@ -260,7 +276,6 @@ class _Runner:
             entries = entries_of(self.source.indptr, rows)
             payload = (rows, n, entries, self.b[rows], self.x[rows], keep_as)
             job = self.ex.submit(p.node_of[k], "load_begin", self.solve_id, k, payload)
-            del payload
             if self._wait(job, k, "load"):
                 kept_before.append(k)
         self.stats.kept_blocks += len(kept_before)
@@ -268,7 +283,7 @@ class _Runner:
         flying: list[tuple[int, Job, int]] = []
         in_flight = 0
         sent = self.stats.block_bytes
-        for k, piece in self.source.pieces(p.parts, p.label, to_send) if to_send else iter(()):
+        for k, piece in self.source.pieces(p.parts, p.label, to_send):
             slot = p.node_of[k]
             size = sum(a.nbytes for a in piece)
             sent[slot] = sent.get(slot, 0) + size

@@ -64,7 +64,7 @@ def plan_pipeline(n: int, blocks: list[Held], lks: list[Link], nchunks: int = CH
         piece_chunk = made[starts]
         # the reader's chunks that read each entry: first (forward) or last (backward) of them
         read_by = dst.first_read if forward else dst.last_read
-        assert read_by is not None, "a strip's record without its readers (Held.of with cuts)"
+        assert read_by is not None, "a strip's record made without the pipeline's cuts"
         readers = read_by[lk.slots]
         need = np.zeros(nchunks, dtype=np.int64)
         steps = range(nchunks) if forward else range(nchunks - 1, -1, -1)

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from sorctl.errors import InputError
 from sorctl.solver import io
-from sorctl.solver.npz_stream import NpzStream
+from sorctl.solver.npz_stream import NpzStream, row_windows, window_cuts
 
 # entries (column index and value) per window: 6 MB of int32 + float64 values; a worker's
 # transient arrays while it takes in a piece are a few times its size
@@ -81,15 +81,6 @@ def entries_of(indptr: np.ndarray, rows: np.ndarray) -> int:
     return int(indptr[rows + 1].sum(dtype=np.int64) - indptr[rows].sum(dtype=np.int64))
 
 
-def _cuts(indptr: np.ndarray, start: int, stop: int, per: int) -> Iterator[tuple[int, int]]:
-    r0 = start
-    while r0 < stop:
-        r1 = int(np.searchsorted(indptr, int(indptr[r0]) + per, side="right")) - 1
-        r1 = min(max(r1, r0 + 1), stop)
-        yield r0, r1
-        r0 = r1
-
-
 class MatrixRows:
     """A matrix in memory (a solve from Python arrays or a file read whole)."""
 
@@ -103,7 +94,7 @@ class MatrixRows:
         self, start: int = 0, stop: int | None = None, values: bool = True
     ) -> Iterator[Window]:
         ip, A = self.indptr, self.A
-        for r0, r1 in _cuts(ip, start, self.n if stop is None else stop, self.per):
+        for r0, r1 in window_cuts(ip, start, self.n if stop is None else stop, self.per):
             lo, hi = int(ip[r0]), int(ip[r1])
             data = A.data[lo:hi] if values else None
             yield Window(r0, ip[r0 : r1 + 1] - lo, A.indices[lo:hi], data)
@@ -159,25 +150,12 @@ class FileRows:
         self, start: int = 0, stop: int | None = None, values: bool = True
     ) -> Iterator[Window]:
         ip = self.indptr
-        stop = self.n if stop is None else stop
-        with NpzStream(self.path) as z, z.values("indices") as idx_s:
-            read = 0
-            if not values:
-                idx_s.skip(int(ip[start]))
-                for r0, r1 in _cuts(ip, start, stop, self.per):
-                    count = int(ip[r1] - ip[r0])
-                    idx = idx_s.read(count)
-                    read = _dropped(z, read + idx.nbytes)
-                    yield Window(r0, ip[r0 : r1 + 1] - ip[r0], idx, None)
-                return
-            with z.values("data") as val_s:
-                idx_s.skip(int(ip[start]))
-                val_s.skip(int(ip[start]))
-                for r0, r1 in _cuts(ip, start, stop, self.per):
-                    count = int(ip[r1] - ip[r0])
-                    idx, vals = idx_s.read(count), val_s.read(count)
-                    read = _dropped(z, read + idx.nbytes + vals.nbytes)
-                    yield Window(r0, ip[r0 : r1 + 1] - ip[r0], idx, vals.astype(np.float64))
+        with NpzStream(self.path) as z:
+            for r0, r1, idx, vals in row_windows(
+                z, ip, self.per, start, stop, values, drop_every=DROP_CACHE_BYTES
+            ):
+                data = vals.astype(np.float64, copy=False) if vals is not None else None
+                yield Window(r0, ip[r0 : r1 + 1] - ip[r0], idx, data)
 
     def matrix(self) -> sp.csr_matrix:
         return io.load_system(self.path, allow_nonsymmetric=True).A
@@ -187,6 +165,8 @@ class FileRows:
     ) -> Iterator[tuple[int, Piece]]:
         # window by window, one pass: each block's rows of a window are its next piece, so
         # every block's rows must be in row order
+        if not ids:
+            return
         for k in ids:
             if np.any(np.diff(parts[k]) <= 0):
                 raise ValueError(f"block {k}'s rows are not in row order: a file is read in it")
@@ -206,15 +186,6 @@ class FileRows:
             for a, z in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
                 rows = by_block[a:z]
                 yield int(ks[a]), _piece(rows + win.r0, W[rows])
-
-
-def _dropped(z: NpzStream, read: int) -> int:
-    """Drop the file's pages from the page cache once DROP_CACHE_BYTES were read; the bytes
-    read since."""
-    if read < DROP_CACHE_BYTES:
-        return read
-    z.drop_cache()
-    return 0
 
 
 def rows_of(A) -> RowSource:

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from sorctl.errors import InputError
 from sorctl.solver import io
-from sorctl.solver.npz_stream import Header, NpzStream
+from sorctl.solver.npz_stream import Header, NpzStream, row_windows
 
 # of indices + data per window; the check of a 3-D Poisson 120^3 file (CSR 144 MB) peaks at
 # 142 MB RSS in 0.7 s with 8 MB windows, 257 MB in 1.1 s with 32 MB (load_system: 368 MB, 1.25 s)
@@ -167,19 +167,9 @@ class _Check:
 
     def _windows(self) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
         """(first row, end row, their column indices, their values): whole rows at a time."""
-        ip, per = self.indptr, self._per_window()
-        nrows = len(ip) - 1
-        with self.z.values("indices") as idx_s, self.z.values("data") as val_s:
-            r0 = 0
-            while r0 < nrows:
-                r1 = int(np.searchsorted(ip, ip[r0] + per, side="right")) - 1
-                r1 = min(max(r1, r0 + 1), nrows)
-                count = int(ip[r1] - ip[r0])
-                idx = idx_s.read(count).astype(np.int64)
-                # a copy either way: frombuffer's array is read-only, sum_duplicates writes
-                vals = val_s.read(count).astype(np.float64)
-                yield r0, r1, idx, vals
-                r0 = r1
+        for r0, r1, idx, vals in row_windows(self.z, self.indptr, self._per_window()):
+            # a copy either way: frombuffer's array is read-only, sum_duplicates writes
+            yield r0, r1, idx.astype(np.int64), np.asarray(vals).astype(np.float64)
 
     def _pass(self) -> _Stats:
         n = len(self.indptr) - 1

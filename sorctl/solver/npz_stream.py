@@ -159,3 +159,40 @@ class NpzStream:
         if dtype.hasobject:
             raise pickled_error(self.path, key)
         return Header(key, dtype, tuple(int(s) for s in shape), bool(fortran))
+
+
+def row_windows(
+    z: NpzStream, indptr: np.ndarray, per: int, start: int = 0, stop: int | None = None,
+    values: bool = True, drop_every: int = 0,
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray | None]]:  # fmt: skip
+    """(first row, end row, their column indices, their values or None) for rows start .. stop
+    of a CSR archive, whole rows of about `per` entries at a time (one row if longer), as the
+    members stream. `drop_every`: drop the archive's pages from the page cache each time that
+    many bytes were read (a memory cgroup counts the pages its process reads)."""
+    stop = indptr.size - 1 if stop is None else stop
+    with contextlib.ExitStack() as stack:
+        idx_s = stack.enter_context(z.values("indices"))
+        val_s = stack.enter_context(z.values("data")) if values else None
+        idx_s.skip(int(indptr[start]))
+        if val_s is not None:
+            val_s.skip(int(indptr[start]))
+        read = 0
+        for r0, r1 in window_cuts(indptr, start, stop, per):
+            count = int(indptr[r1] - indptr[r0])
+            idx = idx_s.read(count)
+            vals = val_s.read(count) if val_s is not None else None
+            read += idx.nbytes + (vals.nbytes if vals is not None else 0)
+            if drop_every and read >= drop_every:
+                z.drop_cache()
+                read = 0
+            yield r0, r1, idx, vals
+
+
+def window_cuts(indptr: np.ndarray, start: int, stop: int, per: int) -> Iterator[tuple[int, int]]:
+    """Rows start .. stop as (first, end) ranges of whole rows of about `per` entries each."""
+    r0 = start
+    while r0 < stop:
+        r1 = int(np.searchsorted(indptr, int(indptr[r0]) + per, side="right")) - 1
+        r1 = min(max(r1, r0 + 1), stop)
+        yield r0, r1
+        r0 = r1
