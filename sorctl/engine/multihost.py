@@ -699,7 +699,8 @@ class _Scaling:
         _wait_counted(self.clients, probe, {c.env["SORCTL_HOST"]: c.name for c in new}, deadline)
 
     def stop_removed(self, deadline: float) -> None:
-        """The removed hosts' nodes stopped, out of the members' file, no longer counted."""
+        """The removed hosts' nodes stopped, out of the members' file, no longer counted, and every
+        node that stays counted with its CPUs."""
         sp = self.sp
         if not sp.removed:
             return
@@ -713,14 +714,23 @@ class _Scaling:
         parallel(lambda c: self.clients[c.host].api.stop(c.name, timeout=10), self.stopped)
         self.write_members(leaving=False)
 
+        # done when the removed nodes are gone and every one that stays is counted with its
+        # CPUs (a table read while the scheduler drops a node can show a staying one at 0)
+        staying = [self.addresses[s.endpoint] for s in sp.after]
+
+        def uncounted(view: SchedulerView) -> list[str]:
+            return [a for a in staying if view.nodes.get(a, 0) <= 0]
+
         def still(view: SchedulerView) -> str:
             if here not in view.nodes:
                 return "its scheduler publishes no table of nodes"
-            return f"the scheduler still counts {', '.join(sorted(gone & set(view.nodes)))}"
+            if gone & set(view.nodes):
+                return f"the scheduler still counts {', '.join(sorted(gone & set(view.nodes)))}"
+            return f"the scheduler does not count {', '.join(uncounted(view))}"
 
         apply.wait_view(
             lambda: scheduler_view(self.sched, self.name),
-            lambda view: here in view.nodes and not gone & set(view.nodes),
+            lambda view: not gone & set(view.nodes) and not uncounted(view),
             deadline,
             lambda view: ClusterError(f"cluster {self.name}: {still(view)}"),
             poll_s=POLL_S,
