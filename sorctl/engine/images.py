@@ -527,6 +527,19 @@ def _remove_if_dangling(client, image_id: str, log: Log) -> None:
         log(f"kept untagged image {image_id[:12]}: {exc.explanation or exc}")
 
 
+def _sweep_kept(client, log: Log) -> None:
+    """Remove the untagged sorctl images an earlier build had to keep (a container used them
+    then: a rebuild while a cluster ran) that no container uses now."""
+    import docker.errors
+
+    for image in client.images.list(filters={"dangling": True, "label": names.LABEL_BUILT_BY}):
+        try:
+            client.images.remove(image.id)
+            log(f"removed untagged image {image.short_id} an earlier build kept")
+        except docker.errors.APIError:
+            pass  # still used by a container: the next build looks again
+
+
 def _tidy(client, parser: StepParser, replaced: str | None, log: Log) -> None:
     """After a role's build: tag the venv stages as the cache, and remove what else the build
     left untagged (other stages' last images, the image it replaced under the role's tag, the
@@ -632,6 +645,7 @@ def build(
             results.append(done)
             if watch is not None:
                 watch.role_finished(done)
+        _sweep_kept(client, note)
     except BuildError as exc:
         for line in exc.tail:
             buildlog.write(f"  | {line}")
