@@ -20,7 +20,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -73,35 +73,14 @@ class Cut:
 
 
 @dataclass
-class Plan:
+class Plan(Cut):
     """A cut placed on the nodes; the blocks' records and the links between them once the
     workers hold the blocks (they are made there, from the rows sent to them)."""
 
-    cut: Cut
-    node_of: list[str]
+    node_of: list[str] = field(default_factory=list)
     blocks: list[Held] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     pipeline: Pipeline | None = None
-
-    @property
-    def parts(self) -> list[np.ndarray]:
-        return self.cut.parts
-
-    @property
-    def work(self) -> list[int]:
-        return self.cut.work
-
-    @property
-    def colour(self) -> np.ndarray:
-        return self.cut.colour
-
-    @property
-    def pipelined(self) -> bool:
-        return self.cut.pipelined
-
-    @property
-    def label(self) -> np.ndarray:
-        return self.cut.label
 
     @property
     def ncolours(self) -> int:
@@ -162,7 +141,7 @@ def place(c: Cut, node_cpus: dict[str, int]) -> Plan:
         node_of = slots[: len(c.parts)]
     else:
         node_of = place_blocks(c.work, c.colour.tolist(), slots)
-    return Plan(c, node_of)
+    return Plan(**{f.name: getattr(c, f.name) for f in fields(Cut)}, node_of=node_of)
 
 
 def plan(

@@ -175,6 +175,7 @@ class BlockStore:
             else:
                 split, halo, nnz = making
             self.blocks[key], held = kept(split, halo, nnz, rows, b, x_b, payload)
+            held.rows = rows[:0]  # the driver has them: not sent back
             return held
         if op == "listen":
             if self.mesh is None:
