@@ -52,6 +52,7 @@ from sorctl.names import DEFAULT_CLUSTER
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solvefeed import FeedWriter
 from sorctl.solver import io, local
+from sorctl.solver.generated import Grid
 from sorctl.solver.io import System
 from sorctl.solver.npz_check import SystemFile
 from sorctl.solver.peak_memory import note_host_peak
@@ -59,7 +60,7 @@ from sorctl.solver.result import SolveResult
 
 # what a cluster solve takes: arrays checked in memory, or an .npz checked in windows and sent as
 # it is (sorctl.solver.npz_check), which the host never holds whole
-SystemSource = System | SystemFile
+SystemSource = System | SystemFile | Grid  # a grid: the nodes make its rows
 Callback = Callable[[int, float], None]  # callback(iteration, relative residual) per check
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -480,9 +481,9 @@ class Cluster:
         on_event: EventSink | None = None,
         log: Callable[[str], None] | None = None,
     ) -> SolveResult:
-        """Solve an already validated System (sorctl.solver.io), or a SystemFile
-        (sorctl.solver.npz_check), on this cluster; its feed shows it on the dashboard, as every
-        solve's does."""
+        """Solve an already validated System (sorctl.solver.io), a SystemFile
+        (sorctl.solver.npz_check), or a Grid whose rows the nodes make (sorctl.solver.generated)
+        on this cluster; its feed shows it on the dashboard, as every solve's does."""
         options = options.for_cluster()
         with _feed(system, options, f"cluster:{self.name}", self.name) as feed:
             result = self.provider.solve(

@@ -24,7 +24,8 @@ from sorctl import api
 from sorctl.cli.exit_codes import EXIT_INTERRUPTED, EXIT_NOT_CONVERGED, EXIT_OK
 from sorctl.errors import ClusterError, InputError, SorctlError
 from sorctl.options import DEFAULTS, METHODS
-from sorctl.solver import io, npz_check
+from sorctl.solver import gallery, io, npz_check
+from sorctl.solver.generated import GRID_KINDS, Grid, parse_gen
 from sorctl.solver.npz_check import SystemFile
 from sorctl.solver.peak_memory import note_host_peak
 from sorctl.solver.result import SolveResult
@@ -155,6 +156,27 @@ def _cluster_and_file(
     return target, system
 
 
+def _from_file(
+    file: Path, rhs, x0, cluster: str | None, local: bool, allow_nonsymmetric: bool
+) -> tuple[io.System | SystemFile, api.Cluster | None]:
+    """(the system of a file, the cluster to solve it on or None): checked in windows for a
+    cluster when it can be, else read whole."""
+    streamed = _cluster_and_file(file, rhs, x0, cluster, local, allow_nonsymmetric)
+    if streamed is not None:
+        target, system = streamed
+        return system or _whole_system(file, rhs, x0, allow_nonsymmetric), target
+    whole = _whole_system(file, rhs, x0, allow_nonsymmetric)
+    target = None if local else api.cluster_for_solve(cluster)
+    if target is not None and io.file_kind(file) == "mtx":
+        err.print(
+            f"note: {file} is read whole on this host (an .npz of CSR arrays is checked "
+            "in windows and sent as it is)",
+            markup=False,
+            soft_wrap=True,
+        )
+    return whole, target
+
+
 def _whole_system(file: Path, rhs, x0, allow_nonsymmetric: bool) -> io.System:
     system = io.load_system(file, rhs, allow_nonsymmetric=allow_nonsymmetric)
     if x0 is not None:
@@ -172,8 +194,27 @@ def _starting_guess(x0: Path, n: int) -> np.ndarray:
     return np.ascontiguousarray(guess, dtype=np.float64)
 
 
+def _generated(gen: str, rhs, x0, local: bool, cluster: str | None):
+    """(the system, its cluster or None) of --gen KIND:SIZE: a grid the cluster's nodes make row
+    by row, or (locally, or a kind only a whole matrix makes) the system made whole here."""
+    if rhs is not None or x0 is not None:
+        raise InputError("--rhs and --x0 go with a system file, not --gen (its b is all ones)")
+    kind, size = parse_gen(gen)
+    target = None if local else api.cluster_for_solve(cluster)
+    if target is not None and kind in GRID_KINDS:
+        return Grid(kind, size), target
+    if target is not None:
+        err.print(f"note: {kind} is made whole on this host and sent (the nodes make only "
+                  f"{', '.join(GRID_KINDS)})", markup=False, soft_wrap=True)  # fmt: skip
+    A, b = gallery.make(kind, size)
+    return io.System(A=A, b=b, x0=None, source=f"{kind}:{size}"), target
+
+
 def solve(
-    file: Annotated[Path, typer.Argument(help="System file: .npz (A or CSR arrays, b) or .mtx.")],
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="System file: .npz (A or CSR arrays, b) or .mtx (or use --gen)."),
+    ] = None,
     rhs: Annotated[
         Path | None, typer.Option("--rhs", help="Right-hand side (.npy or .mtx).")
     ] = None,
@@ -236,8 +277,19 @@ def solve(
         Path | None,
         typer.Option("--checkpoint", help="Cluster: keep the last x here (resume with --x0)."),
     ] = None,
+    gen: Annotated[
+        str | None,
+        typer.Option(
+            "--gen",
+            metavar="KIND:SIZE",
+            help="Solve a `sorctl gen` system instead of a file (b = 1); on a cluster, each "
+            "node makes its own rows of the grid kinds.",
+        ),
+    ] = None,
 ) -> None:
     """Solve A x = b by SOR on the running cluster, or locally when none runs."""
+    if (file is None) == (gen is None):
+        raise InputError("give a system file or --gen KIND:SIZE (one of the two)")
     if omega is not None and not 0.0 < omega < 2.0:
         raise InputError(f"--omega must lie in (0, 2), got {omega}")
     _check_output_paths(output, plot)
@@ -251,21 +303,11 @@ def solve(
         inner_sweeps=inner_sweeps,
         blocks=blocks,
     )
-    system: io.System | SystemFile | None
-    streamed = _cluster_and_file(file, rhs, x0, cluster, local, allow_nonsymmetric)
-    if streamed is not None:
-        target, system = streamed
-        system = system or _whole_system(file, rhs, x0, allow_nonsymmetric)
+    if gen is not None:
+        system, target = _generated(gen, rhs, x0, local, cluster)
     else:
-        system = _whole_system(file, rhs, x0, allow_nonsymmetric)
-        target = None if local else api.cluster_for_solve(cluster)
-        if target is not None and io.file_kind(file) == "mtx":
-            err.print(
-                f"note: {file} is read whole on this host (an .npz of CSR arrays is checked "
-                "in windows and sent as it is)",
-                markup=False,
-                soft_wrap=True,
-            )
+        assert file is not None
+        system, target = _from_file(file, rhs, x0, cluster, local, allow_nonsymmetric)
     cluster_only = {"--inner-sweeps": inner_sweeps != DEFAULTS.inner_sweeps,
                     "--blocks": blocks is not None,
                     "--checkpoint": checkpoint is not None}  # fmt: skip

@@ -4,7 +4,8 @@ container.
 The host checks the user's system and puts its file (or a copy with b or x0 replaced) next to a
 JSON job document (sorctl.distributed.job.SolveJob: the solve's options and the scheduler's
 address) into a client container on the cluster's network and runs this. The rows of A go from
-the file to the nodes that own them, a window at a time (sorctl.distributed.rows). Progress,
+the file to the nodes that own them, a window at a time (sorctl.distributed.rows); a grid
+system's rows are made by the nodes themselves (the job names the grid, no file comes). Progress,
 events and checkpoints go to stdout as JSON lines (sorctl.distributed.wire), human-readable
 logs to stderr; the result is a solution file (sorctl.solver.io.save_solution). Exit codes as
 the CLI's: 0 converged, 3 not converged, 2 bad input, 1 cluster failure, 130 interrupted (with
@@ -50,9 +51,10 @@ def _interrupt(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     from sorctl.distributed.driver import solve
     from sorctl.distributed.job import SolveJob
-    from sorctl.distributed.rows import system_rows
+    from sorctl.distributed.rows import GridRows, RowSource, system_rows
     from sorctl.errors import ClusterError, InputError
     from sorctl.solver import io
+    from sorctl.solver.generated import Grid
     from sorctl.solver.peak_memory import cgroup_peak_bytes
 
     argv = sys.argv[1:] if argv is None else argv
@@ -65,9 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise InputError(f"{job_file}: cannot read the solve job: {exc.strerror}") from None
         opts = job.options.for_cluster()
-        source, b, x0, streamed = system_rows(job.system_path)
-        if not streamed:
-            wire.log(f"{job.system_path.name}: this layout is read whole, not streamed to nodes")
+        source: RowSource
+        if job.grid is not None:
+            grid = GridRows(Grid.from_dict(job.grid))
+            source, b, x0 = grid, grid.b, None
+            wire.log(f"{grid.grid.source}: each node makes its own rows")
+        else:
+            source, b, x0, streamed = system_rows(job.system_path)
+            if not streamed:
+                wire.log(f"{job.system_path.name}: this layout is read whole, not streamed")
         secret_path = Path(job.secret_file)
         secret = secret_path.read_text().strip() if secret_path.is_file() else ""
         host = job.host or _own_address(job.scheduler, job.port)

@@ -39,7 +39,7 @@ from sorctl.distributed.partition import (
     slots_of,
 )
 from sorctl.distributed.pipeline import Pipeline, chunk_cuts, plan_pipeline
-from sorctl.distributed.rows import MatrixRows, RowSource, entries_of, rows_of
+from sorctl.distributed.rows import GridRows, MatrixRows, RowSource, entries_of, rows_of
 from sorctl.errors import ClusterError
 from sorctl.options import DEFAULTS, SolveOptions
 from sorctl.solver.monitor import MAX_GAP, Monitor
@@ -170,6 +170,7 @@ class _Stats:
     rows_reread: int = 0  # rows read again for blocks moved off a lost node
     kept_blocks: int = 0  # blocks the nodes held from an earlier solve: no rows sent
     recovered_rows: int = 0  # rows of x taken from a buddy's copy after a loss
+    made_rows: int = 0  # rows of a grid system the nodes made themselves (none sent)
     iterations: int = 0
     lanczos_steps: int = 0  # the omega estimate's, on the workers
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -259,10 +260,29 @@ class _Runner:
                 kept_before.append(k)
         self.stats.kept_blocks += len(kept_before)
         to_send = [k for k in ids if k not in kept_before]  # those the nodes have: no rows sent
+        if isinstance(self.source, GridRows):  # each node makes its blocks' rows itself
+            grid = self.source.grid.to_dict()
+            made = {k: self.ex.submit(p.node_of[k], "load_grid", self.solve_id, k, grid)
+                    for k in to_send}  # fmt: skip
+            for k, job in made.items():
+                self._wait(job, k, "load")
+                self.stats.made_rows += p.parts[k].size
+        else:
+            self._send_pieces(to_send)
+        cuts = chunk_cuts(n) if p.pipelined else None
+        ends = {k: self.ex.submit(p.node_of[k], "load_end", self.solve_id, k, cuts) for k in ids}
+        held = {k: self._wait(job, k, "load") for k, job in ends.items()}
+        for k, h in held.items():
+            h.rows = p.parts[k]  # one copy of each block's rows here
+        return held
+
+    def _send_pieces(self, ids: list[int]) -> None:
+        """Blocks `ids`' rows read from the source and sent, a bounded window on its way."""
+        p = self.plan
         flying: list[tuple[int, Job, int]] = []
         in_flight = 0
         sent = self.stats.block_bytes
-        for k, piece in self.source.pieces(p.parts, p.label, to_send):
+        for k, piece in self.source.pieces(p.parts, p.label, ids):
             slot = p.node_of[k]
             size = sum(a.nbytes for a in piece)
             sent[slot] = sent.get(slot, 0) + size
@@ -274,12 +294,6 @@ class _Runner:
                 in_flight -= size0
         for k, job, _ in flying:
             self._wait(job, k, "load")
-        cuts = chunk_cuts(n) if p.pipelined else None
-        ends = {k: self.ex.submit(p.node_of[k], "load_end", self.solve_id, k, cuts) for k in ids}
-        held = {k: self._wait(job, k, "load") for k, job in ends.items()}
-        for k, h in held.items():
-            h.rows = p.parts[k]  # one copy of each block's rows here
-        return held
 
     def _lose(self, lost: NodeLost) -> list[int]:
         """Forget the node and re-place its blocks on the least-loaded survivors; returns the
@@ -819,6 +833,7 @@ def _figures(
         "rows_reread": st.rows_reread,
         "kept_blocks": st.kept_blocks,
         "recovered_rows": st.recovered_rows,
+        "made_rows": st.made_rows,
         "compute_s": st.compute,
         "comm_s": max(iterate_wall - st.compute, 0.0),
         "wire_s": st.wall.get("wire", 0.0),

@@ -1,5 +1,6 @@
 """What the host hands the client container for one cluster solve: a JSON document with the
-solve's options and where the scheduler is, next to the system file (all under SOLVE_DIR)."""
+solve's options and where the scheduler is, next to the system file (all under SOLVE_DIR), or
+with the grid system the nodes make themselves."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class SolveJob:
     checkpoint: bool = False  # emit checkpoints every options.checkpoint_every_s
     host: str | None = None  # own address; None: the one that faces the scheduler
     system_key: str = ""  # the user's file (path, size, mtime): the nodes keep its blocks
+    grid: dict[str, Any] | None = None  # a grid system the nodes make (generated.Grid), no file
     solve_dir: str = SOLVE_DIR  # system.npz in, result.npz and checkpoints out
     secret_file: str = SECRET_PATH
     cert_file: str = CERT_PATH

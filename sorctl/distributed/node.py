@@ -3,7 +3,8 @@ driver's requests, for SOR/SSOR and for cg-ssor.
 
 One worker process per node CPU lives for the whole solve (a long-running dispy job: `serve`).
 A block's rows of A arrive once, in pieces as the driver reads them (`load_begin`, `load_piece`,
-`load_end`: sorctl.distributed.blocks.Assembly makes the block as they come); they stay in the
+`load_end`: sorctl.distributed.blocks.Assembly makes the block as they come), or the worker makes
+them itself from a grid's stencil (`load_grid`, sorctl.distributed.rows.GridRows); they stay in the
 worker's memory with the block's current values. The driver then wires the workers to
 each other (sorctl.distributed.mesh) and asks each for whole runs of outer iterations
 (`iterate`): a worker sweeps its blocks in the order of sorctl.distributed.schedule, waits only
@@ -30,6 +31,7 @@ from sorctl.distributed.blocks import Assembly, kept
 from sorctl.distributed.mesh import DRIVER, Mesh, tune_socket
 from sorctl.distributed.node_block import Block, residual_norm, round_figures, set_halo, split_of
 from sorctl.distributed.node_cache import BlockCache
+from sorctl.solver.generated import Grid
 from sorctl.solver.kernels import eisenstat, vectors
 from sorctl.solver.kernels.csr import Split as SplitArrays
 from sorctl.solver.kernels.csr import (
@@ -140,7 +142,7 @@ class BlockStore:
         self.driver = driver
 
     def run(self, op: str, solve_id: str, block_id: int, payload: Any) -> Any:
-        """One request: load_begin | load_piece | load_end | listen | wire | lanczos |
+        """One request: load_begin | load_piece | load_grid | load_end | listen | wire | lanczos |
         lanczos_end | iterate | iterate_cg | gather | memory | abort | drop."""
         sid = str(solve_id)
         key = (sid, int(block_id))
@@ -165,6 +167,11 @@ class BlockStore:
             return kept_before is not None
         if op == "load_piece":  # the block's next rows, in its sweep order
             self.loading[key][0].add(*payload)
+            return None
+        if op == "load_grid":  # a grid system's: this node makes the block's rows itself
+            making, rows = self.loading[key][:2]
+            for piece in Grid.from_dict(payload).chunks(rows):
+                making.add(*piece)
             return None
         if op == "load_end":  # the block as made: the driver keeps its record
             making, rows, b, x_b, keep_as = self.loading.pop(key)

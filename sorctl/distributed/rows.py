@@ -1,5 +1,6 @@
 """Where a cluster solve reads A's rows from, a window of whole rows at a time: a matrix the
-driver holds (MatrixRows), or an .npz of CSR arrays read as it streams (FileRows).
+driver holds (MatrixRows), an .npz of CSR arrays read as it streams (FileRows), or a grid
+system whose rows each node makes itself (GridRows).
 
 The driver plans from the row pointer and passes over the column indices (sorctl.distributed.
 partition), then sends each window's rows to the workers that own them (sorctl.distributed.
@@ -20,6 +21,7 @@ import scipy.sparse as sp
 
 from sorctl.errors import InputError
 from sorctl.solver import io
+from sorctl.solver.generated import Grid
 from sorctl.solver.npz_stream import NpzStream, row_windows, window_cuts
 
 # entries (column index and value) per window: 6 MB of int32 + float64 values; a worker's
@@ -163,29 +165,63 @@ class FileRows:
     def pieces(
         self, parts: list[np.ndarray], label: np.ndarray, ids: list[int]
     ) -> Iterator[tuple[int, Piece]]:
-        # window by window, one pass: each block's rows of a window are its next piece, so
-        # every block's rows must be in row order
-        if not ids:
-            return
-        for k in ids:
-            if np.any(np.diff(parts[k]) <= 0):
-                raise ValueError(f"block {k}'s rows are not in row order: a file is read in it")
-        want = np.zeros(len(parts), dtype=bool)
-        want[ids] = True
-        lo = min(int(parts[k][0]) for k in ids)
-        hi = max(int(parts[k][-1]) for k in ids) + 1
-        for win in self.windows(lo, hi):
-            lab = label[win.r0 : win.r1]
-            local = np.flatnonzero(want[lab])
-            if not local.size:
-                continue
-            W = win.matrix(self.n)
-            by_block = local[np.argsort(lab[local], kind="stable")]
-            ks = lab[by_block]
-            edges = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
-            for a, z in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-                rows = by_block[a:z]
-                yield int(ks[a]), _piece(rows + win.r0, W[rows])
+        return pieces_in_row_order(self, parts, label, ids)
+
+
+class GridRows:
+    """A grid system (sorctl.solver.generated.Grid) no one holds: its row pointer is made from
+    the stencil, its windows (for the plan) are made as they are asked for, and each node makes
+    its own blocks' rows (the driver sends it the grid, not rows)."""
+
+    def __init__(self, grid: Grid, per: int = WINDOW_ENTRIES) -> None:
+        self.grid = grid
+        self.n = grid.n
+        self.indptr = grid.indptr()
+        self.b = grid.b()
+        self.per = per
+
+    def windows(
+        self, start: int = 0, stop: int | None = None, values: bool = True
+    ) -> Iterator[Window]:
+        for r0, r1 in window_cuts(self.indptr, start, self.n if stop is None else stop, self.per):
+            indptr, indices, data = self.grid.rows(np.arange(r0, r1))
+            yield Window(r0, indptr, indices, data if values else None)
+
+    def matrix(self) -> sp.csr_matrix:
+        return self.grid.matrix()
+
+    def pieces(
+        self, parts: list[np.ndarray], label: np.ndarray, ids: list[int]
+    ) -> Iterator[tuple[int, Piece]]:
+        return pieces_in_row_order(self, parts, label, ids)
+
+
+def pieces_in_row_order(
+    source: RowSource, parts: list[np.ndarray], label: np.ndarray, ids: list[int]
+) -> Iterator[tuple[int, Piece]]:
+    """RowSource.pieces from one pass over the source's windows: each block's rows of a window
+    are its next piece, so every block's rows must be in row order."""
+    if not ids:
+        return
+    for k in ids:
+        if np.any(np.diff(parts[k]) <= 0):
+            raise ValueError(f"block {k}'s rows are not in row order: the source is read in it")
+    want = np.zeros(len(parts), dtype=bool)
+    want[ids] = True
+    lo = min(int(parts[k][0]) for k in ids)
+    hi = max(int(parts[k][-1]) for k in ids) + 1
+    for win in source.windows(lo, hi):
+        lab = label[win.r0 : win.r1]
+        local = np.flatnonzero(want[lab])
+        if not local.size:
+            continue
+        W = win.matrix(source.n)
+        by_block = local[np.argsort(lab[local], kind="stable")]
+        ks = lab[by_block]
+        edges = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
+        for a, z in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+            rows = by_block[a:z]
+            yield int(ks[a]), _piece(rows + win.r0, W[rows])
 
 
 def rows_of(A) -> RowSource:

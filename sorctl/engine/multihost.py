@@ -34,6 +34,7 @@ from sorctl.engine.images import image_ref, sorctl_version
 from sorctl.errors import ClusterError, EngineError, InputError, PortsTakenError, SorctlError
 from sorctl.names import CLIENT_PORT, LABEL_CLUSTER, LABEL_ROLE, container_name
 from sorctl.options import SolveOptions
+from sorctl.solver.generated import Grid
 from sorctl.solver.io import System
 from sorctl.solver.npz_check import SystemFile
 from sorctl.solver.result import SolveResult
@@ -835,7 +836,7 @@ def solve_target(
 
 
 def solve(
-    name: str, system: System | SystemFile, options: SolveOptions,
+    name: str, system: System | SystemFile | Grid, options: SolveOptions,
     tls_files: TLSFiles | None = None, **kw: Any,
 ) -> SolveResult:  # fmt: skip
     """solve_container.run on the cluster across hosts; the scheduler's host lost mid-solve (its

@@ -25,6 +25,7 @@ from sorctl.engine.apply import Reporter
 from sorctl.engine.connect import TLSFiles, engine
 from sorctl.errors import ClusterError
 from sorctl.options import SolveOptions
+from sorctl.solver.generated import Grid
 from sorctl.solver.io import System
 from sorctl.solver.npz_check import SystemFile
 from sorctl.solver.result import SolveResult
@@ -154,7 +155,7 @@ class Provider(ABC, Generic[ShapeT, ChangeT]):
 
     @abstractmethod
     def solve(
-        self, name: str, system: System | SystemFile, options: SolveOptions, *,
+        self, name: str, system: System | SystemFile | Grid, options: SolveOptions, *,
         checkpoint: str | os.PathLike | None, progress: Progress, on_event: EventSink,
         log: Log | None,
     ) -> SolveResult:  # fmt: skip
@@ -221,7 +222,7 @@ class EngineProvider(Provider[Shape, int]):
             yield from observe.stream_logs(client, [c.name for c in picked], follow, tail)
 
     def solve(
-        self, name: str, system: System | SystemFile, options: SolveOptions, *,
+        self, name: str, system: System | SystemFile | Grid, options: SolveOptions, *,
         checkpoint: str | os.PathLike | None, progress: Progress, on_event: EventSink,
         log: Log | None,
     ) -> SolveResult:  # fmt: skip
@@ -297,7 +298,7 @@ class HostsProvider(Provider[HostsShape, HostChange]):
         return multihost.logs(name, target, follow, tail, warn, self.tls)
 
     def solve(
-        self, name: str, system: System | SystemFile, options: SolveOptions, *,
+        self, name: str, system: System | SystemFile | Grid, options: SolveOptions, *,
         checkpoint: str | os.PathLike | None, progress: Progress, on_event: EventSink,
         log: Log | None,
     ) -> SolveResult:  # fmt: skip

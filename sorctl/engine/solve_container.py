@@ -32,6 +32,7 @@ from sorctl.errors import ClusterError, InputError
 from sorctl.names import LABEL_CLUSTER, LABEL_ROLE, RUN_DIR, RUN_UID, SOLVE_DIR
 from sorctl.options import SolveOptions
 from sorctl.solver import io as sio
+from sorctl.solver.generated import Grid
 from sorctl.solver.npz_check import SystemFile, copy_with
 from sorctl.solver.result import SolveResult
 
@@ -49,7 +50,8 @@ def run(
     log: Callable[[str], None] | None = None,
     client=None,
 ) -> SolveResult:
-    """Solve `system` (a validated sorctl.solver.io.System) on cluster `info` (a ClusterInfo).
+    """Solve `system` (a validated sorctl.solver.io.System, a checked SystemFile, or a grid the
+    nodes make, sorctl.solver.generated.Grid) on cluster `info` (a ClusterInfo).
     client: the engine to run the client container on (default: the local one; a cluster
     across hosts passes its scheduler host's, and info.network "host"). It is closed here.
 
@@ -70,11 +72,12 @@ def run(
         tls=info.tls,  # dispy's TLS model: the shared certificate is also the CA
         checkpoint=checkpoint is not None,
         system_key=_file_identity(system),
+        grid=system.to_dict() if isinstance(system, Grid) else None,
     )
     container = None
     with tempfile.TemporaryDirectory(prefix="sorctl-solve-") as tmp:
         sys_path = _system_file(system, Path(tmp))
-        sys_bytes = sys_path.stat().st_size  # what the work tar sends of it
+        sys_bytes = sys_path.stat().st_size if sys_path else 0  # what the work tar sends of it
         try:
             container = _client_container(client, info)
             _put(container, str(Path(SOLVE_DIR).parent), _work_tar(sys_path, job))
@@ -128,8 +131,11 @@ def _outcome(container, job: SolveJob, tmp: Path, last: dict[str, Any] | None,
     raise error(f"solve on cluster {cluster}: {message}")
 
 
-def _system_file(system, tmp: Path) -> Path:
-    """The .npz to send: the user's file as it is when it holds the system, else a copy."""
+def _system_file(system, tmp: Path) -> Path | None:
+    """The .npz to send: the user's file as it is when it holds the system, else a copy; None
+    for a grid system (the nodes make its rows)."""
+    if isinstance(system, Grid):
+        return None
     if isinstance(system, SystemFile):
         if system.as_is:
             return Path(system.file)
@@ -154,6 +160,8 @@ def _expected_cpus(info, running: int) -> int:
 def _file_identity(system) -> str:
     """The user's file as the nodes' kept blocks name it (its path, size and modification
     time; b and x0 are not part of it), or "" for a system that is not a file."""
+    if isinstance(system, Grid):
+        return ""  # its nodes make its rows again faster than they read them back
     name = system.source if isinstance(system, SystemFile) else system.file
     if not name:
         return ""
@@ -240,15 +248,19 @@ def _put(container, parent: str, data: bytes | Iterator[bytes]) -> None:
 FILE_CHUNK = 1 << 20
 
 
-def _work_tar(system_file: Path, job: SolveJob) -> Iterator[bytes]:
+def _work_tar(system_file: Path | None, job: SolveJob) -> Iterator[bytes]:
     """SOLVE_DIR with the system and the job document, the client's user's alone: a tar stream
-    made as it is sent, so that the system file is never held in memory."""
+    made as it is sent, so that the system file is never held in memory (no system file for a
+    grid system)."""
     top = tarfile.TarInfo(Path(SOLVE_DIR).name)
     top.type, top.mode, top.uid, top.gid = tarfile.DIRTYPE, 0o700, RUN_UID, RUN_UID
     doc = job.to_json().encode()
     ti = tarfile.TarInfo(f"{top.name}/job.json")
     ti.size, ti.mode, ti.uid, ti.gid = len(doc), 0o600, RUN_UID, RUN_UID
     yield top.tobuf(tarfile.PAX_FORMAT) + ti.tobuf(tarfile.PAX_FORMAT) + _padded(doc)
+    if system_file is None:
+        yield b"\0" * (2 * tarfile.BLOCKSIZE)
+        return
     with open(system_file, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         info = tarfile.TarInfo(f"{top.name}/{job.system_path.name}")

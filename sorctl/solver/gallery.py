@@ -1,74 +1,40 @@
-"""Test systems (A, b): finite-difference/element model problems and random SPD matrices.
+"""Test systems (A, b): finite-difference/element model problems (made row by row,
+sorctl.solver.generated) and random SPD matrices.
 
 Every generator returns a canonical float64 CSR matrix (dense_spd: a 2-D ndarray) and b.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 
-
-def _stencil_grid(stencil: np.ndarray, m: int, dim: int) -> sp.csr_matrix:
-    """The matrix of a 3x3 (dim 2) or 3x3x3 (dim 3) stencil on an m^dim grid, Dirichlet edges."""
-    n = m**dim
-    grid = np.indices((m,) * dim).reshape(dim, n)
-    rows, cols, vals = [], [], []
-    for offset in np.ndindex(stencil.shape):
-        value = stencil[offset]
-        if value == 0:
-            continue
-        shift = np.array(offset) - 1
-        nb = grid + shift[:, None]
-        keep = np.all((nb >= 0) & (nb < m), axis=0)
-        src = np.flatnonzero(keep)
-        dst = np.ravel_multi_index(tuple(nb[:, keep]), (m,) * dim)
-        rows.append(src)
-        cols.append(dst)
-        vals.append(np.full(src.size, value))
-    A = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
-    A.sum_duplicates()
-    A.sort_indices()
-    return A
+from sorctl.errors import InputError
+from sorctl.solver.generated import ANISOTROPIC_EPS, ANISOTROPIC_THETA, Grid
 
 
 def poisson2d(m: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """5-point Laplacian on an m x m interior grid (n = m^2), b = 1."""
-    s = np.zeros((3, 3))
-    s[1, 1] = 4.0
-    s[0, 1] = s[2, 1] = s[1, 0] = s[1, 2] = -1.0
-    return _stencil_grid(s, m, 2), np.ones(m * m)
+    g = Grid("poisson2d", m)
+    return g.matrix(), g.b()
 
 
 def poisson3d(m: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """7-point Laplacian on an m^3 interior grid, b = 1."""
-    s = np.zeros((3, 3, 3))
-    s[1, 1, 1] = 6.0
-    for axis in range(3):
-        for side in (0, 2):
-            idx = [1, 1, 1]
-            idx[axis] = side
-            s[tuple(idx)] = -1.0
-    return _stencil_grid(s, m, 3), np.ones(m**3)
+    g = Grid("poisson3d", m)
+    return g.matrix(), g.b()
 
 
 def anisotropic2d(
-    m: int, eps: float = 0.01, theta: float = np.pi / 4
+    m: int, eps: float = ANISOTROPIC_EPS, theta: float = ANISOTROPIC_THETA
 ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Rotated anisotropic diffusion (bilinear finite elements, the stencil PyAMG's
-    diffusion_stencil_2d builds): strong direction theta, weak coefficient eps. Not consistently
-    ordered: the Jacobi spectral radius can exceed 1."""
-    c, s_ = np.cos(theta), np.sin(theta)
-    cc, ss, cs = c * c, s_ * s_, c * s_
-    a = (-eps - 1) * cc + (-eps - 1) * ss + (3 * eps - 3) * cs
-    b = (2 * eps - 4) * cc + (-4 * eps + 2) * ss
-    cc_ = (-eps - 1) * cc + (-eps - 1) * ss + (-3 * eps + 3) * cs
-    d = (-4 * eps + 2) * cc + (2 * eps - 4) * ss
-    e = (8 * eps + 8) * cc + (8 * eps + 8) * ss
-    stencil = np.array([[a, b, cc_], [d, e, d], [cc_, b, a]]) / 6.0
-    return _stencil_grid(stencil, m, 2), np.ones(m * m)
+    """Rotated anisotropic diffusion (sorctl.solver.generated.anisotropic_stencil): strong
+    direction theta, weak coefficient eps. Not consistently ordered: the Jacobi spectral radius
+    can exceed 1."""
+    g = Grid("anisotropic2d", m, eps, theta)
+    return g.matrix(), g.b()
 
 
 def random_spd(n: int, density: float = 0.01, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -93,3 +59,47 @@ def dense_spd(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     A = (G + G.T) / (2.0 * np.sqrt(2.0 * n))
     A[np.diag_indices(n)] += 2.0
     return A, rng.standard_normal(n)
+
+
+def bytes_needed(kind: str, size: int) -> int:
+    """Rough peak memory to build and write the system (several copies of the arrays)."""
+    if kind == "dense-spd":
+        return 3 * 8 * size * size
+    n, per_row = {
+        "poisson2d": (size**2, 5),
+        "anisotropic2d": (size**2, 9),
+        "poisson3d": (size**3, 7),
+        "random-spd": (size, 10),
+    }[kind]
+    return 6 * 12 * n * per_row
+
+
+def _available_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def make(
+    kind: str,
+    size: int,
+    *,
+    seed: int = 0,
+    density: float = 0.001,
+    eps: float = ANISOTROPIC_EPS,
+    theta: float = ANISOTROPIC_THETA,
+):
+    """(A, b) of a `sorctl gen` kind, refused (InputError) when it would not fit in memory."""
+    need, have = bytes_needed(kind, size), _available_bytes()
+    if have is not None and need > have:
+        raise InputError(
+            f"{kind} --size {size} needs about {need / 1e9:.1f} GB of memory, "
+            f"{have / 1e9:.1f} GB is available"
+        )
+    if kind == "random-spd":
+        return random_spd(size, density, seed)
+    if kind == "dense-spd":
+        return dense_spd(size, seed)
+    g = Grid(kind, size, eps, theta)
+    return g.matrix(), g.b()

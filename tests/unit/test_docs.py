@@ -300,7 +300,7 @@ def test_the_shell_blocks_show_commands():
     [
         "sorctl up --nodes 4 --no-such-flag",
         "sorctl up --nodes four",
-        "sorctl solve",  # its FILE argument is missing
+        "sorctl gen poisson2d -o x.npz",  # its --size is missing
         "sorctl frobnicate",
         "sorctl images",
         "make no-such-target",
