@@ -10,11 +10,13 @@ ratios to the targets:
   the host process and the client container each at most CSR/4 + 300 MB,
   each node at most CSR/2, all of them together at most 2 x CSR.
 Then solves the same file again (another tolerance) and prints the bytes of A sent to the
-workers (target 0: the nodes kept their blocks).
+workers (target 0: the nodes kept their blocks). With --gen, then also the same system from
+`sorctl solve --gen poisson3d:SIZE` (each node makes its own rows), measured the same way.
 
 Usage: .venv/bin/python bench/bench_memory.py [--size 200] [--nodes 4] [--method cg-ssor]
        [--rtol 1e-6] [--max-iter N] [--compressed]
        [--also /path/to/other/sorctl]   # e.g. another checkout's sorctl, measured the same way
+       [--gen]
 """
 
 from __future__ import annotations
@@ -113,13 +115,14 @@ class Watch(threading.Thread):
         return {name: peak for (r, name), peak in sorted(self.peaks.items()) if r == role}
 
 
-def measure(cmd: list[str], file: Path, cluster: str, solve_args: list[str], env):
-    """(exit code, host peak RSS bytes, the containers' peaks) of one cluster solve."""
+def measure(cmd: list[str], system: list[str], cluster: str, solve_args: list[str], env):
+    """(exit code, host peak RSS bytes, the containers' peaks) of one cluster solve of `system`
+    (a file, or --gen KIND:SIZE)."""
     watch = Watch(cluster)
     watch.start()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
-            [*cmd, "solve", str(file), "--cluster", cluster, "--json", *solve_args],
+            [*cmd, "solve", *system, "--cluster", cluster, "--json", *solve_args],
             stdout=out, stderr=err, env=env,
         )  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)
@@ -163,6 +166,9 @@ def main() -> None:
     parser.add_argument("--max-iter", type=int, default=None)
     parser.add_argument("--compressed", action="store_true", help="np.savez_compressed")
     parser.add_argument("--also", action="append", default=[], help="another sorctl to measure")
+    parser.add_argument(
+        "--gen", action="store_true", help="also solve --gen poisson3d:SIZE (nodes make rows)"
+    )
     args = parser.parse_args()
     env = dict(os.environ)
     env.setdefault("SORCTL_HOME", tempfile.mkdtemp(prefix="sorctl-bench-"))
@@ -186,12 +192,12 @@ def main() -> None:
         try:
             for label, cmd in [("this sorctl", here), *((p, [p]) for p in args.also)]:
                 t0 = time.perf_counter()
-                code, host, watch, _ = measure(cmd, file, name, solve_args, env)
+                code, host, watch, _ = measure(cmd, [str(file)], name, solve_args, env)
                 report(label, csr, code, host, watch, time.perf_counter() - t0)
             # the same file again, another tolerance: the nodes kept their blocks
             again = ["--method", args.method, "--rtol", "1e-4", *solve_args[4:]]
             t0 = time.perf_counter()
-            _, _, _, rep = measure(here, file, name, again, env)
+            _, _, _, rep = measure(here, [str(file)], name, again, env)
             sent = rep["a_bytes"]["client_to_workers"]
             print(
                 f"second solve of the file ({' '.join(again)}): {sum(sent.values())} bytes "
@@ -200,6 +206,14 @@ def main() -> None:
                 f"{time.perf_counter() - t0:.1f} s",
                 flush=True,
             )
+            if args.gen:  # the same system, made by the nodes: no file, no byte of A sent
+                t0 = time.perf_counter()
+                gen = ["--gen", f"poisson3d:{args.size}"]
+                code, host, watch, rep = measure(here, gen, name, solve_args, env)
+                report(f"solve {' '.join(gen)}", csr, code, host, watch,
+                       time.perf_counter() - t0)  # fmt: skip
+                print(f"  bytes of A sent: {rep['a_bytes']['total']}, rows made on the nodes: "
+                      f"{rep['made_rows']}", flush=True)  # fmt: skip
         finally:
             subprocess.run([*here, "down", "--name", name], env=env, stdout=subprocess.DEVNULL)
 
