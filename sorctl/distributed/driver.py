@@ -250,14 +250,23 @@ class _Runner:
         as they are read (a few windows in flight), and the nodes make the blocks."""
         p, n = self.plan, self.source.n
         kept_before = []
-        for k in ids:  # one block's b and x on their way at a time: each is O(n / blocks)
-            rows = p.parts[k]
+        begun: dict[str, tuple[int, Job]] = {}  # one block's b and x on its way to each node
+
+        def answered(node: str) -> None:
+            k, job = begun.pop(node)
+            if self._wait(job, k, "load"):
+                kept_before.append(k)
+
+        for k in ids:
+            rows, node = p.parts[k], p.node_of[k]
             keep_as = _block_key(self.system_key, rows) if self.system_key else ""
             entries = entries_of(self.source.indptr, rows)
             payload = (rows, n, entries, self.b[rows], self.x[rows], keep_as)
-            job = self.ex.submit(p.node_of[k], "load_begin", self.solve_id, k, payload)
-            if self._wait(job, k, "load"):
-                kept_before.append(k)
+            if node in begun:
+                answered(node)
+            begun[node] = (k, self.ex.submit(node, "load_begin", self.solve_id, k, payload))
+        for node in list(begun):
+            answered(node)
         self.stats.kept_blocks += len(kept_before)
         to_send = [k for k in ids if k not in kept_before]  # those the nodes have: no rows sent
         if isinstance(self.source, GridRows):  # each node makes its blocks' rows itself
