@@ -1,9 +1,10 @@
 """`python -m sorctl.distributed [JOB_FILE]`: one distributed solve, run inside the client
 container.
 
-The host checks the user's system and puts its file (or a copy with b or x0 replaced) next to a
-JSON job document (sorctl.distributed.job.SolveJob: the solve's options and the scheduler's
-address) into a client container on the cluster's network and runs this. The rows of A go from
+The host checks the user's system, puts a JSON job document (sorctl.distributed.job.SolveJob:
+the solve's options and the scheduler's address) into a client container on the cluster's
+network and starts this; the system file (or a copy with b or x0 replaced) follows, with a
+ready mark, while this starts. The rows of A go from
 the file to the nodes that own them, a window at a time (sorctl.distributed.rows); a grid
 system's rows are made by the nodes themselves (the job names the grid, no file comes). Progress,
 events and checkpoints go to stdout as JSON lines (sorctl.distributed.wire), human-readable
@@ -18,10 +19,14 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from sorctl.distributed import wire
 from sorctl.distributed.job import JOB_FILE
+from sorctl.errors import ClusterError, InputError
+
+SYSTEM_POLL_S = 0.02
 
 
 def _own_address(scheduler: str, port: int) -> str:
@@ -31,15 +36,40 @@ def _own_address(scheduler: str, port: int) -> str:
         return s.getsockname()[0]
 
 
-def _cut_beside(source, cpus: int, opts):
-    """The cut for `cpus` CPUs, made in a thread (its passes over the file overlap dispy's
-    start); its result() raises what the cut raised."""
+def _wait_for(path: Path, what: str, timeout: float) -> None:
+    """Until the host has put `path` in (it starts this container before it copies the system
+    file in), or InputError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise InputError(f"{what} did not arrive within {timeout:.0f} s")
+        time.sleep(SYSTEM_POLL_S)  # a file the host puts in: nothing to wait on but its name
+
+
+def _open_system(job, timeout: float):
+    """(row source, b, x0) of the job's system: the grid the nodes make, or the file read once
+    the host has put it in (its row pointer and vectors; the rows stream later)."""
+    from sorctl.distributed.rows import GridRows, RowSource, system_rows
+    from sorctl.solver.generated import Grid
+
+    source: RowSource
+    if job.grid is not None:
+        grid = GridRows(Grid.from_dict(job.grid))
+        wire.log(f"{grid.grid.source}: each node makes its own rows")
+        return grid, grid.b, None
+    _wait_for(job.system_ready_path, job.system_path.name, timeout)
+    source, b, x0, streamed = system_rows(job.system_path)
+    if not streamed:
+        wire.log(f"{job.system_path.name}: this layout is read whole, not streamed")
+    return source, b, x0
+
+
+def _beside(fn, *args):
+    """fn(*args) in a thread; its result() raises what fn raised."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from sorctl.distributed.driver import cut
-
-    pool = ThreadPoolExecutor(1, thread_name_prefix="cut")
-    future = pool.submit(cut, source, cpus, opts.blocks, None, opts.method == "cg-ssor")
+    pool = ThreadPoolExecutor(1, thread_name_prefix="beside")
+    future = pool.submit(fn, *args)
     pool.shutdown(wait=False)
     return future
 
@@ -49,13 +79,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sorctl.distributed.driver import solve
     from sorctl.distributed.job import SolveJob
-    from sorctl.distributed.rows import GridRows, RowSource, system_rows
-    from sorctl.errors import ClusterError, InputError
-    from sorctl.solver import io
-    from sorctl.solver.generated import Grid
-    from sorctl.solver.peak_memory import cgroup_peak_bytes
 
     argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, _interrupt)
@@ -67,22 +91,21 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise InputError(f"{job_file}: cannot read the solve job: {exc.strerror}") from None
         opts = job.options.for_cluster()
-        source: RowSource
-        if job.grid is not None:
-            grid = GridRows(Grid.from_dict(job.grid))
-            source, b, x0 = grid, grid.b, None
-            wire.log(f"{grid.grid.source}: each node makes its own rows")
-        else:
-            source, b, x0, streamed = system_rows(job.system_path)
-            if not streamed:
-                wire.log(f"{job.system_path.name}: this layout is read whole, not streamed")
+        # the host starts this container before it copies the file in: it arrives meanwhile
+        opening = _beside(_open_system, job, opts.ready_timeout_s)
+        from sorctl.distributed.dispy_executor import DispyExecutor
+        from sorctl.distributed.driver import cut, solve
+        from sorctl.solver import io
+        from sorctl.solver.peak_memory import cgroup_peak_bytes
+
+        source, b, x0 = opening.result()  # a file it cannot read ends here, before dispy starts
+        # the rows are cut for the CPUs the host expects while dispy starts (used if they come)
+        pipelined = opts.method == "cg-ssor"
+        cutting = _beside(cut, source, job.cpus, opts.blocks, None, pipelined) if job.cpus else None
         secret_path = Path(job.secret_file)
         secret = secret_path.read_text().strip() if secret_path.is_file() else ""
         host = job.host or _own_address(job.scheduler, job.port)
-        # the rows are cut for the CPUs the host expects while dispy starts (used if they come)
-        cutting = _cut_beside(source, job.cpus, opts) if job.cpus else None
         wire.log(f"connecting to the scheduler at {job.scheduler}:{job.port} from {host}")
-        from sorctl.distributed.dispy_executor import DispyExecutor
 
         executor = DispyExecutor(
             job.scheduler,

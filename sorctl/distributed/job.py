@@ -39,6 +39,11 @@ class SolveJob:
         return Path(self.solve_dir) / "system.npz"
 
     @property
+    def system_ready_path(self) -> Path:
+        """Put beside system.npz once it is whole (the client starts before it arrives)."""
+        return Path(self.solve_dir) / "system.ready"
+
+    @property
     def result_path(self) -> Path:
         return Path(self.solve_dir) / "result.npz"
 

@@ -75,14 +75,18 @@ def run(
         grid=system.to_dict() if isinstance(system, Grid) else None,
     )
     container = None
+    sys_bytes = 0  # what the host's link carries of A: the system file
     with tempfile.TemporaryDirectory(prefix="sorctl-solve-") as tmp:
-        sys_path = _system_file(system, Path(tmp))
-        sys_bytes = sys_path.stat().st_size if sys_path else 0  # what the work tar sends of it
         try:
             container = _client_container(client, info)
-            _put(container, str(Path(SOLVE_DIR).parent), _work_tar(sys_path, job))
+            _put(container, str(Path(SOLVE_DIR).parent), _job_tar(job))
             _put(container, str(Path(RUN_DIR).parent), _material_tar(info))
+            # started before the system is in: dispy and the workers start while it is copied
             container.start()
+            sys_path = _system_file(system, Path(tmp))
+            if sys_path is not None:
+                sys_bytes = sys_path.stat().st_size
+                _put(container, SOLVE_DIR, _system_tar(sys_path, job))
             last = _follow(container, progress, on_event, log, checkpoint)
             return _with_a_bytes(_outcome(container, job, Path(tmp), last, info.name), sys_bytes)
         except KeyboardInterrupt:
@@ -248,22 +252,23 @@ def _put(container, parent: str, data: bytes | Iterator[bytes]) -> None:
 FILE_CHUNK = 1 << 20
 
 
-def _work_tar(system_file: Path | None, job: SolveJob) -> Iterator[bytes]:
-    """SOLVE_DIR with the system and the job document, the client's user's alone: a tar stream
-    made as it is sent, so that the system file is never held in memory (no system file for a
-    grid system)."""
+def _job_tar(job: SolveJob) -> bytes:
+    """SOLVE_DIR with the job document, the client's user's alone."""
     top = tarfile.TarInfo(Path(SOLVE_DIR).name)
     top.type, top.mode, top.uid, top.gid = tarfile.DIRTYPE, 0o700, RUN_UID, RUN_UID
     doc = job.to_json().encode()
     ti = tarfile.TarInfo(f"{top.name}/job.json")
     ti.size, ti.mode, ti.uid, ti.gid = len(doc), 0o600, RUN_UID, RUN_UID
-    yield top.tobuf(tarfile.PAX_FORMAT) + ti.tobuf(tarfile.PAX_FORMAT) + _padded(doc)
-    if system_file is None:
-        yield b"\0" * (2 * tarfile.BLOCKSIZE)
-        return
+    end = b"\0" * (2 * tarfile.BLOCKSIZE)
+    return top.tobuf(tarfile.PAX_FORMAT) + ti.tobuf(tarfile.PAX_FORMAT) + _padded(doc) + end
+
+
+def _system_tar(system_file: Path, job: SolveJob) -> Iterator[bytes]:
+    """The system file, then its ready mark (the client waits for the mark: the file is whole
+    once it is there), as a tar stream made as it is sent: never in memory whole."""
     with open(system_file, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
-        info = tarfile.TarInfo(f"{top.name}/{job.system_path.name}")
+        info = tarfile.TarInfo(job.system_path.name)
         info.size, info.mode, info.uid, info.gid = size, 0o600, RUN_UID, RUN_UID
         yield info.tobuf(tarfile.PAX_FORMAT)
         left = size
@@ -273,7 +278,10 @@ def _work_tar(system_file: Path | None, job: SolveJob) -> Iterator[bytes]:
                 raise InputError(f"{system_file}: the file shrank while it was being sent")
             left -= len(chunk)
             yield chunk
-    yield b"\0" * (-size % tarfile.BLOCKSIZE) + b"\0" * (2 * tarfile.BLOCKSIZE)
+    mark = tarfile.TarInfo(job.system_ready_path.name)
+    mark.mode, mark.uid, mark.gid = 0o600, RUN_UID, RUN_UID
+    padding = b"\0" * (-size % tarfile.BLOCKSIZE)
+    yield padding + mark.tobuf(tarfile.PAX_FORMAT) + b"\0" * (2 * tarfile.BLOCKSIZE)
 
 
 def _padded(data: bytes) -> bytes:

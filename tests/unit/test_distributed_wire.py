@@ -61,7 +61,9 @@ def test_entry_reports_a_bad_system_file_with_exit_2_and_no_result(tmp_path):
     bad.write_bytes(b"not a zip")
     out = tmp_path / "result.npz"
     job = tmp_path / "job.json"
-    job.write_text(SolveJob(scheduler="127.0.0.1", solve_dir=str(tmp_path)).to_json())
+    doc = SolveJob(scheduler="127.0.0.1", solve_dir=str(tmp_path))
+    job.write_text(doc.to_json())
+    doc.system_ready_path.touch()  # as the host marks the file whole
     proc = subprocess.run(
         [sys.executable, "-m", "sorctl.distributed", str(job)],
         capture_output=True, text=True, timeout=120,
@@ -92,20 +94,26 @@ def test_the_client_gets_the_certificate_only_from_a_tls_cluster(tmp_path, tls):
     assert files == dict.fromkeys(want, 0o400)
 
 
-def test_the_work_tar_is_streamed_from_the_file_as_it_is(tmp_path, monkeypatch):
+def test_the_job_and_then_the_system_go_in_as_tar_streams_made_from_the_file(tmp_path):
     system = tmp_path / "user.npz"
     system.write_bytes(np.random.default_rng(0).bytes(3 * solve_cluster.FILE_CHUNK + 77))
     job = SolveJob(scheduler="10.0.0.2")
-    chunks = list(solve_cluster._work_tar(system, job))
+    with tarfile.open(fileobj=io.BytesIO(solve_cluster._job_tar(job))) as tar:
+        first = {m.name: m for m in tar.getmembers()}
+        doc = tar.extractfile("solve/job.json").read()
+    assert SolveJob.from_json(doc.decode()) == job
+    assert first["solve"].isdir() and first["solve"].mode == 0o700
+    chunks = list(solve_cluster._system_tar(system, job))
     assert max(map(len, chunks)) <= solve_cluster.FILE_CHUNK + 2048  # never the whole file
     with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-        members = {m.name: m for m in tar.getmembers()}
-        got = tar.extractfile(f"solve/{job.system_path.name}").read()
-        doc = tar.extractfile("solve/job.json").read()
-    assert got == system.read_bytes() and SolveJob.from_json(doc.decode()) == job
-    assert members["solve"].isdir() and members["solve"].mode == 0o700
-    assert {m.mode for m in members.values() if m.isfile()} == {0o600}
-    assert {(m.uid, m.gid) for m in members.values()} == {(RUN_UID, RUN_UID)}
+        members = tar.getmembers()
+        got = tar.extractfile(job.system_path.name).read()
+    assert got == system.read_bytes()
+    # the ready mark comes last: once the client sees it, the file is whole
+    assert [m.name for m in members] == [job.system_path.name, job.system_ready_path.name]
+    every = [*first.values(), *members]
+    assert {m.mode for m in every if m.isfile()} == {0o600}
+    assert {(m.uid, m.gid) for m in every} == {(RUN_UID, RUN_UID)}
 
 
 @pytest.mark.parametrize(
@@ -126,3 +134,13 @@ def test_the_job_document_round_trips_and_refuses_unknown_options():
     assert SolveJob.from_json(job.to_json()) == job
     with pytest.raises(InputError, match="unknown solve option"):
         SolveJob.from_json(job.to_json().replace('"blocks"', '"blokcs"'))
+
+
+def test_the_client_reads_the_system_only_once_its_ready_mark_is_in(tmp_path):
+    from sorctl.distributed.__main__ import _wait_for
+
+    mark = tmp_path / "system.ready"
+    with pytest.raises(InputError, match="system.npz did not arrive within 0 s"):
+        _wait_for(mark, "system.npz", 0.05)
+    mark.touch()
+    _wait_for(mark, "system.npz", 0.05)  # there: returns at once
