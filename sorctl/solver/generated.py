@@ -148,9 +148,7 @@ class Grid:
     def matrix(self) -> sp.csr_matrix:
         """All of A (canonical CSR), made a chunk at a time."""
         parts = list(self.chunks(np.arange(self.n)))
-        counts = np.concatenate([np.diff(p[1]) for p in parts])
-        indptr = np.zeros(self.n + 1, dtype=np.int32 if self.nnz < 2**31 else np.int64)
-        np.cumsum(counts, out=indptr[1:])
+        indptr = self.indptr()
         indices = np.concatenate([p[2] for p in parts]).astype(indptr.dtype, copy=False)
         A = sp.csr_matrix(
             (np.concatenate([p[3] for p in parts]), indices, indptr), shape=(self.n, self.n)
