@@ -75,7 +75,7 @@ def warm() -> None:
     vectors.direction(one, x, 1.0, 1)
     vectors.step(1.0, one, one, x, np.zeros(1), 1)
     # the omega estimate (sorctl.distributed.node_lanczos)
-    vectors.lanczos_products(one, one, one, one.copy(), 0.0, np.zeros(1), np.zeros(2), x.copy())
+    vectors.lanczos_products(one, one.copy(), one, one.copy(), 0.0, np.zeros(2), x.copy())
     vectors.lanczos_next(one, one.copy(), one.copy(), one.copy(), np.zeros(2), 0.0, 1.0)
     # pipelined cg-ssor (sorctl.distributed.node_pipeline): triangles of a block with a halo
     rank = np.arange(2, dtype=np.int64)

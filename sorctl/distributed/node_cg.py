@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from sorctl.distributed import schedule
-from sorctl.distributed.node_block import matvec, residual_norm, round_figures
+from sorctl.distributed.node_block import matvec, residual_norm, round_figures, split_of
 from sorctl.solver.kernels import vectors
+from sorctl.solver.kernels.csr import split_matvec
 
 
 def iterate_cg(
@@ -62,7 +63,7 @@ def iterate_cg(
             t0 = time.perf_counter()
             pq_local = 0.0
             for blk in blocks:
-                blk["q"] = matvec(blk, "pext")
+                split_matvec(*split_of(blk), blk["pext"], blk["q"])
                 pq_local += vectors.dot(blk["pext"], blk["q"], blk["r"].size)
             stats["sweep_s"] += time.perf_counter() - t0
             pq = float(store.allreduce(sid, w, np.array([pq_local]), stats)[0])
@@ -103,7 +104,9 @@ def _restart(store: Any, sid: str, w: Any, blocks: list, stats) -> None:
     store.exchange(sid, w, "xext", stats)
     for blk in blocks:
         ext = blk["xext"].size
-        blk["r"] = blk["b"] - matvec(blk, "xext")
+        r = blk["r"] = matvec(blk, "xext")
+        np.subtract(blk["b"], r, out=r)  # in place: no third n-vector for a moment
+        blk.setdefault("q", np.empty(r.size))
         # z's halo may hold a neighbour's first values already (and is 0 otherwise): keep it
         blk.setdefault("zext", np.zeros(ext))
         blk.setdefault("pext", np.zeros(ext))

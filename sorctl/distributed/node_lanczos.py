@@ -47,11 +47,10 @@ def lanczos(store: Any, sid: str, steps: int, seed: int | None) -> dict[str, Any
         t0 = time.perf_counter()
         part = np.zeros(3)
         for blk in blocks:
-            split_matvec(*split_of(blk), blk["uext"], blk["ly"])
+            split_matvec(*split_of(blk), blk["uext"], blk["lw"])
             part += vectors.lanczos_products(
-                blk["ls"], blk["ly"], blk["lv"], blk["lv_old"], st["beta"], blk["lw"], blk[g],
-                blk[h],
-            )  # fmt: skip
+                blk["diag"], blk["lw"], blk["lv"], blk["lv_old"], st["beta"], blk[g], blk[h]
+            )
         stats["sweep_s"] += time.perf_counter() - t0
         # the halo values and the sums travel together: one wait per step, not three
         need = (store.send_exchange(sid, w, g, stats), store.send_exchange(sid, w, h, stats))
@@ -68,7 +67,7 @@ def lanczos(store: Any, sid: str, steps: int, seed: int | None) -> dict[str, Any
         t0 = time.perf_counter()
         for blk in blocks:
             vectors.lanczos_next(
-                blk["ls"], blk["lw"], blk["lv"], blk["lv_old"], blk["uext"], alpha, beta
+                blk["diag"], blk["lw"], blk["lv"], blk["lv_old"], blk["uext"], alpha, beta
             )
             # the halo from the owners' own values of this step, never from our copy of u: the
             # recurrence would double its rounding every step (|alpha / beta| is about 2)
@@ -82,11 +81,11 @@ def lanczos(store: Any, sid: str, steps: int, seed: int | None) -> dict[str, Any
 # D^-1/2 w and D^-1/2 v (= u) with their halos, by the parity of the step
 GEXT, HEXT = ("gext0", "gext1"), ("hext0", "hext1")
 # a block's vectors while the estimate runs
-VECTORS = ("ls", "lv", "lv_old", "lw", "ly", "uext", *GEXT, *HEXT)
+VECTORS = ("lv", "lv_old", "lw", "uext", *GEXT, *HEXT)
 
 
 def end(store: Any, sid: str) -> None:
-    """The estimate is over: its vectors go (VECTORS: eleven per block would outlive it)."""
+    """The estimate is over: its vectors go (VECTORS: eight per block would outlive it)."""
     for (s, _), blk in store.blocks.items():
         if s == sid:
             for name in VECTORS:
@@ -96,25 +95,27 @@ def end(store: Any, sid: str) -> None:
 
 def _start(store: Any, sid: str, w: Any, mine: list[int], blocks: list, seed: int, stats) -> None:
     """v = (D^1/2 1 / its mean + noise) normalized, over every worker's rows at once."""
-    sqrt_d = [np.sqrt(blk["diag"]) for blk in blocks]
-    local = np.array([sum(float(s.sum()) for s in sqrt_d), sum(s.size for s in sqrt_d)])
+    # made in place, a vector at a time: the start holds no more than the steps will
+    local = np.array([sum(float(np.sqrt(blk["diag"]).sum()) for blk in blocks), 0.0])
+    local[1] = sum(blk["diag"].size for blk in blocks)
     total, rows = store.allreduce(sid, w, local, stats)
     mean = total / max(rows, 1.0)
     starts = []
-    for k, sd in zip(mine, sqrt_d, strict=True):
-        noise = np.random.default_rng([seed, k]).standard_normal(sd.size)
-        starts.append(sd / mean + START_NOISE * noise)
+    for k, blk in zip(mine, blocks, strict=True):
+        v = np.sqrt(blk["diag"])
+        v /= mean
+        v += START_NOISE * np.random.default_rng([seed, k]).standard_normal(v.size)
+        starts.append(v)
     norm2 = float(store.allreduce(sid, w, np.array([sum(float(v @ v) for v in starts)]), stats)[0])
     norm = math.sqrt(norm2)
-    for blk, sd, v in zip(blocks, sqrt_d, starts, strict=True):
-        blk["ls"] = 1.0 / sd
-        blk["lv"] = v / norm
-        blk["lv_old"] = np.zeros(sd.size)
-        blk["lw"] = np.empty(sd.size)
-        blk["ly"] = np.empty(sd.size)
+    for blk, v in zip(blocks, starts, strict=True):
+        v /= norm
+        blk["lv"] = v
+        blk["lv_old"] = np.zeros(v.size)
+        blk["lw"] = np.empty(v.size)  # A u, then w in place (vectors.lanczos_products)
         for vec in ("uext", *GEXT, *HEXT):
             blk.setdefault(vec, np.zeros(blk["xext"].size))  # its halo may hold values already
-        blk["uext"][: sd.size] = blk["ls"] * blk["lv"]
+        blk["uext"][: v.size] = (1.0 / np.sqrt(blk["diag"])) * v
     store.exchange(sid, w, "uext", stats)  # after this, each step brings the halos it needs
     w.lanczos.clear()
     w.lanczos.update(beta=0.0, step=0)

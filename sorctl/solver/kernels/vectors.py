@@ -5,6 +5,8 @@ extended vector: values, then the unused slot and the halo); only the first n en
 
 from __future__ import annotations
 
+import math
+
 import numba
 
 
@@ -44,17 +46,19 @@ def step(alpha, p, q, x, r, n):
 
 
 @numba.njit(cache=True, nogil=True)
-def lanczos_products(ls, y, lv, lv_old, beta, lw, gext, hext):
-    """One Lanczos step's first pass over a block's rows (sorctl.distributed.node_lanczos):
-    lw = ls * y - beta * lv_old (y = A u), gext[:n] = ls * lw and hext[:n] = ls * lv (the values
-    its neighbours make the next u from) and the partial sums (lv . lw, lw . lw, lv . lv)."""
+def lanczos_products(diag, lw, lv, lv_old, beta, gext, hext):
+    """One Lanczos step's first pass over a block's rows (sorctl.distributed.node_lanczos), with
+    s = diag^-1/2 made on the fly (one vector fewer to hold): lw holds y = A u and becomes
+    w = s * y - beta * lv_old in place, gext[:n] = s * w and hext[:n] = s * lv (the values its
+    neighbours make the next u from); returns the partial sums (lv . w, w . w, lv . lv)."""
     vw = ww = vv = 0.0
     for i in range(lv.shape[0]):
-        wi = ls[i] * y[i] - beta * lv_old[i]
+        si = 1.0 / math.sqrt(diag[i])
+        wi = si * lw[i] - beta * lv_old[i]
         lw[i] = wi
-        gext[i] = ls[i] * wi
+        gext[i] = si * wi
         vi = lv[i]
-        hext[i] = ls[i] * vi
+        hext[i] = si * vi
         vw += vi * wi
         ww += wi * wi
         vv += vi * vi
@@ -62,11 +66,11 @@ def lanczos_products(ls, y, lv, lv_old, beta, lw, gext, hext):
 
 
 @numba.njit(cache=True, nogil=True)
-def lanczos_next(ls, lw, lv, lv_old, uext, alpha, beta):
-    """The step's second pass: lv_old <- lv, lv <- (lw - alpha lv) / beta, uext[:n] = ls * lv."""
+def lanczos_next(diag, lw, lv, lv_old, uext, alpha, beta):
+    """The step's second pass: lv_old <- lv, lv <- (lw - alpha lv) / beta, uext[:n] = s * lv."""
     for i in range(lv.shape[0]):
         vi = lv[i]
         v_new = (lw[i] - alpha * vi) / beta
         lv_old[i] = vi
         lv[i] = v_new
-        uext[i] = ls[i] * v_new
+        uext[i] = (1.0 / math.sqrt(diag[i])) * v_new
