@@ -13,6 +13,7 @@ import numpy as np
 
 from sorctl.solver.kernels.csr import Split as SplitArrays
 from sorctl.solver.kernels.csr import split_matvec, split_residual_norm2
+from sorctl.solver.kernels.eisenstat import scaled_residual
 
 Block = dict[str, np.ndarray]
 # What each worker answers about a round beside its results (the driver sums them per worker);
@@ -27,15 +28,30 @@ def round_figures() -> dict[str, float]:
 
 # A block's rows as the sweeps take them (csr.split_tridiagonal's layout), beside "b" and "xext"
 SPLIT = ("fptr", "fidx", "fval", "lower", "diag", "upper")
+# ... or, once a pipelined strip has made them, as its scaled triangles alone (eisenstat.
+# split_ranked's, with "scale" beside them) and "diag": the block's rows are then held once
+TRIANGLES = ("lptr", "lidx", "lval", "uptr", "uidx", "uval")
+NO_VECTOR = np.empty(0)
 
 
 def split_of(blk: Block) -> SplitArrays:
     """The block's rows as the kernels take them."""
+    if "fptr" not in blk:
+        raise LookupError("the block's rows are held as a pipeline strip's triangles only")
     return blk["fptr"], blk["fidx"], blk["fval"], blk["lower"], blk["diag"], blk["upper"]
 
 
+def triangles_of(blk: Block) -> tuple[np.ndarray, ...]:
+    """A pipelined strip's scaled triangles (TRIANGLES)."""
+    return tuple(blk[name] for name in TRIANGLES)
+
+
 def residual_norm(blk: Block, rhs: str = "b", vec: str = "xext") -> float:
-    """||rhs - A vec||^2 over the block's rows."""
+    """||rhs - A vec||^2 over the block's rows, in whichever form the block holds them."""
+    if "lptr" in blk:
+        return float(
+            scaled_residual(*triangles_of(blk), blk["scale"], blk[rhs], blk[vec], NO_VECTOR)
+        )
     return float(split_residual_norm2(*split_of(blk), blk[rhs], blk[vec]))
 
 

@@ -9,8 +9,10 @@ worker (as on one machine) and CG's two inner products are summed among the work
 iterates are the local solver's (same order, same omega) to rounding.
 
 Per block the worker keeps the unit-diagonal scaling S = D^-1/2 (halo included), the scaled
-triangles, CG's r and p, and x_s = S^-1 x; x itself (xext) is written back at the end of every
-round, where the true residual is measured, so gathers and restarts see the current iterate.
+triangles (made at the first round in place of the block's split rows, so its rows are held
+once; the true residual is measured from them too), CG's r and p, and x_s = S^-1 x; x itself
+(xext) is written back at the end of every round, where the true residual is measured, so
+gathers and restarts see the current iterate.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sorctl.distributed.node_block import matvec, round_figures, split_of
+from sorctl.distributed.node_block import SPLIT, TRIANGLES, round_figures, split_of, triangles_of
 from sorctl.distributed.node_cg import round_answer
 from sorctl.solver.kernels import eisenstat
 
@@ -42,7 +44,7 @@ def iterate(
 
         def backward(k: int, blk: dict, lo: int, hi: int) -> float:
             """p <- r + beta p, t = Uc^-1 p on rows lo..hi-1 of block k."""
-            ptr, idx, val = st["upper"][k]
+            ptr, idx, val = triangles_of(blk)[3:]
             p, t = blk["p"], blk["text"]
             eisenstat.backward_direction_rows(
                 ptr, idx, val, omega, blk["r"], p, st["beta"], t, lo, hi
@@ -51,7 +53,7 @@ def iterate(
 
         def forward(k: int, blk: dict, lo: int, hi: int) -> float:
             """s = Lc^-1 (p - (2/omega - 1) t) on rows lo..hi-1; their share of p . (t + s)."""
-            ptr, idx, val = st["lower"][k]
+            ptr, idx, val = triangles_of(blk)[:3]
             p, t, s = blk["p"], blk["text"], blk["sext"]
             return float(eisenstat.forward_apply_rows(ptr, idx, val, omega, p, t, s, lo, hi))
 
@@ -77,7 +79,7 @@ def iterate(
         for k in mine:  # x = S x_s, for the check below, gathers and restarts
             blk = store.blocks[(sid, k)]
             n = blk["diag"].size
-            np.multiply(blk["xs"], st["scale"][k][:n], out=blk["xext"][:n])
+            np.multiply(blk["xs"], blk["scale"][:n], out=blk["xext"][:n])
     blocks = [store.blocks[(sid, k)] for k in mine]
     return round_answer(store, sid, w, blocks, done, breakdown, stats)
 
@@ -85,41 +87,32 @@ def iterate(
 def _restart(store: Any, sid: str, w: Any, mine: list[int], omega: float, stats) -> None:
     """CG from the blocks' current x: r = Lc^-1 S (b - A x), p = 0 (a pipelined forward solve)."""
     st = w.cg
-    if "scale" not in st:  # once per wiring: the neighbours' diagonals, then the triangles
+    if "scaled" not in st:  # once per wiring (every worker alike): the neighbours' diagonals
         for k in mine:
             blk = store.blocks[(sid, k)]
             n = blk["diag"].size
             d = blk.setdefault("dext", np.ones(blk["xext"].size))  # a neighbour's may be in
             d[:n], d[n] = blk["diag"], 1.0
         store.exchange(sid, w, "dext", stats)
-        st.update(scale={}, lower={}, upper={})
         for k in mine:
-            blk = store.blocks[(sid, k)]
-            n, ext = blk["diag"].size, blk["xext"].size
-            scale = 1.0 / np.sqrt(blk.pop("dext"))
-            rank = np.empty(ext, dtype=np.int64)
-            rank[: n + 1] = np.arange(n + 1)
-            for (frm, to), slots in w.recvs.items():
-                if to == k:  # values of lower strips come before every row, higher ones after
-                    rank[n + 1 + slots] = -1 if frm < k else ext + 1
-            fptr, fidx, fval, lower, _, upper = split_of(blk)
-            parts = eisenstat.split_ranked(fptr, fidx, fval, lower, upper, scale, rank)
-            st["scale"][k], st["lower"][k], st["upper"][k] = scale, parts[:3], parts[3:]
+            _make_triangles(store.blocks[(sid, k)], k, w.recvs)
+        st["scaled"] = True
     store.exchange(sid, w, "xext", stats)
     zero: dict[int, np.ndarray] = {}
     for k in mine:
         blk = store.blocks[(sid, k)]
         n, ext = blk["diag"].size, blk["xext"].size
-        scale = st["scale"][k][:n]
-        blk["g"] = scale * (blk["b"] - matvec(blk, "xext"))
-        blk["xs"] = blk["xext"][:n] / scale
+        scale = blk["scale"]
+        blk["g"] = np.empty(n)
+        eisenstat.scaled_residual(*triangles_of(blk), scale, blk["b"], blk["xext"], blk["g"])
+        blk["xs"] = blk["xext"][:n] / scale[:n]
         blk["p"] = np.zeros(n)
         for vec in ("text", "sext"):
             blk.setdefault(vec, np.zeros(ext))
         zero[k] = np.zeros(n)
 
     def solve(k: int, blk: dict, lo: int, hi: int) -> float:
-        ptr, idx, val = st["lower"][k]
+        ptr, idx, val = triangles_of(blk)[:3]
         g, s = blk["g"], blk["sext"]
         return float(eisenstat.forward_apply_rows(ptr, idx, val, omega, g, zero[k], s, lo, hi))
 
@@ -173,3 +166,29 @@ def _pass(
                     )
     w.passes[vec] = base + 1
     return total
+
+
+def _make_triangles(blk: dict, k: int, recvs: dict) -> None:
+    """Block k's scaled triangles and scale (its neighbours' diagonals are in "dext"), made
+    once per block: they take the place of its split rows, which go (all but the diagonal),
+    so the worker holds its rows once. A strip's triangles do not change with the wiring:
+    values of lower strips always come before its rows, those of higher ones after."""
+    dext = blk.pop("dext")
+    if "lptr" in blk:
+        return
+    n, ext = blk["diag"].size, blk["xext"].size
+    scale = 1.0 / np.sqrt(dext)
+    del dext
+    rank = np.empty(ext, dtype=np.int64)
+    rank[: n + 1] = np.arange(n + 1)
+    for (frm, to), slots in recvs.items():
+        if to == k:
+            rank[n + 1 + slots] = -1 if frm < k else ext + 1
+    fptr, fidx, fval, lower, _, upper = split_of(blk)
+    parts = eisenstat.split_ranked(fptr, fidx, fval, lower, upper, scale, rank)
+    del fptr, fidx, fval, lower, upper
+    for name in SPLIT:
+        if name != "diag":
+            del blk[name]
+    blk.update(zip(TRIANGLES, parts, strict=True))
+    blk["scale"] = scale

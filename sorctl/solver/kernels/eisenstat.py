@@ -70,6 +70,29 @@ def split_ranked(fptr, fidx, fval, lower, upper, scale, rank):
     return lptr, lidx, lval, uptr, uidx, uval
 
 
+@numba.njit(cache=True, nogil=True)
+def scaled_residual(lptr, lidx, lval, uptr, uidx, uval, scale, b, x, g):
+    """From a block's scaled triangles alone (split_ranked's, with their scale): g = S b - (S A
+    S) S^-1 x on its rows, x with its halo, S = diag(scale); returns ||b - A x||^2 over them
+    (b - A x = g / scale). An empty g: the norm alone."""
+    keep = g.shape[0] > 0
+    total = 0.0
+    for i in range(b.shape[0]):
+        si = scale[i]
+        acc = si * b[i] - x[i] / si  # the unit diagonal
+        for k in range(lptr[i], lptr[i + 1]):
+            j = lidx[k]
+            acc -= lval[k] * (x[j] / scale[j])
+        for k in range(uptr[i], uptr[i + 1]):
+            j = uidx[k]
+            acc -= uval[k] * (x[j] / scale[j])
+        if keep:
+            g[i] = acc
+        ri = acc / si
+        total += ri * ri
+    return total
+
+
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
 def backward_direction(uptr, uidx, uval, omega, r, p, beta, t):
     """p <- r + beta p, and t = (I/omega + U)^-1 p, rows n-1..0, in one pass."""
