@@ -5,8 +5,8 @@ Writes a 3-D Poisson system as an .npz of CSR arrays, brings up a cluster of --n
 `sorctl solve FILE --cluster NAME --method M --rtol R --json` as a child process and reads its
 peak RSS from os.wait4's rusage (ru_maxrss), and each container's peak from its memory cgroup
 (memory.max_usage_in_bytes on cgroup v1, memory.peak on v2; polled while it runs, as the client
-container is gone afterwards). Prints the CSR size (data + indices + indptr), the peaks and their
-ratios to the targets:
+container is gone afterwards; on v1 reset before each solve, so each is measured on its own).
+Prints the CSR size (data + indices + indptr), the peaks and their ratios to the targets:
   the host process and the client container each at most CSR/4 + 300 MB,
   each node at most CSR/2, all of them together at most 2 x CSR.
 Then solves the same file again (another tolerance) and prints the bytes of A sent to the
@@ -86,6 +86,27 @@ def cgroup_peak(container) -> int | None:
         return None
 
 
+def reset_peaks(cluster: str) -> None:
+    """Start every container's cgroup peak again from its present usage (cgroup v1: write 0 to
+    memory.max_usage_in_bytes), so each solve is measured on its own, not with the ones before
+    it on the same cluster. Where the file cannot be written, the peak is the container's
+    lifetime one and the bench says so."""
+    client = docker.from_env()
+    for c in client.containers.list(filters={"label": f"{LABEL_CLUSTER}={cluster}"}):
+        for path in (
+            f"/sys/fs/cgroup/memory/docker/{c.id}/memory.max_usage_in_bytes",
+            f"/sys/fs/cgroup/memory/system.slice/docker-{c.id}.scope/memory.max_usage_in_bytes",
+        ):
+            try:
+                Path(path).write_text("0")
+                break
+            except OSError:
+                continue
+        else:
+            print(f"  ({c.name}'s peak could not be reset: it is the container's lifetime peak)")
+    client.close()
+
+
 class Watch(threading.Thread):
     """Polls the cgroup peaks of the cluster's containers until stopped; keeps each one's
     largest, by (role, name)."""
@@ -118,6 +139,7 @@ class Watch(threading.Thread):
 def measure(cmd: list[str], system: list[str], cluster: str, solve_args: list[str], env):
     """(exit code, host peak RSS bytes, the containers' peaks) of one cluster solve of `system`
     (a file, or --gen KIND:SIZE)."""
+    reset_peaks(cluster)
     watch = Watch(cluster)
     watch.start()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

@@ -41,9 +41,9 @@ def split_of(blk: Block) -> SplitArrays:
     return blk["fptr"], blk["fidx"], blk["fval"], blk["lower"], blk["diag"], blk["upper"]
 
 
-def triangles_of(blk: Block) -> tuple[np.ndarray, ...]:
-    """A pipelined strip's scaled triangles (TRIANGLES)."""
-    return tuple(blk[name] for name in TRIANGLES)
+def triangles_of(blk: Block) -> SplitArrays:
+    """A pipelined strip's scaled triangles (TRIANGLES: lower's CSR, then upper's)."""
+    return blk["lptr"], blk["lidx"], blk["lval"], blk["uptr"], blk["uidx"], blk["uval"]
 
 
 def residual_norm(blk: Block, rhs: str = "b", vec: str = "xext") -> float:

@@ -6,7 +6,8 @@ written last. Only the latest system's blocks are kept.
 
 The files are written by a thread beside the solve (the split rows are never written to after
 the block is made), a slice at a time with each slice flushed and dropped from the page cache:
-the node's memory holds the block once, not once more as dirty pages.
+the node's memory holds the block once, not once more as dirty pages; a kept block read back is
+dropped from the page cache too.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class BlockCache:
         where = self.root / key
         try:
             meta = json.loads((where / "done").read_text())
-            arrays = {name: np.load(where / f"{name}.npy", allow_pickle=False) for name in ARRAYS}
+            arrays = {name: _read_npy(where / f"{name}.npy") for name in ARRAYS}
         except (OSError, ValueError):
             return None
         halo = arrays.pop("halo")
@@ -77,6 +78,14 @@ class BlockCache:
         for writer in self.writers:
             writer.join()
         self.writers.clear()
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """The array, with the file dropped from the page cache after: it is held once, in memory."""
+    with open(path, "rb") as fh:
+        arr = np.load(fh, allow_pickle=False)
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    return arr
 
 
 def _write_npy(path: Path, arr: np.ndarray) -> None:

@@ -38,8 +38,8 @@ def split_ranked(fptr, fidx, fval, lower, upper, scale, rank):
     and above it when rank[j] > i (rank[j] = j for the block's own rows, below 0 or past every
     row for values of blocks solved before or after it). scale covers every column."""
     n = fptr.shape[0] - 1
-    lptr = np.zeros(n + 1, dtype=np.int64)
-    uptr = np.zeros(n + 1, dtype=np.int64)
+    lptr = np.zeros(n + 1, dtype=fptr.dtype)  # no more entries than the split rows' pointer
+    uptr = np.zeros(n + 1, dtype=fptr.dtype)
     for i in range(n):
         nl = 1 if lower[i] != 0.0 else 0
         nu = 1 if upper[i] != 0.0 else 0
