@@ -79,12 +79,14 @@ def warm() -> None:
     vectors.lanczos_next(one, one.copy(), one.copy(), one.copy(), np.zeros(2), 0.0, 1.0)
     # pipelined cg-ssor (sorctl.distributed.node_pipeline): triangles of a block with a halo
     rank = np.arange(2, dtype=np.int64)
-    fptr, fidx, fval, lower, _, upper = split
-    parts = eisenstat.split_ranked(fptr, fidx, fval, lower, upper, x, rank)
-    lptr, lidx, lval, uptr, uidx, uval = parts
+    fptr, fidx, fval, lower, _, upper = (a.copy() for a in split)  # rewritten in place
+    mid = eisenstat.partition_scaled(fptr, fidx, fval, lower, upper, x, rank)
+    tri = (fptr, mid, fidx, fval, lower, upper)
     t, s = np.zeros(2), np.zeros(2)
-    eisenstat.backward_direction_rows(uptr, uidx, uval, 1.0, one, one.copy(), 0.0, t, 0, 1)
-    eisenstat.forward_apply_rows(lptr, lidx, lval, 1.0, one, t, s, 0, 1)
+    eisenstat.backward_direction_rows(*eisenstat.upper_of(tri), 1.0, one, one.copy(), 0.0, t, 0, 1)
+    eisenstat.forward_apply_rows(*eisenstat.lower_of(tri), 1.0, one, t, s, 0, 1)
+    eisenstat.scaled_residual(fptr, fidx, fval, lower, upper, x, one, x, np.zeros(1))
+    eisenstat.scaled_residual(fptr, fidx, fval, lower, upper, x, one, x, np.empty(0))
     eisenstat.cg_update(1.0, t, s, np.zeros(1), np.zeros(1))
 
 

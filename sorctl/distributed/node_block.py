@@ -13,7 +13,7 @@ import numpy as np
 
 from sorctl.solver.kernels.csr import Split as SplitArrays
 from sorctl.solver.kernels.csr import split_matvec, split_residual_norm2
-from sorctl.solver.kernels.eisenstat import scaled_residual
+from sorctl.solver.kernels.eisenstat import Triangles, scaled_residual
 
 Block = dict[str, np.ndarray]
 # What each worker answers about a round beside its results (the driver sums them per worker);
@@ -28,9 +28,9 @@ def round_figures() -> dict[str, float]:
 
 # A block's rows as the sweeps take them (csr.split_tridiagonal's layout), beside "b" and "xext"
 SPLIT = ("fptr", "fidx", "fval", "lower", "diag", "upper")
-# ... or, once a pipelined strip has made them, as its scaled triangles alone (eisenstat.
-# split_ranked's, with "scale" beside them) and "diag": the block's rows are then held once
-TRIANGLES = ("lptr", "lidx", "lval", "uptr", "uidx", "uval")
+# ... or, once a pipelined strip has made them of its split rows in place, as their scaled
+# triangles (eisenstat.partition_scaled's, with "scale" beside them) and "diag"
+TRIANGLES = ("tptr", "tmid", "tidx", "tval", "tlower", "tupper")
 NO_VECTOR = np.empty(0)
 
 
@@ -41,17 +41,19 @@ def split_of(blk: Block) -> SplitArrays:
     return blk["fptr"], blk["fidx"], blk["fval"], blk["lower"], blk["diag"], blk["upper"]
 
 
-def triangles_of(blk: Block) -> SplitArrays:
-    """A pipelined strip's scaled triangles (TRIANGLES: lower's CSR, then upper's)."""
-    return blk["lptr"], blk["lidx"], blk["lval"], blk["uptr"], blk["uidx"], blk["uval"]
+def triangles_of(blk: Block) -> Triangles:
+    """A pipelined strip's scaled triangles (TRIANGLES)."""
+    return blk["tptr"], blk["tmid"], blk["tidx"], blk["tval"], blk["tlower"], blk["tupper"]
 
 
 def residual_norm(blk: Block, rhs: str = "b", vec: str = "xext") -> float:
     """||rhs - A vec||^2 over the block's rows, in whichever form the block holds them."""
-    if "lptr" in blk:
+    if "tmid" in blk:
+        fptr, _, fidx, fval, lower, upper = triangles_of(blk)
         return float(
-            scaled_residual(*triangles_of(blk), blk["scale"], blk[rhs], blk[vec], NO_VECTOR)
-        )
+            scaled_residual(fptr, fidx, fval, lower, upper, blk["scale"], blk[rhs], blk[vec],
+                            NO_VECTOR)
+        )  # fmt: skip
     return float(split_residual_norm2(*split_of(blk), blk[rhs], blk[vec]))
 
 

@@ -4,10 +4,10 @@ driver's block key (the file's identity, its row pointer and the block's rows), 
 block's split rows and halo as plain .npy files (read back without pickle) and a `done` mark
 written last. Only the latest system's blocks are kept.
 
-The files are written by a thread beside the solve (the split rows are never written to after
-the block is made), a slice at a time with each slice flushed and dropped from the page cache:
-the node's memory holds the block once, not once more as dirty pages; a kept block read back is
-dropped from the page cache too.
+The files are written by a thread beside the solve (a pipelined strip rewrites its split rows
+into its triangles only after `wait`), a slice at a time with each slice flushed and dropped
+from the page cache: the node's memory holds the block once, not once more as dirty pages; a
+kept block read back is dropped from the page cache too.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ worker (as on one machine) and CG's two inner products are summed among the work
 iterates are the local solver's (same order, same omega) to rounding.
 
 Per block the worker keeps the unit-diagonal scaling S = D^-1/2 (halo included), the scaled
-triangles (made at the first round in place of the block's split rows, so its rows are held
+triangles (made at the first round of the block's split rows, in place, so its rows are held
 once; the true residual is measured from them too), CG's r and p, and x_s = S^-1 x; x itself
 (xext) is written back at the end of every round, where the true residual is measured, so
 gathers and restarts see the current iterate.
@@ -44,18 +44,16 @@ def iterate(
 
         def backward(k: int, blk: dict, lo: int, hi: int) -> float:
             """p <- r + beta p, t = Uc^-1 p on rows lo..hi-1 of block k."""
-            ptr, idx, val = triangles_of(blk)[3:]
+            upper = eisenstat.upper_of(triangles_of(blk))
             p, t = blk["p"], blk["text"]
-            eisenstat.backward_direction_rows(
-                ptr, idx, val, omega, blk["r"], p, st["beta"], t, lo, hi
-            )
+            eisenstat.backward_direction_rows(*upper, omega, blk["r"], p, st["beta"], t, lo, hi)
             return 0.0
 
         def forward(k: int, blk: dict, lo: int, hi: int) -> float:
             """s = Lc^-1 (p - (2/omega - 1) t) on rows lo..hi-1; their share of p . (t + s)."""
-            ptr, idx, val = triangles_of(blk)[:3]
+            lower = eisenstat.lower_of(triangles_of(blk))
             p, t, s = blk["p"], blk["text"], blk["sext"]
-            return float(eisenstat.forward_apply_rows(ptr, idx, val, omega, p, t, s, lo, hi))
+            return float(eisenstat.forward_apply_rows(*lower, omega, p, t, s, lo, hi))
 
         while done < iterations and math.sqrt(st["rr"]) > stop_below:
             _pass(store, sid, w, mine, False, "text", backward, stats)
@@ -94,35 +92,37 @@ def _restart(store: Any, sid: str, w: Any, mine: list[int], omega: float, stats)
             d = blk.setdefault("dext", np.ones(blk["xext"].size))  # a neighbour's may be in
             d[:n], d[n] = blk["diag"], 1.0
         store.exchange(sid, w, "dext", stats)
+        store.cache.wait()  # the split rows are rewritten in place: kept for the next solve first
         for k in mine:
             _make_triangles(store.blocks[(sid, k)], k, w.recvs)
         st["scaled"] = True
     store.exchange(sid, w, "xext", stats)
-    zero: dict[int, np.ndarray] = {}
-    for k in mine:
+    for k in mine:  # g = S (b - A x) in p's place and t = 0 in t's: no vector more than CG's
         blk = store.blocks[(sid, k)]
         n, ext = blk["diag"].size, blk["xext"].size
         scale = blk["scale"]
-        blk["g"] = np.empty(n)
-        eisenstat.scaled_residual(*triangles_of(blk), scale, blk["b"], blk["xext"], blk["g"])
+        g = blk.setdefault("p", np.empty(n))
+        fptr, _, fidx, fval, lower, upper = triangles_of(blk)
+        eisenstat.scaled_residual(fptr, fidx, fval, lower, upper, scale, blk["b"], blk["xext"], g)
         blk["xs"] = blk["xext"][:n] / scale[:n]
-        blk["p"] = np.zeros(n)
         for vec in ("text", "sext"):
             blk.setdefault(vec, np.zeros(ext))
-        zero[k] = np.zeros(n)
+        blk["text"][:n] = 0.0
 
     def solve(k: int, blk: dict, lo: int, hi: int) -> float:
-        ptr, idx, val = triangles_of(blk)[:3]
-        g, s = blk["g"], blk["sext"]
-        return float(eisenstat.forward_apply_rows(ptr, idx, val, omega, g, zero[k], s, lo, hi))
+        lower = eisenstat.lower_of(triangles_of(blk))
+        g, t, s = blk["p"], blk["text"], blk["sext"]
+        return float(eisenstat.forward_apply_rows(*lower, omega, g, t, s, lo, hi))
 
     _pass(store, sid, w, mine, True, "sext", solve, stats)
     rr_local = 0.0
     for k in mine:
         blk = store.blocks[(sid, k)]
-        blk["r"] = blk["sext"][: blk["diag"].size].copy()
-        rr_local += float(blk["r"] @ blk["r"])
-        del blk["g"]
+        n = blk["diag"].size
+        r = blk.setdefault("r", np.empty(n))
+        r[:] = blk["sext"][:n]
+        rr_local += float(r @ r)
+        blk["p"][:] = 0.0
     st["rr"] = float(store.allreduce(sid, w, np.array([rr_local]), stats)[0])
     st["beta"] = 0.0
 
@@ -170,11 +170,11 @@ def _pass(
 
 def _make_triangles(blk: dict, k: int, recvs: dict) -> None:
     """Block k's scaled triangles and scale (its neighbours' diagonals are in "dext"), made
-    once per block: they take the place of its split rows, which go (all but the diagonal),
-    so the worker holds its rows once. A strip's triangles do not change with the wiring:
-    values of lower strips always come before its rows, those of higher ones after."""
+    once per block of its split rows, in place (all but the diagonal): the worker holds its rows
+    once. A strip's triangles do not change with the wiring: values of lower strips always come
+    before its rows, those of higher ones after."""
     dext = blk.pop("dext")
-    if "lptr" in blk:
+    if "tmid" in blk:
         return
     n, ext = blk["diag"].size, blk["xext"].size
     scale = 1.0 / np.sqrt(dext)
@@ -185,10 +185,9 @@ def _make_triangles(blk: dict, k: int, recvs: dict) -> None:
         if to == k:
             rank[n + 1 + slots] = -1 if frm < k else ext + 1
     fptr, fidx, fval, lower, _, upper = split_of(blk)
-    parts = eisenstat.split_ranked(fptr, fidx, fval, lower, upper, scale, rank)
-    del fptr, fidx, fval, lower, upper
+    mid = eisenstat.partition_scaled(fptr, fidx, fval, lower, upper, scale, rank)
     for name in SPLIT:
         if name != "diag":
             del blk[name]
-    blk.update(zip(TRIANGLES, parts, strict=True))
+    blk.update(zip(TRIANGLES, (fptr, mid, fidx, fval, lower, upper), strict=True))
     blk["scale"] = scale

@@ -37,7 +37,7 @@ class _Preconditioned:
         self.omega = omega
         if sp.issparse(A):
             parts = eisenstat.split_scaled(A.indptr, A.indices, A.data, s)
-            self.lower, self.upper = parts[:3], parts[3:]
+            self.lower, self.upper = eisenstat.lower_of(parts), eisenstat.upper_of(parts)
             self.dense = None
         else:
             self.dense = eisenstat.DenseEisenstat(A * s[:, None] * s[None, :], omega)
@@ -47,15 +47,13 @@ class _Preconditioned:
         if self.dense is not None:
             self.dense.backward_direction(r, p, beta, t)
         else:
-            uptr, uidx, uval = self.upper
-            eisenstat.backward_direction(uptr, uidx, uval, self.omega, r, p, beta, t)
+            eisenstat.backward_direction(*self.upper, self.omega, r, p, beta, t)
 
     def forward_apply(self, p, t, s) -> float:
         """s such that t + s = Lc^-1 A_s Uc^-1 p; returns p . (t + s)."""
         if self.dense is not None:
             return self.dense.forward_apply(p, t, s)
-        lptr, lidx, lval = self.lower
-        return eisenstat.forward_apply(lptr, lidx, lval, self.omega, p, t, s)
+        return eisenstat.forward_apply(*self.lower, self.omega, p, t, s)
 
 
 def cg_ssor(

@@ -36,6 +36,23 @@ def triangles(A, omega):
     return np.tril(D, -1) + np.eye(n) / omega, np.triu(D, 1) + np.eye(n) / omega
 
 
+def plain(M):
+    """A CSR triangle as the solves take it, with no entry kept aside (near = 0)."""
+    return M.indptr[:-1], M.indptr[1:], M.indices, M.data, np.zeros(M.shape[0])
+
+
+def as_csr(triangle, n, side):
+    """A triangle the solves take, as a scipy matrix (near[i] in column i + side)."""
+    start, end, idx, val, near = triangle
+    rows, cols, vals = [], [], []
+    for i in range(n):
+        for k in range(start[i], end[i]):
+            rows.append(i), cols.append(idx[k]), vals.append(val[k])
+        if near[i] != 0.0:
+            rows.append(i), cols.append(i + side), vals.append(near[i])
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+
+
 # ---- kernels ------------------------------------------------------------------------------------
 
 
@@ -48,10 +65,10 @@ def test_csr_kernels_match_numpy(seed, omega):
     rng = np.random.default_rng(seed)
     r, p0 = rng.standard_normal(60), rng.standard_normal(60)
     p, t, s = p0.copy(), np.zeros(60), np.zeros(60)
-    eisenstat.backward_direction(U.indptr, U.indices, U.data, omega, r, p, 0.3, t)
+    eisenstat.backward_direction(*plain(U), omega, r, p, 0.3, t)
     assert rel(p, r + 0.3 * p0) < 1e-12
     assert rel(t, np.linalg.solve(Uc, p)) < 1e-12
-    pq = eisenstat.forward_apply(L.indptr, L.indices, L.data, omega, p, t, s)
+    pq = eisenstat.forward_apply(*plain(L), omega, p, t, s)
     expect_s = np.linalg.solve(Lc, p - (2 / omega - 1) * t)
     assert rel(s, expect_s) < 1e-12
     # Eisenstat's identity: t + s is the preconditioned operator applied to p
@@ -60,14 +77,47 @@ def test_csr_kernels_match_numpy(seed, omega):
     assert pq == pytest.approx(p @ q, rel=1e-12)
 
 
-def test_split_scaled_matches_scipy():
-    A = systems.random_spd(80, 0.1, 13)
+@pytest.mark.parametrize(
+    "make", [lambda: systems.random_spd(80, 0.1, 13), lambda: systems.poisson2d(9)]
+)
+def test_split_scaled_matches_scipy(make):
+    A = make()
+    n = A.shape[0]
     s_ = 1.0 / np.sqrt(A.diagonal())
-    lptr, lidx, lval, uptr, uidx, uval = eisenstat.split_scaled(A.indptr, A.indices, A.data, s_)
+    tri = eisenstat.split_scaled(A.indptr, A.indices, A.data, s_)
     As = sp.diags(s_) @ A @ sp.diags(s_)
-    L = sp.csr_matrix((lval, lidx, lptr), shape=A.shape)
-    U = sp.csr_matrix((uval, uidx, uptr), shape=A.shape)
+    L, U = as_csr(eisenstat.lower_of(tri), n, -1), as_csr(eisenstat.upper_of(tri), n, 1)
     assert abs(L - sp.tril(As, -1)).max() < 1e-15 and abs(U - sp.triu(As, 1)).max() < 1e-15
+
+
+def test_split_scaled_solves_match_plain_triangles():
+    """The entries beside the diagonal, kept aside, give the plain CSR triangles' solves."""
+    A = unit_diagonal(systems.poisson3d(5) + sp.diags(np.linspace(0, 1, 125)))
+    tri = eisenstat.split_scaled(A.indptr, A.indices, A.data, np.ones(125))
+    L, U = sp.tril(A, -1, format="csr"), sp.triu(A, 1, format="csr")
+    rng = np.random.default_rng(8)
+    r, p0 = rng.standard_normal(125), rng.standard_normal(125)
+    got, want = [p0.copy(), np.zeros(125), np.zeros(125)], [p0.copy(), np.zeros(125), np.zeros(125)]
+    for parts, (p, t, s) in ((tri, got), (None, want)):
+        up = plain(U) if parts is None else eisenstat.upper_of(parts)
+        low = plain(L) if parts is None else eisenstat.lower_of(parts)
+        eisenstat.backward_direction(*up, 1.4, r, p, 0.5, t)
+        eisenstat.forward_apply(*low, 1.4, p, t, s)
+    for a, b in zip(got, want, strict=True):
+        assert rel(a, b) < 1e-13
+
+
+def test_scaled_residual_matches_numpy():
+    """The unit-diagonal triangles (S = D^-1/2) give b - A x, and g = S (b - A x)."""
+    A = systems.random_spd(70, 0.1, 21)
+    rng = np.random.default_rng(9)
+    b, x, s_ = rng.standard_normal(70), rng.standard_normal(70), 1.0 / np.sqrt(A.diagonal())
+    fptr, _, fidx, fval, lower, upper = eisenstat.split_scaled(A.indptr, A.indices, A.data, s_)
+    g = np.empty(70)
+    rr = eisenstat.scaled_residual(fptr, fidx, fval, lower, upper, s_, b, x, g)
+    r = b - A @ x
+    assert rr == pytest.approx(r @ r, rel=1e-12)
+    assert rel(g, s_ * r) < 1e-12
 
 
 def test_cg_update_matches_numpy():
@@ -105,13 +155,14 @@ def test_kernels_accept_int64_and_unsorted_rows():
     rng = np.random.default_rng(7)
     p, t = rng.standard_normal(40), rng.standard_normal(40)
     s1, s2 = np.zeros(40), np.zeros(40)
-    eisenstat.forward_apply(L.indptr, L.indices, L.data, 1.3, p, t, s1)
+    eisenstat.forward_apply(*plain(L), 1.3, p, t, s1)
     indices, data = L.indices.astype(np.int64), L.data.copy()
     for i in range(40):
         a, e = L.indptr[i], L.indptr[i + 1]
         perm = a + rng.permutation(e - a)
         indices[a:e], data[a:e] = indices[perm], data[perm]
-    eisenstat.forward_apply(L.indptr.astype(np.int64), indices, data, 1.3, p, t, s2)
+    ptr = L.indptr.astype(np.int64)
+    eisenstat.forward_apply(ptr[:-1], ptr[1:], indices, data, np.zeros(40), 1.3, p, t, s2)
     assert rel(s2, s1) < 1e-12
 
 
