@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         opening = _beside(_open_system, job, opts.ready_timeout_s)
         from sorctl.distributed.dispy_executor import DispyExecutor
         from sorctl.distributed.driver import cut, solve
+        from sorctl.distributed.file_pages import release_after_loading
         from sorctl.solver import io
         from sorctl.solver.peak_memory import cgroup_peak_bytes
 
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             log=wire.log,
         )
         wire.emit("ready", nodes=executor.nodes())
+        _beside(release_after_loading)  # what the imports read of the libraries: not kept
 
         written: list[Path] = []
 

@@ -16,7 +16,8 @@ So the launcher reads it from FILE and appends `FLAG SECRET` for each FLAG to th
 sys.argv in memory: the daemon parses it as usual, while the process's command line (fixed at
 exec) and its environment never hold it. (dispynode.py runs through this launcher too.)
 
-For dispynode.py it first loads the solver's node code, which every worker job then inherits.
+For dispynode.py it first loads the solver's node code, which every worker job then inherits,
+and gives back the library pages the loading read.
 """
 
 import json
@@ -134,11 +135,15 @@ def _preload_worker() -> None:
     """Every worker job is a fork of dispynode (through its setup process): the node code and its
     compiled kernels loaded here once are there at once in every solve's workers, instead of
     each worker importing numpy, scipy and numba and loading the kernels (~0.6 s) before it
-    connects back. No kernel runs threads, so the fork is safe."""
+    connects back. No kernel runs threads, so the fork is safe. The library pages the loading
+    read go back to the kernel after (sorctl.distributed.file_pages): the node's memory holds
+    the blocks, not a copy of LLVM."""
     try:
         from sorctl.distributed import node
+        from sorctl.distributed.file_pages import release_after_loading
 
         node.warm()
+        release_after_loading()
     except Exception as exc:  # noqa: BLE001 -- the workers then load it themselves
         sys.stderr.write(f"run-daemon: node code not preloaded ({exc}): each worker loads it\n")
 
