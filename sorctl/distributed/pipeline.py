@@ -49,16 +49,20 @@ def plan_pipeline(n: int, blocks: list[Held], lks: list[Link], nchunks: int = CH
     reorder each link's entries (in place) by the chunk of its sender that computes them."""
     cuts = chunk_cuts(n, nchunks)
     bounds = [np.searchsorted(blk.rows, cuts).astype(np.int64) for blk in blocks]
-    chunk_of = np.repeat(np.arange(nchunks), np.diff(cuts))  # chunk of each global row
+
+    def chunk_of(rows: np.ndarray) -> np.ndarray:
+        """The chunk of each of these global rows (no n-vector of them: the driver holds few)."""
+        return np.searchsorted(cuts, rows, side="right") - 1
+
     pieces = {}
     for lk in lks:
         src, dst = blocks[lk.src], blocks[lk.dst]
         forward = lk.src < lk.dst
-        order = np.argsort(chunk_of[src.rows[lk.rows]], kind="stable")
+        order = np.argsort(chunk_of(src.rows[lk.rows]), kind="stable")
         if not forward:
             order = order[::-1]  # backward sweeps send from the last chunk down
         lk.rows, lk.slots = lk.rows[order], lk.slots[order]
-        made = chunk_of[src.rows[lk.rows]]
+        made = chunk_of(src.rows[lk.rows])
         starts = np.flatnonzero(np.r_[True, made[1:] != made[:-1]])
         ptr = np.r_[starts, made.size].astype(np.int64)
         piece_chunk = made[starts]
